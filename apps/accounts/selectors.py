@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from apps.accounts.models import Account, Currency
+from creditledger import errors
+from creditledger.pagination import Page, keyset_page
+
+
+def currency_get(*, code: str) -> Currency:
+    try:
+        return Currency.objects.get(code=code)
+    except Currency.DoesNotExist:
+        raise errors.UnknownCurrency(
+            f"Unknown currency '{code}'. GET /currencies lists the registered ones.", field="currency"
+        ) from None
+
+
+def currency_list() -> list[Currency]:
+    return list(Currency.objects.order_by("code"))
+
+
+def account_get(*, account_id: UUID) -> Account:
+    try:
+        return Account.objects.get(id=account_id)
+    except Account.DoesNotExist:
+        raise errors.AccountNotFound(f"No account {account_id}.") from None
+
+
+def account_list(
+    *,
+    currency: str | None = None,
+    status: str | None = None,
+    external_ref: str | None = None,
+    after: UUID | None = None,
+    limit: int,
+) -> Page[Account]:
+    """Accounts, newest first."""
+    queryset = Account.objects.all()
+    if currency:
+        queryset = queryset.filter(currency_id=currency)
+    if status:
+        queryset = queryset.filter(status=status)
+    if external_ref:
+        queryset = queryset.filter(external_ref=external_ref)
+    return keyset_page(queryset, field="id", after=after, limit=limit, descending=True)

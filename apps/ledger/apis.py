@@ -1,0 +1,246 @@
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.selectors import account_get
+from apps.ledger import selectors, services
+from apps.ledger.models import TransferStatus
+from creditledger import errors
+from creditledger.api.fields import (
+    CurrencyCodeField,
+    CursorField,
+    MetadataField,
+    MinorUnitsField,
+    OverdraftLimitField,
+    encode_cursor,
+    page_serializer,
+)
+from creditledger.api.ids import parse_path_id
+from creditledger.api.schema import problem_responses
+from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer, keyword_fields
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+_ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
+
+
+class EntryOutputSerializer(serializers.Serializer):
+    entryId = serializers.UUIDField(source="id")
+    accountId = serializers.UUIDField(source="account_id")
+    amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
+    sequence = serializers.IntegerField(help_text="Gapless per-account sequence number.")
+    balanceAfter = serializers.IntegerField(source="balance_after")
+
+
+class StatementLineSerializer(serializers.Serializer):
+    entryId = serializers.UUIDField(source="id")
+    transferId = serializers.UUIDField(source="transfer_id")
+    sequence = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
+    side = serializers.ChoiceField(choices=["debit", "credit"])
+    balanceAfter = serializers.IntegerField(source="balance_after")
+    counterparty = serializers.UUIDField(source="counterparty_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+@keyword_fields(
+    transferId=serializers.UUIDField(source="id"),
+    **{"from": serializers.UUIDField(source="from_account_id")},
+)
+class TransferOutputSerializer(serializers.Serializer):
+    to = serializers.UUIDField(source="to_account_id")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField(source="currency_id")
+    status = serializers.ChoiceField(choices=TransferStatus.choices)
+    idempotencyKey = serializers.CharField(source="idempotency_key")
+    metadata = MetadataField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    entries = EntryOutputSerializer(many=True, source="entries.all")
+
+
+class TransferListCreateApi(APIView):
+    @keyword_fields(**{"from": serializers.UUIDField(help_text="Account debited.")})
+    class TransferCreateInputSerializer(StrictInputSerializer):
+        to = serializers.UUIDField(help_text="Account credited.")
+        amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
+        currency = CurrencyCodeField()
+        idempotencyKey = serializers.CharField(
+            required=False, min_length=1, max_length=255,
+            help_text="Required here or in the Idempotency-Key header. Same key + same body replays the first answer.",
+        )
+        metadata = MetadataField(required=False, default=dict)
+
+    @keyword_fields(
+        **{
+            "from": serializers.DateTimeField(required=False, help_text="Created at or after (ISO 8601)."),
+            "to": serializers.DateTimeField(required=False, help_text="Created before (ISO 8601)."),
+        }
+    )
+    class TransferListQuerySerializer(PageQuerySerializer):
+        account = serializers.UUIDField(required=False, help_text="Transfers debiting or crediting this account.")
+        status = serializers.ChoiceField(choices=TransferStatus.choices, required=False)
+        currency = CurrencyCodeField(required=False)
+
+    TransferPageSerializer = page_serializer(TransferOutputSerializer, "TransferPage")
+
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_create",
+        summary="Post a transfer (exactly once per idempotency key)",
+        request=TransferCreateInputSerializer,
+        parameters=[
+            OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
+                             description="Alternative to the idempotencyKey body field."),
+        ],
+        responses={
+            201: OpenApiResponse(
+                TransferOutputSerializer,
+                description="Posted. A replay of an earlier request carries the header Idempotent-Replayed: true.",
+            ),
+            **problem_responses(400, 404, 409, 413, 422),
+        },
+        examples=[
+            OpenApiExample(
+                "Seed walkthrough",
+                value={"from": "0193a1b2-0000-7000-8000-00000000000a", "to": "0193a1b2-0000-7000-8000-00000000000b",
+                       "amount": 1234, "currency": "USD", "idempotencyKey": "demo-1"},
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request):
+        serializer = self.TransferCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcome = services.transfer_create(
+            idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
+            from_account_id=data["from"],
+            to_account_id=data["to"],
+            amount=data["amount"],
+            currency=data["currency"],
+            metadata=data["metadata"],
+        )
+        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
+        return Response(TransferOutputSerializer(outcome.transfer).data, status=status.HTTP_201_CREATED, headers=headers)
+
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_list",
+        summary="List transfers, newest first",
+        parameters=[TransferListQuerySerializer],
+        responses={200: TransferPageSerializer, **problem_responses(400, 404)},
+    )
+    def get(self, request):
+        query = self.TransferListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        page = selectors.transfer_list(
+            account_id=params.get("account"),
+            created_from=params.get("from"),
+            created_to=params.get("to"),
+            status=params.get("status"),
+            currency=params.get("currency"),
+            after=params.get("cursor"),
+            limit=params["limit"],
+        )
+        return Response({
+            "data": TransferOutputSerializer(page.items, many=True).data,
+            "nextCursor": encode_cursor(page.next_after),
+        })
+
+
+class TransferDetailApi(APIView):
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_retrieve",
+        summary="Fetch a transfer with its entries",
+        parameters=[OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")],
+        responses={200: TransferOutputSerializer, **problem_responses(404)},
+    )
+    def get(self, request, transfer_id: str):
+        transfer = selectors.transfer_get(transfer_id=parse_path_id(transfer_id, errors.TransferNotFound, "transfer"))
+        return Response(TransferOutputSerializer(transfer).data)
+
+
+class AccountBalanceApi(APIView):
+    class BalanceOutputSerializer(serializers.Serializer):
+        accountId = serializers.UUIDField(source="account_id")
+        currency = serializers.CharField()
+        balance = serializers.IntegerField(help_text="Posted balance in minor units; negative when overdrawn.")
+        available = serializers.IntegerField(
+            allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
+        )
+        overdraftLimit = OverdraftLimitField(source="overdraft_limit")
+        lastSequence = serializers.IntegerField(source="last_sequence", help_text="Sequence of the latest entry.")
+        updatedAt = serializers.DateTimeField(source="updated_at")
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_balance",
+        summary="Current balance",
+        parameters=[_ACCOUNT_ID_PARAMETER],
+        responses={200: BalanceOutputSerializer, **problem_responses(404)},
+    )
+    def get(self, request, account_id: str):
+        balance = selectors.account_balance(account_id=parse_path_id(account_id, errors.AccountNotFound, "account"))
+        return Response(self.BalanceOutputSerializer(balance).data)
+
+
+class AccountStatementApi(APIView):
+    @keyword_fields(
+        **{
+            "from": serializers.DateTimeField(required=False, help_text="Entries at or after (ISO 8601)."),
+            "to": serializers.DateTimeField(required=False, help_text="Entries before (ISO 8601)."),
+        }
+    )
+    class StatementQuerySerializer(PageQuerySerializer):
+        cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
+
+    class StatementOutputSerializer(serializers.Serializer):
+        accountId = serializers.UUIDField()
+        currency = serializers.CharField()
+        data = StatementLineSerializer(many=True)
+        nextCursor = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_statement",
+        summary="Statement: entries in sequence order with running balance",
+        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer],
+        responses={200: StatementOutputSerializer, **problem_responses(400, 404)},
+    )
+    def get(self, request, account_id: str):
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        query = self.StatementQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        account = account_get(account_id=account_uuid)
+        page = selectors.statement_lines(
+            account_id=account_uuid,
+            created_from=params.get("from"),
+            created_to=params.get("to"),
+            after_sequence=params.get("cursor"),
+            limit=params["limit"],
+        )
+        return Response({
+            "accountId": str(account.id),
+            "currency": account.currency_id,
+            "data": StatementLineSerializer(page.items, many=True).data,
+            "nextCursor": encode_cursor(page.next_after),
+        })
+
+
+def _idempotency_key(request, body_key: str | None) -> str:
+    header_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if header_key is not None and not 1 <= len(header_key) <= 255:
+        raise errors.InvalidRequest("The Idempotency-Key header must be 1-255 characters.", field=IDEMPOTENCY_HEADER)
+    if body_key and header_key and body_key != header_key:
+        raise errors.InvalidRequest("idempotencyKey and the Idempotency-Key header differ.", field="idempotencyKey")
+    key = body_key or header_key
+    if not key:
+        raise errors.InvalidRequest(
+            "idempotencyKey is required (body field or Idempotency-Key header).", field="idempotencyKey"
+        )
+    return key

@@ -1,0 +1,12 @@
+from django.db import migrations
+
+from creditledger.migrations import run_sql_file
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("accounts", "0001_initial"),
+        ("ledger", "0001_initial"),
+    ]
+
+    operations = [run_sql_file(__file__, "0002_invariants")]

@@ -1,0 +1,103 @@
+"""The journal. Rows here are append-only: PostgreSQL rejects UPDATE and DELETE of entries
+and of posted transfers (see sql/0002_invariants.sql)."""
+
+from django.db import models
+from django.db.models import F, Q
+
+from apps.accounts.models import Account, Currency
+from creditledger.ids import new_id
+
+
+class TransferStatus(models.TextChoices):
+    POSTED = "posted"
+
+
+class Transfer(models.Model):
+    """A movement of `amount` from one account to another, recorded as two entries."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    request_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
+    # Indexed below together with id, for keyset pagination of an account's transfers.
+    from_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    to_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    amount = models.BigIntegerField()
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False)
+    status = models.CharField(max_length=16, choices=TransferStatus.choices)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "transfer"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+            models.CheckConstraint(condition=~Q(from_account=F("to_account")), name="transfer_distinct_accounts"),
+            models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="transfer_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["from_account", "id"], name="transfer_from_account_id"),
+            models.Index(fields=["to_account", "id"], name="transfer_to_account_id"),
+            models.Index(fields=["created_at"], name="transfer_created_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency_id} {self.from_account_id} -> {self.to_account_id}"
+
+
+class Entry(models.Model):
+    """One side of a transfer on one account: a signed amount (credit > 0, debit < 0),
+    the account's next gapless sequence number and its balance after this entry."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
+    # (account, sequence) is unique, which indexes account lookups already.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    counterparty = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False)
+    amount = models.BigIntegerField()
+    sequence = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "entry"
+        verbose_name_plural = "entries"
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_non_zero"),
+            models.CheckConstraint(condition=Q(sequence__gte=1), name="entry_sequence_positive"),
+            models.UniqueConstraint(fields=["account", "sequence"], name="entry_account_sequence_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "created_at"], name="entry_account_created_at"),
+        ]
+
+    @property
+    def side(self) -> str:
+        return "credit" if self.amount > 0 else "debit"
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.amount:+d} {self.currency_id} on {self.account_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first outcome for an idempotency key: the transfer it created, or the business
+    error it was refused with. Replays return the same outcome."""
+
+    key = models.CharField(primary_key=True, max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "idempotency_record"
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(transfer__isnull=False, error__isnull=False),
+                name="idempotency_record_one_outcome",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

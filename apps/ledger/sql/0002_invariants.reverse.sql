@@ -1,0 +1,17 @@
+DROP TRIGGER IF EXISTS account_matches_entries ON account;
+DROP FUNCTION IF EXISTS ledger_account_deferred_check();
+DROP TRIGGER IF EXISTS transfer_balanced ON transfer;
+DROP FUNCTION IF EXISTS ledger_transfer_deferred_check();
+DROP TRIGGER IF EXISTS entry_balanced ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_deferred_check();
+DROP FUNCTION IF EXISTS ledger_check_account(uuid);
+DROP FUNCTION IF EXISTS ledger_check_transfer(uuid);
+DROP TRIGGER IF EXISTS entry_chain ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_chain();
+DROP TRIGGER IF EXISTS account_guard ON account;
+DROP FUNCTION IF EXISTS ledger_account_guard();
+DROP TRIGGER IF EXISTS transfer_immutable ON transfer;
+DROP FUNCTION IF EXISTS ledger_transfer_immutable();
+DROP TRIGGER IF EXISTS entry_immutable ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_immutable();
+ALTER TABLE entry DROP CONSTRAINT IF EXISTS entry_account_currency_fk;

@@ -1,0 +1,27 @@
+from django.db import models
+from django.db.models import Q
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it describes, waiting to be
+    relayed to Kafka. `id` gives the relay its order; `event_id` is the consumers' dedup key."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True)
+    topic = models.CharField(max_length=100)
+    key = models.CharField(max_length=100, help_text="Kafka message key: the aggregate id.")
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "outbox_event"
+        indexes = [
+            models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="outbox_event_unpublished"),
+            models.Index(fields=["published_at"], condition=Q(published_at__isnull=False), name="outbox_event_published"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

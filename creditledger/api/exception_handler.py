@@ -1,0 +1,156 @@
+"""The one place that turns errors into RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+from creditledger import errors
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://creditledger.dev/problems/"
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors_list: list[dict[str, str]] | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors_list:
+        body["errors"] = errors_list
+    if params:
+        body.update(params)
+    return body
+
+
+def ledger_error_body(error: errors.LedgerError, instance: str | None = None) -> dict[str, Any]:
+    field_errors = [{"field": error.field, "message": error.detail}] if error.field else None
+    return problem_body(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        instance=instance,
+        errors_list=field_errors,
+        params=error.params,
+    )
+
+
+def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
+    """DRF's nested error dict as a flat list of {field, message} (JSON-pointer-ish paths)."""
+    if isinstance(detail, dict):
+        flat: list[dict[str, str]] = []
+        for key, value in detail.items():
+            name = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            flat.extend(_flatten_validation(value, name))
+        return flat
+    if isinstance(detail, list):
+        flat = []
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)):
+                flat.extend(_flatten_validation(value, f"{prefix}[{index}]"))
+            else:
+                flat.extend(_flatten_validation(value, prefix))
+        return flat
+    return [{"field": prefix or "body", "message": str(detail)}]
+
+
+_DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, str]] = {
+    drf_exceptions.ParseError: ("malformed_request", "Malformed request body"),
+    drf_exceptions.UnsupportedMediaType: ("unsupported_media_type", "Unsupported media type"),
+    drf_exceptions.MethodNotAllowed: ("method_not_allowed", "Method not allowed"),
+    drf_exceptions.NotAcceptable: ("not_acceptable", "Not acceptable"),
+    drf_exceptions.NotFound: ("not_found", "Not found"),
+    drf_exceptions.NotAuthenticated: ("not_authenticated", "Authentication required"),
+    drf_exceptions.AuthenticationFailed: ("authentication_failed", "Authentication failed"),
+    drf_exceptions.PermissionDenied: ("permission_denied", "Permission denied"),
+    drf_exceptions.Throttled: ("throttled", "Too many requests"),
+}
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    request = context.get("request")
+    instance = request.path if request is not None else None
+    headers: dict[str, str] = {}
+
+    if isinstance(exc, errors.LedgerError):
+        body = ledger_error_body(exc, instance)
+        if exc.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        retry_after = exc.params.get("retryAfter") if exc.params else None
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+    elif isinstance(exc, drf_exceptions.ValidationError):
+        body = problem_body(
+            status=400,
+            code="validation_error",
+            title="The request is invalid",
+            detail="One or more fields are invalid.",
+            instance=instance,
+            errors_list=_flatten_validation(exc.detail),
+        )
+    elif isinstance(exc, RequestDataTooBig):
+        body = problem_body(
+            status=413, code="request_too_large", title="Request body too large", detail=str(exc),
+            instance=instance,
+        )
+    elif isinstance(exc, drf_exceptions.APIException):
+        code, title = _DRF_CODES.get(type(exc), ("error", "Error"))
+        body = problem_body(
+            status=exc.status_code, code=code, title=title, detail=str(exc.detail), instance=instance
+        )
+        if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
+            headers["Retry-After"] = str(int(exc.wait))
+    else:
+        return None  # a bug: let Django log it and answer 500
+
+    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def not_found_view(request, exception=None) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+    body = problem_body(
+        status=404, code="not_found", title="Not found",
+        detail=f"No endpoint at {request.path}.", instance=request.path,
+    )
+    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def server_error_view(request) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+    body = problem_body(
+        status=500, code="internal_error", title="Internal server error",
+        detail="An unexpected error occurred; it has been logged.", instance=request.path,
+    )
+    return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def bad_request_view(request, exception=None) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+    too_big = isinstance(exception, RequestDataTooBig)
+    body = problem_body(
+        status=413 if too_big else 400,
+        code="request_too_large" if too_big else "bad_request",
+        title="Request body too large" if too_big else "Bad request",
+        detail=str(exception) if exception else "Bad request.",
+        instance=request.path,
+    )
+    return JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)

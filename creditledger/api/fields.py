@@ -1,0 +1,137 @@
+"""Serializer fields shared by the APIs: strict money, bounded metadata, opaque cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from uuid import UUID
+
+import orjson
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+MAX_MINOR_UNITS = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_MINOR_UNITS})
+class MinorUnitsField(serializers.Field):
+    """A positive amount in minor units. Only JSON integers: no floats, strings or booleans."""
+
+    default_error_messages = {
+        "invalid": "Must be an integer number of minor units (for example 1234 for 12.34 USD).",
+        "min_value": "Must be at least 1.",
+        "max_value": f"Must be at most {MAX_MINOR_UNITS} (2^63-1).",
+    }
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        if data < 1:
+            self.fail("min_value")
+        if data > MAX_MINOR_UNITS:
+            self.fail("max_value")
+        return data
+
+    def to_representation(self, value: int) -> int:
+        return int(value)
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_MINOR_UNITS, "nullable": True})
+class OverdraftLimitField(serializers.Field):
+    """How far below zero the balance may go: null = unlimited, 0 = never negative."""
+
+    default_error_messages = {
+        "invalid": "Must be null or a non-negative integer number of minor units.",
+        "max_value": f"Must be at most {MAX_MINOR_UNITS} (2^63-1).",
+    }
+
+    def to_internal_value(self, data: Any) -> int | None:
+        if data is None:
+            return None
+        if isinstance(data, bool) or not isinstance(data, int) or data < 0:
+            self.fail("invalid")
+        if data > MAX_MINOR_UNITS:
+            self.fail("max_value")
+        return data
+
+    def to_representation(self, value: int | None) -> int | None:
+        return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "example": {"plan": "pro"}})
+class MetadataField(serializers.Field):
+    """A JSON object of the client's own, at most LEDGER['METADATA_MAX_BYTES'] bytes."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": "Must be at most {max_bytes} bytes of JSON.",
+    }
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        max_bytes = settings.LEDGER["METADATA_MAX_BYTES"]
+        if len(orjson.dumps(data)) > max_bytes:
+            self.fail("too_large", max_bytes=max_bytes)
+        return data
+
+    def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
+        return value
+
+
+class CurrencyCodeField(serializers.RegexField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "ISO 4217 code (USD) or a custom credit unit (CREDITS): 3-16 uppercase letters, digits or _.")
+        super().__init__(r"^[A-Z][A-Z0-9_]{2,15}$", **kwargs)
+        self.error_messages["invalid"] = "Must be 3-16 uppercase letters, digits or underscores, starting with a letter."
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class CursorField(serializers.Field):
+    """An opaque pagination cursor wrapping the last key of the previous page (a UUID or a
+    sequence number, as `position_type` says)."""
+
+    default_error_messages = {"invalid": "Not a valid cursor; pass back `nextCursor` from a previous page."}
+
+    def __init__(self, *, position_type: type[UUID] | type[int], **kwargs: Any) -> None:
+        self.position_type = position_type
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> UUID | int:
+        if not isinstance(data, str) or len(data) > 512:
+            self.fail("invalid")
+        try:
+            decoded = orjson.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+            position = decoded["after"]
+            if self.position_type is int:
+                if isinstance(position, bool) or not isinstance(position, int):
+                    self.fail("invalid")
+                return position
+            return UUID(position)
+        except (binascii.Error, ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+            self.fail("invalid")
+
+    def to_representation(self, value: UUID | int) -> str:
+        return encode_cursor(value)
+
+
+def encode_cursor(position: UUID | int | None) -> str | None:
+    if position is None:
+        return None
+    after = position if isinstance(position, int) else str(position)
+    return base64.urlsafe_b64encode(orjson.dumps({"after": after})).decode().rstrip("=")
+
+
+def page_serializer(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """A `{data: [...], nextCursor}` envelope for keyset-paginated lists."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {
+            "data": item(many=True),
+            "nextCursor": serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."),
+        },
+    )

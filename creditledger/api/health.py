@@ -1,0 +1,31 @@
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from creditledger import errors
+from creditledger.api.schema import problem_responses
+
+_StatusSerializer = inline_serializer("HealthStatus", {"status": serializers.CharField()})
+
+
+class HealthzApi(APIView):
+    @extend_schema(tags=["health"], summary="Liveness: the process is up", responses={200: _StatusSerializer})
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadyzApi(APIView):
+    @extend_schema(
+        tags=["health"],
+        summary="Readiness: the database answers",
+        responses={200: _StatusSerializer, **problem_responses(503)},
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:  # any failure to reach the database means not ready
+            raise errors.ServiceUnavailable(f"Database unreachable: {exc.__class__.__name__}") from exc
+        return Response({"status": "ready"})

