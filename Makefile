@@ -39,5 +39,14 @@ verify: $(STAMP) ## recompute every balance from the entries and check every inv
 schema: $(STAMP) ## write the OpenAPI schema to openapi.yaml
 	$(DEVSTACK) exec -- $(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml
 
+up: ## build the image and start the docker-compose demo (docs/observability.md)
+	docker compose up -d --build
+
+down: ## stop the docker-compose demo and delete its volumes
+	docker compose down -v
+
+logs: ## follow the docker-compose demo's logs
+	docker compose logs -f --tail=200
+
 clean: ## remove the virtualenv and embedded data
 	rm -rf $(VENV) .data

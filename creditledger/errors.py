@@ -89,6 +89,10 @@ class ServiceUnavailable(LedgerError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
 
+class ProjectionNotReady(ServiceUnavailable):
+    code, title = "projection_not_ready", "The read model has not caught up yet"
+
+
 def _all_subclasses(cls: type[LedgerError]) -> list[type[LedgerError]]:
     found = []
     for sub in cls.__subclasses__():

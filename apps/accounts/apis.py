@@ -8,6 +8,7 @@ from apps.accounts.models import AccountStatus
 from creditledger import errors
 from creditledger.api.fields import CurrencyCodeField, MetadataField, OverdraftLimitField, encode_cursor, page_serializer
 from creditledger.api.ids import parse_path_id
+from creditledger.api.parsers import JSONParser
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer
 
@@ -31,6 +32,8 @@ class AccountOutputSerializer(serializers.Serializer):
 
 
 class CurrencyListCreateApi(APIView):
+    parser_classes = [JSONParser]
+
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
         scale = serializers.IntegerField(min_value=0, max_value=18)
@@ -56,6 +59,8 @@ class CurrencyListCreateApi(APIView):
 
 
 class AccountListCreateApi(APIView):
+    parser_classes = [JSONParser]
+
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()
         name = serializers.CharField(required=False, allow_null=True, max_length=200)

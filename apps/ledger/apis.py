@@ -6,6 +6,8 @@ from rest_framework.views import APIView
 from apps.accounts.selectors import account_get
 from apps.ledger import selectors, services
 from apps.ledger.models import TransferStatus
+from apps.projections import selectors as projections
+from apps.projections.consistency import TOKEN_HEADER, consistency_token_for, consistency_token_parse
 from creditledger import errors
 from creditledger.api.fields import (
     CurrencyCodeField,
@@ -13,10 +15,12 @@ from creditledger.api.fields import (
     MetadataField,
     MinorUnitsField,
     OverdraftLimitField,
+    UUIDStringField,
     encode_cursor,
     page_serializer,
 )
 from creditledger.api.ids import parse_path_id
+from creditledger.api.parsers import JSONParser
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer, keyword_fields
 
@@ -24,6 +28,13 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 _ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
+_CONSISTENCY_PARAMETERS = [
+    OpenApiParameter(
+        "consistencyToken", str, OpenApiParameter.QUERY, required=False,
+        description="From a POST /transfers answer: wait (up to 2 s) until the read model includes that write, else 503.",
+    ),
+    OpenApiParameter(TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."),
+]
 
 
 class EntryOutputSerializer(serializers.Serializer):
@@ -35,7 +46,7 @@ class EntryOutputSerializer(serializers.Serializer):
 
 
 class StatementLineSerializer(serializers.Serializer):
-    entryId = serializers.UUIDField(source="id")
+    entryId = serializers.UUIDField(source="entry_id")
     transferId = serializers.UUIDField(source="transfer_id")
     sequence = serializers.IntegerField()
     amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
@@ -60,10 +71,54 @@ class TransferOutputSerializer(serializers.Serializer):
     entries = EntryOutputSerializer(many=True, source="entries.all")
 
 
+class PostedTransferOutputSerializer(TransferOutputSerializer):
+    consistencyToken = serializers.SerializerMethodField(
+        help_text="Pass to a balance or statement read (query or Consistency-Token header) to read your write."
+    )
+
+    def get_consistencyToken(self, transfer) -> str:
+        return consistency_token_for((entry.account_id, entry.sequence) for entry in transfer.entries.all())
+
+
+class ProjectedEntrySerializer(serializers.Serializer):
+    entryId = serializers.UUIDField()
+    accountId = serializers.UUIDField()
+    amount = serializers.IntegerField()
+    sequence = serializers.IntegerField()
+    balanceAfter = serializers.IntegerField()
+
+
+@keyword_fields(
+    transferId=serializers.UUIDField(source="transfer_id"),
+    **{"from": serializers.UUIDField(source="from_account_id")},
+)
+class TransferListItemSerializer(serializers.Serializer):
+    """A transfer as the read model has it: the same shape as TransferOutput."""
+
+    to = serializers.UUIDField(source="to_account_id")
+    amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=TransferStatus.choices)
+    idempotencyKey = serializers.CharField(source="idempotency_key")
+    metadata = MetadataField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    entries = ProjectedEntrySerializer(many=True)
+
+
+class ConsistencySerializer(serializers.Serializer):
+    projectedSequence = serializers.IntegerField(
+        source="projected_sequence", help_text="Latest entry of this account the read model has applied."
+    )
+    ledgerSequence = serializers.IntegerField(source="ledger_sequence", help_text="Latest entry of this account in the ledger.")
+    upToDate = serializers.BooleanField(source="up_to_date")
+
+
 class TransferListCreateApi(APIView):
-    @keyword_fields(**{"from": serializers.UUIDField(help_text="Account debited.")})
+    parser_classes = [JSONParser]
+
+    @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
     class TransferCreateInputSerializer(StrictInputSerializer):
-        to = serializers.UUIDField(help_text="Account credited.")
+        to = UUIDStringField(help_text="Account credited.")
         amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
         currency = CurrencyCodeField()
         idempotencyKey = serializers.CharField(
@@ -83,7 +138,7 @@ class TransferListCreateApi(APIView):
         status = serializers.ChoiceField(choices=TransferStatus.choices, required=False)
         currency = CurrencyCodeField(required=False)
 
-    TransferPageSerializer = page_serializer(TransferOutputSerializer, "TransferPage")
+    TransferPageSerializer = page_serializer(TransferListItemSerializer, "TransferPage")
 
     @extend_schema(
         tags=["transfers"],
@@ -96,7 +151,7 @@ class TransferListCreateApi(APIView):
         ],
         responses={
             201: OpenApiResponse(
-                TransferOutputSerializer,
+                PostedTransferOutputSerializer,
                 description="Posted. A replay of an earlier request carries the header Idempotent-Replayed: true.",
             ),
             **problem_responses(400, 404, 409, 413, 422),
@@ -122,13 +177,16 @@ class TransferListCreateApi(APIView):
             currency=data["currency"],
             metadata=data["metadata"],
         )
-        headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
-        return Response(TransferOutputSerializer(outcome.transfer).data, status=status.HTTP_201_CREATED, headers=headers)
+        body = PostedTransferOutputSerializer(outcome.transfer).data
+        headers = {TOKEN_HEADER: body["consistencyToken"]}
+        if outcome.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
     @extend_schema(
         tags=["transfers"],
         operation_id="transfers_list",
-        summary="List transfers, newest first",
+        summary="List transfers, newest first (read model)",
         parameters=[TransferListQuerySerializer],
         responses={200: TransferPageSerializer, **problem_responses(400, 404)},
     )
@@ -136,7 +194,7 @@ class TransferListCreateApi(APIView):
         query = self.TransferListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        page = selectors.transfer_list(
+        page = projections.projected_transfer_list(
             account_id=params.get("account"),
             created_from=params.get("from"),
             created_to=params.get("to"),
@@ -146,7 +204,7 @@ class TransferListCreateApi(APIView):
             limit=params["limit"],
         )
         return Response({
-            "data": TransferOutputSerializer(page.items, many=True).data,
+            "data": TransferListItemSerializer(page.items, many=True).data,
             "nextCursor": encode_cursor(page.next_after),
         })
 
@@ -173,18 +231,21 @@ class AccountBalanceApi(APIView):
             allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
         )
         overdraftLimit = OverdraftLimitField(source="overdraft_limit")
-        lastSequence = serializers.IntegerField(source="last_sequence", help_text="Sequence of the latest entry.")
-        updatedAt = serializers.DateTimeField(source="updated_at")
+        lastSequence = serializers.IntegerField(source="projected_sequence", help_text="Sequence of the latest entry included.")
+        updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True, help_text="When that entry was posted.")
+        consistency = ConsistencySerializer(source="*")
 
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_balance",
-        summary="Current balance",
-        parameters=[_ACCOUNT_ID_PARAMETER],
-        responses={200: BalanceOutputSerializer, **problem_responses(404)},
+        summary="Current balance (read model; pass a consistency token to read your writes)",
+        parameters=[_ACCOUNT_ID_PARAMETER, *_CONSISTENCY_PARAMETERS],
+        responses={200: BalanceOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
-        balance = selectors.account_balance(account_id=parse_path_id(account_id, errors.AccountNotFound, "account"))
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, account_uuid))
+        balance = projections.projected_balance(account_id=account_uuid)
         return Response(self.BalanceOutputSerializer(balance).data)
 
 
@@ -207,17 +268,18 @@ class AccountStatementApi(APIView):
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_statement",
-        summary="Statement: entries in sequence order with running balance",
-        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer],
-        responses={200: StatementOutputSerializer, **problem_responses(400, 404)},
+        summary="Statement: entries in sequence order with running balance (read model)",
+        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer, *_CONSISTENCY_PARAMETERS],
+        responses={200: StatementOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        query = self.StatementQuerySerializer(data=request.query_params.dict())
+        query = self.StatementQuerySerializer(data=_without_token(request.query_params))
         query.is_valid(raise_exception=True)
         params = query.validated_data
         account = account_get(account_id=account_uuid)
-        page = selectors.statement_lines(
+        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, account_uuid))
+        page = projections.projected_statement_lines(
             account_id=account_uuid,
             created_from=params.get("from"),
             created_to=params.get("to"),
@@ -244,3 +306,17 @@ def _idempotency_key(request, body_key: str | None) -> str:
             "idempotencyKey is required (body field or Idempotency-Key header).", field="idempotencyKey"
         )
     return key
+
+
+def _required_sequence(request, account_id) -> int | None:
+    """The entry sequence of `account_id` the caller's consistency token asks for, if any."""
+    raw = request.query_params.get("consistencyToken") or request.headers.get(TOKEN_HEADER)
+    if not raw:
+        return None
+    return consistency_token_parse(raw).get(account_id)
+
+
+def _without_token(query_params) -> dict:
+    params = query_params.dict()
+    params.pop("consistencyToken", None)
+    return params

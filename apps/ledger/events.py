@@ -20,7 +20,7 @@ def transfer_posted_message(transfer: Transfer, entries: list[Entry]) -> OutboxM
             "status": transfer.status,
             "metadata": transfer.metadata,
             "createdAt": transfer.created_at.isoformat(),
-            "entryIds": [str(entry.id) for entry in entries],
+            "entries": [_entry_data(entry) for entry in entries],
         },
     )
 
@@ -33,15 +33,19 @@ def entry_posted_message(entry: Entry) -> OutboxMessage:
         event_type="EntryPosted",
         aggregate_type="account",
         occurred_at=entry.created_at,
-        data={
-            "entryId": str(entry.id),
-            "transferId": str(entry.transfer_id),
-            "accountId": str(entry.account_id),
-            "counterpartyId": str(entry.counterparty_id),
-            "currency": entry.currency_id,
-            "amount": entry.amount,
-            "sequence": entry.sequence,
-            "balanceAfter": entry.balance_after,
-            "createdAt": entry.created_at.isoformat(),
-        },
+        data=_entry_data(entry),
     )
+
+
+def _entry_data(entry: Entry) -> dict:
+    return {
+        "entryId": str(entry.id),
+        "transferId": str(entry.transfer_id),
+        "accountId": str(entry.account_id),
+        "counterpartyId": str(entry.counterparty_id),
+        "currency": entry.currency_id,
+        "amount": entry.amount,
+        "sequence": entry.sequence,
+        "balanceAfter": entry.balance_after,
+        "createdAt": entry.created_at.isoformat(),
+    }

@@ -17,7 +17,7 @@ from apps.ledger.events import entry_posted_message, transfer_posted_message
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer, TransferStatus
 from apps.ledger.selectors import transfer_get
 from apps.outbox.services import outbox_messages_add
-from creditledger import errors
+from creditledger import errors, metrics
 from creditledger.db import in_durable_transaction
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -85,7 +85,11 @@ def transfer_create(
 
     outcome = in_durable_transaction(work)
     if isinstance(outcome, errors.LedgerError):
+        if not outcome.replayed:
+            metrics.TRANSFERS_FAILED.labels(reason=outcome.code).inc()
         raise outcome
+    if not outcome.replayed:
+        metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
     return outcome
 
 
@@ -172,9 +176,7 @@ def _post(
             balance=entry.balance_after, last_sequence=entry.sequence, updated_at=now
         )
     outbox_messages_add(transfer_posted_message(transfer, entries), *map(entry_posted_message, entries))
-    # The caller renders the entries: hand them over as if prefetched instead of reading them back.
-    transfer._prefetched_objects_cache = {"entries": entries}
-    return transfer
+    return transfer_get(transfer_id=transfer.id)
 
 
 def _require(locked: dict[UUID, Account], account_id: UUID, field: str) -> Account:

@@ -25,3 +25,18 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class RelayState(models.Model):
+    """The relay's failure streak and when it may try again: shared by every worker
+    process, so backoff holds across beat runs."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "outbox_relay_state"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="outbox_relay_state_singleton")]

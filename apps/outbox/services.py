@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 from opentelemetry import propagate
 
 from apps.outbox.models import OutboxEvent
+from apps.outbox.tasks import relay_kick
 from creditledger.ids import new_id
 
 ENVELOPE_VERSION = 1
@@ -42,7 +43,7 @@ def outbox_messages_add(*messages: OutboxMessage) -> None:
     """Queue events for the relay, inside the caller's transaction.
 
     The current trace context travels in the headers, so the relay and the consumer can
-    continue the trace that caused the change.
+    continue the trace that caused the change. The commit kicks the relay.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("outbox messages must be written inside the transaction that makes the change")
@@ -61,3 +62,4 @@ def outbox_messages_add(*messages: OutboxMessage) -> None:
             for message in messages
         ]
     )
+    transaction.on_commit(relay_kick)

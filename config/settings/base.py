@@ -21,15 +21,18 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_prometheus",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "apps.accounts",
     "apps.ledger",
     "apps.outbox",
+    "apps.projections",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -37,6 +40,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "creditledger.urls"
@@ -64,6 +68,18 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# The read model (CQRS projections) lives on its own alias, chosen by a router. By default
+# it is the same PostgreSQL database, through a second connection.
+_read_url = env("READ_DATABASE_URL", default="")
+DATABASES["read"] = {**(env.db_url_config(_read_url) if _read_url else DATABASES["default"])}
+DATABASES["read"]["ATOMIC_REQUESTS"] = False
+DATABASES["read"]["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+DATABASES["read"]["CONN_HEALTH_CHECKS"] = True
+READ_DATABASE_IS_DEFAULT = not _read_url
+if READ_DATABASE_IS_DEFAULT:
+    DATABASES["read"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["apps.projections.routers.ProjectionRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -109,6 +125,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "AccountStatusEnum": "apps.accounts.models.AccountStatus.choices",
+        "TransferStatusEnum": "apps.ledger.models.TransferStatus.choices",
     },
 }
 
@@ -117,6 +134,70 @@ LEDGER = {
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.
     "TRANSACTION_RETRIES": env.int("LEDGER_TRANSACTION_RETRIES", default=5),
+}
+
+KAFKA = {
+    "BOOTSTRAP_SERVERS": env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092"),
+    "TOPIC_PARTITIONS": env.int("KAFKA_TOPIC_PARTITIONS", default=3),
+    "DEAD_LETTER_TOPIC": env("KAFKA_DEAD_LETTER_TOPIC", default="ledger.deadletter.v1"),
+    "CONSUMER_GROUP": env("KAFKA_CONSUMER_GROUP", default="creditledger-projections"),
+    # Broker-specific client settings stay here, not in code: the embedded broker wants a
+    # short session timeout, or a new consumer group waits ~23 s for its first message.
+    "PRODUCER_CONFIG": {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": env.int("KAFKA_PRODUCER_LINGER_MS", default=2),
+        "message.timeout.ms": env.int("KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS", default=10000),
+    },
+    "CONSUMER_CONFIG": {
+        "session.timeout.ms": env.int("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", default=45000),
+        "heartbeat.interval.ms": env.int("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", default=3000),
+        # How long the broker may hold an empty fetch: bounds the idle-to-first-event latency.
+        "fetch.wait.max.ms": env.int("KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", default=100),
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    },
+}
+
+OUTBOX = {
+    "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
+    # A commit that wrote outbox rows schedules a drain this many seconds later, at most
+    # once per window per process: a burst of transfers causes few drains.
+    "KICK_DEBOUNCE_SECONDS": env.float("OUTBOX_KICK_DEBOUNCE_SECONDS", default=0.05),
+    "RETENTION_HOURS": env.float("OUTBOX_RETENTION_HOURS", default=24.0),
+    "MAX_BACKOFF_SECONDS": env.float("OUTBOX_MAX_BACKOFF_SECONDS", default=30.0),
+}
+
+PROJECTIONS = {
+    # How long a read with a consistency token waits for the projection before 503.
+    "CONSISTENCY_WAIT_SECONDS": env.float("PROJECTION_CONSISTENCY_WAIT_SECONDS", default=2.0),
+    "CONSUMER_BATCH_SIZE": env.int("PROJECTION_CONSUMER_BATCH_SIZE", default=500),
+}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_BROKER_TRANSPORT_OPTIONS = env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {
+        "task": "apps.outbox.tasks.relay_outbox",
+        "schedule": env.float("OUTBOX_RELAY_INTERVAL_SECONDS", default=1.0),
+        # A backlog of missed runs must not pile up: a run not started within 1 s is dropped.
+        "options": {"expires": 1.0},
+    },
+    "prune-outbox": {
+        "task": "apps.outbox.tasks.prune_outbox",
+        "schedule": env.float("OUTBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
+        "options": {"expires": 60.0},
+    },
+}
+
+METRICS = {
+    "WORKER_PORT": env.int("WORKER_METRICS_PORT", default=9101),
+    "CONSUMER_PORT": env.int("CONSUMER_METRICS_PORT", default=9102),
 }
 
 LOGGING = {

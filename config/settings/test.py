@@ -6,4 +6,5 @@ from .base import DATABASES
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Concurrency tests open many connections; persistent ones would outlive the threads.
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+for alias in DATABASES:
+    DATABASES[alias]["CONN_MAX_AGE"] = 0

@@ -48,6 +48,10 @@ class OverdraftLimitField(serializers.Field):
         "max_value": f"Must be at most {MAX_MINOR_UNITS} (2^63-1).",
     }
 
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)  # null is a value here: unlimited overdraft
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> int | None:
         if data is None:
             return None
@@ -68,13 +72,18 @@ class MetadataField(serializers.Field):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
         "too_large": "Must be at most {max_bytes} bytes of JSON.",
+        "unstorable": "Must hold only integers within 64 bits and nest at most 254 levels deep.",
     }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_object")
         max_bytes = settings.LEDGER["METADATA_MAX_BYTES"]
-        if len(orjson.dumps(data)) > max_bytes:
+        try:
+            size = len(orjson.dumps(data))
+        except orjson.JSONEncodeError:
+            self.fail("unstorable")
+        if size > max_bytes:
             self.fail("too_large", max_bytes=max_bytes)
         return data
 
@@ -82,11 +91,25 @@ class MetadataField(serializers.Field):
         return value
 
 
+class UUIDStringField(serializers.UUIDField):
+    """A UUID written as a JSON string. DRF's UUIDField also takes a JSON integer (or a
+    boolean) as the UUID's 128-bit value, which turns a typo into some other id."""
+
+    def to_internal_value(self, data: Any) -> UUID:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class CurrencyCodeField(serializers.RegexField):
+    # A class attribute, because RegexField hands the message to its validator in __init__.
+    default_error_messages = {
+        "invalid": "Must be 3-16 uppercase letters, digits or underscores, starting with a letter.",
+    }
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("help_text", "ISO 4217 code (USD) or a custom credit unit (CREDITS): 3-16 uppercase letters, digits or _.")
         super().__init__(r"^[A-Z][A-Z0-9_]{2,15}$", **kwargs)
-        self.error_messages["invalid"] = "Must be 3-16 uppercase letters, digits or underscores, starting with a letter."
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -110,6 +133,8 @@ class CursorField(serializers.Field):
                 if isinstance(position, bool) or not isinstance(position, int):
                     self.fail("invalid")
                 return position
+            if not isinstance(position, str):
+                self.fail("invalid")
             return UUID(position)
         except (binascii.Error, ValueError, TypeError, KeyError, orjson.JSONDecodeError):
             self.fail("invalid")

@@ -2,10 +2,10 @@
 
 import pytest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
 
-def test_seed_walkthrough(api):
+def test_seed_walkthrough(api, sync_projections):
     a = api.post("/accounts", {"currency": "USD"}, format="json")
     b = api.post("/accounts", {"currency": "USD"}, format="json")
     assert a.status_code == b.status_code == 201
@@ -19,6 +19,7 @@ def test_seed_walkthrough(api):
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
+    sync_projections()
     balance = api.get(f"/accounts/{b.json()['accountId']}/balance").json()
     assert balance["balance"] == 1234
     assert balance["currency"] == "USD"

@@ -1,0 +1,123 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.accounts.models import Account
+from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from creditledger.admin import LedgerTableAdmin, ReadOnlyAdminMixin, admin_link, amount_with_currency
+
+
+class EntryAmountsMixin:
+    """Entry amounts as integers in minor units, with their currency."""
+
+    @admin.display(description="amount (minor units)")
+    def amount_display(self, entry: Entry) -> str:
+        return amount_with_currency(entry.amount, entry.currency_id)
+
+    @admin.display(description="balance after")
+    def balance_after_display(self, entry: Entry) -> str:
+        return amount_with_currency(entry.balance_after, entry.currency_id)
+
+
+class EntryInline(EntryAmountsMixin, ReadOnlyAdminMixin, admin.TabularInline):
+    model = Entry
+    fields = ("account", "amount_display", "sequence", "balance_after_display", "counterparty", "created_at")
+    readonly_fields = ("amount_display", "balance_after_display")
+    ordering = ("amount",)  # debit first
+    show_change_link = True
+    extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Entry]:
+        return super().get_queryset(request).select_related("account", "counterparty")
+
+
+@admin.register(Transfer)
+class TransferAdmin(LedgerTableAdmin):
+    list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status")
+    list_select_related = ("from_account", "to_account")
+    list_filter = ("currency", "status", "created_at")
+    search_fields = ("id", "idempotency_key", "from_account", "to_account")
+    search_help_text = "Transfer id, idempotency key, or the id of the account it is from or to (exact)."
+    ordering = ("-id",)  # UUIDv7: newest first
+    sortable_by = ("id", "created_at")
+    inlines = (EntryInline,)
+
+    @admin.display(description="from")
+    def from_link(self, transfer: Transfer) -> str:
+        return admin_link(Account, transfer.from_account_id, transfer.from_account)
+
+    @admin.display(description="to")
+    def to_link(self, transfer: Transfer) -> str:
+        return admin_link(Account, transfer.to_account_id, transfer.to_account)
+
+    @admin.display(description="amount (minor units)")
+    def amount_display(self, transfer: Transfer) -> str:
+        return amount_with_currency(transfer.amount, transfer.currency_id)
+
+
+@admin.register(Entry)
+class EntryAdmin(EntryAmountsMixin, LedgerTableAdmin):
+    list_display = ("id", "created_at", "account_link", "sequence", "amount_display", "balance_after_display",
+                    "transfer_link", "counterparty_link")
+    list_select_related = ("account", "counterparty")
+    list_filter = ("currency", "created_at")
+    search_fields = ("id", "account", "transfer")
+    search_help_text = "Entry id, account id or transfer id (exact)."
+    ordering = ("-id",)
+    sortable_by = ("id",)
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        # One account's entries (?account=<id>, linked from the account page) read as a
+        # statement, latest first, from the (account, sequence) index.
+        if "account" in request.GET:
+            return ("-sequence",)
+        return self.ordering
+
+    @admin.display(description="account")
+    def account_link(self, entry: Entry) -> str:
+        return admin_link(Account, entry.account_id, entry.account)
+
+    @admin.display(description="counterparty")
+    def counterparty_link(self, entry: Entry) -> str:
+        return admin_link(Account, entry.counterparty_id, entry.counterparty)
+
+    @admin.display(description="transfer")
+    def transfer_link(self, entry: Entry) -> str:
+        return admin_link(Transfer, entry.transfer_id)
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("transfer", "Transfer created"), ("error", "Refused with an error")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[IdempotencyRecord]) -> QuerySet[IdempotencyRecord]:
+        if self.value() == "transfer":
+            return queryset.filter(transfer__isnull=False)
+        if self.value() == "error":
+            return queryset.filter(error__isnull=False)
+        return queryset
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(LedgerTableAdmin):
+    list_display = ("key", "outcome", "transfer_link", "created_at")
+    list_filter = (OutcomeFilter, "created_at")
+    search_fields = ("key", "transfer")
+    search_help_text = "Idempotency key or transfer id (exact)."
+    ordering = ("key",)
+    sortable_by = ("key",)
+
+    @admin.display(description="outcome")
+    def outcome(self, record: IdempotencyRecord) -> str:
+        if record.transfer_id is not None:
+            return "transfer"
+        if record.error is not None:
+            return f"error: {record.error.get('code', '?')}"
+        return "-"
+
+    @admin.display(description="transfer")
+    def transfer_link(self, record: IdempotencyRecord) -> str:
+        return admin_link(Transfer, record.transfer_id)

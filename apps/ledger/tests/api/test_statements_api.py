@@ -1,0 +1,116 @@
+"""GET /accounts/{id}/statements over HTTP: entries in sequence order with the running balance."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+MISSING_ID = "01900000-0000-7000-8000-000000000000"
+
+
+def lines(api, account, **params) -> list[dict]:
+    response = api.get(f"/accounts/{account.id}/statements", params)
+    assert response.status_code == 200, response.content
+    return response.json()["data"]
+
+
+def test_a_statement_lists_every_entry_in_sequence_order_with_its_running_balance(
+    api, make_account, make_transfer, sync_projections
+):
+    account, other = make_account(), make_account()
+    received = make_transfer(other, account, 500).transfer
+    paid = make_transfer(account, other, 120).transfer
+    make_transfer(other, account, 7)
+    sync_projections()
+
+    response = api.get(f"/accounts/{account.id}/statements")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accountId"], body["currency"], body["nextCursor"]) == (str(account.id), "USD", None)
+    assert [(line["sequence"], line["amount"], line["side"], line["balanceAfter"]) for line in body["data"]] == [
+        (1, 500, "credit", 500), (2, -120, "debit", 380), (3, 7, "credit", 387),
+    ]
+    assert [line["transferId"] for line in body["data"][:2]] == [str(received.id), str(paid.id)]
+    assert {line["counterparty"] for line in body["data"]} == {str(other.id)}
+
+
+def test_an_account_without_entries_has_an_empty_statement(api, make_account):
+    account = make_account("JPY")
+
+    response = api.get(f"/accounts/{account.id}/statements")
+
+    assert response.json() == {"accountId": str(account.id), "currency": "JPY", "data": [], "nextCursor": None}
+
+
+def test_a_cursor_walks_every_line_exactly_once(api, make_account, make_transfer, sync_projections):
+    account, other = make_account(), make_account()
+    for amount in range(1, 11):
+        make_transfer(other, account, amount)
+    sync_projections()
+
+    sequences, cursor, pages = [], None, 0
+    while True:
+        page = api.get(f"/accounts/{account.id}/statements", {"limit": 4} | ({"cursor": cursor} if cursor else {})).json()
+        sequences += [line["sequence"] for line in page["data"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+
+    assert sequences == list(range(1, 11))
+    assert pages == 3
+
+
+def test_a_statement_can_be_limited_to_a_time_range(api, make_account, make_transfer, sync_projections):
+    account, other = make_account(), make_account()
+    make_transfer(other, account, 1)
+    after_first = timezone.now()
+    make_transfer(other, account, 2)
+    after_second = timezone.now()
+    make_transfer(other, account, 3)
+    sync_projections()
+
+    def sequences(**params):
+        return [line["sequence"] for line in lines(api, account, **params)]
+
+    assert sequences(**{"from": after_first.isoformat()}) == [2, 3]
+    assert sequences(to=after_first.isoformat()) == [1]
+    assert sequences(**{"from": after_first.isoformat(), "to": after_second.isoformat()}) == [2]
+
+
+def test_the_statement_of_an_unknown_account_is_a_404(api, problem):
+    body = problem(api.get(f"/accounts/{MISSING_ID}/statements"), 404, "account_not_found")
+
+    assert MISSING_ID in body["detail"]
+
+
+def test_a_malformed_account_id_is_a_404_that_says_why(api, problem):
+    body = problem(api.get("/accounts/not-an-id/statements"), 404, "account_not_found")
+
+    assert "not a valid account id" in body["detail"]
+
+
+def _cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"cursor": "garbage!"}, "cursor"),
+    ({"cursor": _cursor(b'{"after": "01900000-0000-7000-8000-000000000000"}')}, "cursor"),  # an id, not a sequence
+    ({"cursor": _cursor(b'{"after": true}')}, "cursor"),
+    ({"cursor": _cursor(b'{"before": 3}')}, "cursor"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 501}, "limit"),
+    ({"from": "last week"}, "from"),
+    ({"to": "2026-02-30T00:00:00Z"}, "to"),
+    ({"order": "desc"}, "order"),
+])
+def test_bad_statement_parameters_are_a_400(api, make_account, problem, params, field):
+    account = make_account()
+
+    problem(api.get(f"/accounts/{account.id}/statements", params), 400, "validation_error", field=field)

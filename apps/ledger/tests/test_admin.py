@@ -1,0 +1,222 @@
+"""The admin is a read-only window on the ledger for support staff.
+
+These tests run inside a transaction (not `transaction=True`): the `support` group comes from a
+data migration, and the flush after a transactional test would remove it. pytest-django runs
+these tests before any transactional one.
+"""
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.accounts.models import Account, Currency
+from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from apps.outbox.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+
+LEDGER_MODELS = [Currency, Account, Transfer, Entry, IdempotencyRecord, OutboxEvent]
+
+
+def admin_url(model, view, *args):
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+@pytest.fixture
+def ledger(make_account, make_transfer):
+    alice = make_account("USD", name="Alice", external_ref="crm-42")
+    bob = make_account("USD", name="Bob")
+    transfer = make_transfer(alice, bob, 1234, idempotency_key="order-7").transfer
+    other = make_transfer(bob, alice, 5, idempotency_key="order-8").transfer
+    return {"alice": alice, "bob": bob, "transfer": transfer, "other": other}
+
+
+@pytest.fixture
+def support_client():
+    user = User.objects.create_user("agent", password="unused", is_staff=True)
+    user.groups.add(Group.objects.get(name="support"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def row_ids(response):
+    return {obj.pk for obj in response.context["cl"].result_list}
+
+
+def test_support_group_has_exactly_the_view_permissions():
+    group = Group.objects.get(name="support")
+
+    granted = set(group.permissions.values_list("content_type__app_label", "codename"))
+
+    assert granted == {
+        ("accounts", "view_currency"),
+        ("accounts", "view_account"),
+        ("ledger", "view_transfer"),
+        ("ledger", "view_entry"),
+        ("ledger", "view_idempotencyrecord"),
+        ("outbox", "view_outboxevent"),
+    }
+
+
+@pytest.mark.parametrize("model", LEDGER_MODELS, ids=lambda model: model.__name__)
+def test_support_sees_every_changelist_without_actions(support_client, ledger, model):
+    response = support_client.get(admin_url(model, "changelist"))
+
+    assert response.status_code == 200
+    assert len(row_ids(response)) == model.objects.count() > 0
+    assert response.context["action_form"] is None  # no "delete selected"
+
+
+def test_support_sees_an_account(support_client, ledger):
+    alice = ledger["alice"]
+
+    response = support_client.get(admin_url(Account, "change", alice.id))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "crm-42" in content
+    assert f"?account={alice.id}" in content  # the link to her statement
+    assert 'name="_save"' not in content
+
+
+def test_support_sees_a_transfer_with_its_entries(support_client, ledger):
+    transfer, alice, bob = ledger["transfer"], ledger["alice"], ledger["bob"]
+
+    response = support_client.get(admin_url(Transfer, "change", transfer.id))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "order-7" in content
+    assert "-1234 USD" in content and ">1234 USD" in content  # both sides, as integers
+    assert admin_url(Account, "change", alice.id) in content and admin_url(Account, "change", bob.id) in content
+    inline = response.context["inline_admin_formsets"][0]
+    entries = set(Entry.objects.filter(transfer=transfer).values_list("pk", flat=True))
+    assert {form.original.pk for form in inline} == entries
+    assert 'name="_save"' not in content
+
+
+@pytest.mark.parametrize("model", [Entry, IdempotencyRecord, OutboxEvent], ids=lambda model: model.__name__)
+def test_support_sees_the_other_change_pages(support_client, ledger, model):
+    obj = model.objects.first()
+
+    response = support_client.get(admin_url(model, "change", obj.pk))
+
+    assert response.status_code == 200
+    assert 'name="_save"' not in response.content.decode()
+
+
+def test_staff_outside_the_support_group_sees_nothing(ledger):
+    client = Client()
+    client.force_login(User.objects.create_user("intern", is_staff=True))
+
+    assert client.get(admin_url(Transfer, "changelist")).status_code == 403
+
+
+def test_search_transfers_by_idempotency_key_id_and_account(support_client, ledger):
+    transfer, other, alice = ledger["transfer"], ledger["other"], ledger["alice"]
+    url = admin_url(Transfer, "changelist")
+
+    assert row_ids(support_client.get(url, {"q": "order-7"})) == {transfer.id}
+    assert row_ids(support_client.get(url, {"q": f" {other.id} "})) == {other.id}
+    assert row_ids(support_client.get(url, {"q": str(alice.id)})) == {transfer.id, other.id}
+    assert row_ids(support_client.get(url, {"q": "order"})) == set()  # exact, not a substring
+
+
+def test_search_accounts_by_external_ref_id_and_name(support_client, ledger):
+    alice, bob = ledger["alice"], ledger["bob"]
+    url = admin_url(Account, "changelist")
+
+    assert row_ids(support_client.get(url, {"q": "crm-42"})) == {alice.id}
+    assert row_ids(support_client.get(url, {"q": str(bob.id)})) == {bob.id}
+    assert row_ids(support_client.get(url, {"q": "ali"})) == {alice.id}
+
+
+def test_search_entries_by_account_and_transfer(support_client, ledger):
+    transfer, alice = ledger["transfer"], ledger["alice"]
+    url = admin_url(Entry, "changelist")
+
+    assert row_ids(support_client.get(url, {"q": str(transfer.id)})) == set(
+        Entry.objects.filter(transfer=transfer).values_list("pk", flat=True))
+    assert row_ids(support_client.get(url, {"q": str(alice.id)})) == set(
+        Entry.objects.filter(account=alice).values_list("pk", flat=True))
+    # A term that is no UUID matches nothing, rather than failing or scanning the table as text.
+    response = support_client.get(url, {"q": "not-a-uuid"})
+    assert response.status_code == 200 and row_ids(response) == set()
+
+
+def test_search_compares_the_indexed_columns_themselves(support_client, ledger):
+    response = support_client.get(admin_url(Entry, "changelist"), {"q": str(ledger["alice"].id)})
+
+    sql = str(response.context["cl"].queryset.query)
+    assert '"entry"."account_id" = ' in sql and '"entry"."transfer_id" = ' in sql
+    assert "::varchar" not in sql and "LIKE" not in sql.upper()
+
+
+def test_account_statement_lists_its_entries_latest_first(support_client, ledger):
+    alice = ledger["alice"]
+
+    response = support_client.get(admin_url(Entry, "changelist"), {"account": str(alice.id)})
+
+    assert [entry.sequence for entry in response.context["cl"].result_list] == [2, 1]
+
+
+def test_search_idempotency_records_and_outbox(support_client, ledger):
+    transfer = ledger["transfer"]
+
+    records = support_client.get(admin_url(IdempotencyRecord, "changelist"), {"q": "order-7"})
+    events = support_client.get(admin_url(OutboxEvent, "changelist"), {"q": str(transfer.id)})
+
+    assert row_ids(records) == {"order-7"}
+    assert {event.event_type for event in events.context["cl"].result_list} == {"TransferPosted"}
+
+
+def test_filters_by_currency_status_and_date(support_client, ledger, make_account):
+    euro = make_account("EUR")
+    url = admin_url(Account, "changelist")
+
+    assert row_ids(support_client.get(url, {"currency__code__exact": "EUR"})) == {euro.id}
+    recent = {"status__exact": "active", "created_at__gte": "2000-01-01 00:00:00+00:00"}
+    assert len(row_ids(support_client.get(url, recent))) == 3
+    assert row_ids(support_client.get(admin_url(Transfer, "changelist"), {"status__exact": "posted"})) == {
+        ledger["transfer"].id, ledger["other"].id}
+
+
+def test_list_pages_query_a_constant_number_of_times(support_client, ledger, make_transfer):
+    def queries(model):
+        with CaptureQueriesContext(connection) as captured:
+            assert support_client.get(admin_url(model, "changelist")).status_code == 200
+        return len(captured)
+
+    before = {model: queries(model) for model in LEDGER_MODELS}
+    for _ in range(3):
+        make_transfer(ledger["alice"], ledger["bob"], 1)
+
+    assert {model: queries(model) for model in LEDGER_MODELS} == before
+
+
+@pytest.mark.parametrize("model", LEDGER_MODELS, ids=lambda model: model.__name__)
+def test_nobody_may_add_change_or_delete_not_even_a_superuser(admin_client, support_client, ledger, model):
+    obj = model.objects.first()
+    count = model.objects.count()
+
+    for client in (admin_client, support_client):
+        assert client.get(admin_url(model, "add")).status_code == 403
+        assert client.post(admin_url(model, "add"), {}).status_code == 403
+        assert client.post(admin_url(model, "change", obj.pk), {}).status_code == 403
+        assert client.get(admin_url(model, "delete", obj.pk)).status_code == 403
+        assert client.post(admin_url(model, "delete", obj.pk), {"post": "yes"}).status_code == 403
+        assert client.post(admin_url(model, "changelist"),
+                           {"action": "delete_selected", "_selected_action": [obj.pk]}).status_code != 302
+
+    assert model.objects.count() == count
+
+
+def test_a_superuser_sees_the_change_page_read_only(admin_client, ledger):
+    response = admin_client.get(admin_url(Account, "change", ledger["alice"].id))
+
+    assert response.status_code == 200
+    assert 'name="_save"' not in response.content.decode()

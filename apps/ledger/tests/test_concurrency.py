@@ -1,0 +1,96 @@
+"""transfer_create under real concurrency: threads, each with its own PostgreSQL connection,
+released together by a barrier."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.models import Account
+from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from creditledger import errors
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statement(account: Account) -> list[tuple[int, int, int]]:
+    return list(Entry.objects.filter(account_id=account.id).order_by("sequence").values_list("sequence", "amount", "balance_after"))
+
+
+def test_opposite_transfers_at_the_same_time_never_deadlock(make_account, make_transfer, run_together, settings):
+    # No retries: a deadlock or serialization failure would reach the caller and fail the test.
+    settings.LEDGER = {**settings.LEDGER, "TRANSACTION_RETRIES": 0}
+    a, b = make_account(), make_account()
+    count = 40
+
+    def work(index: int):
+        source, destination = (a, b) if index % 2 == 0 else (b, a)
+        return make_transfer(source, destination, index + 1, idempotency_key=f"opposite-{index}")
+
+    results = run_together(count, work)
+
+    assert [result for result in results if isinstance(result, BaseException)] == []
+    a_to_b = sum(index + 1 for index in range(0, count, 2))
+    b_to_a = sum(index + 1 for index in range(1, count, 2))
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (a.balance, b.balance) == (b_to_a - a_to_b, a_to_b - b_to_a)
+    assert (a.last_sequence, b.last_sequence) == (count, count)
+    for account in (a, b):
+        lines = statement(account)
+        assert [sequence for sequence, _, _ in lines] == list(range(1, count + 1))
+        running = 0
+        for _, amount, balance_after in lines:
+            running += amount
+            assert balance_after == running
+
+
+def test_concurrent_debits_never_overdraw_an_account(make_account, make_transfer, run_together):
+    amount, affordable, attempts = 700, 10, 50
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    make_transfer(bank, wallet, affordable * amount)
+
+    results = run_together(attempts, lambda index: make_transfer(wallet, shop, amount, idempotency_key=f"debit-{index}"))
+
+    outcomes = Counter(type(result).__name__ for result in results)
+    assert outcomes == {"TransferOutcome": affordable, "InsufficientFunds": attempts - affordable}
+    wallet.refresh_from_db()
+    shop.refresh_from_db()
+    assert (wallet.balance, shop.balance) == (0, affordable * amount)
+    assert wallet.last_sequence == 1 + affordable
+    refusals = [result for result in results if isinstance(result, errors.InsufficientFunds)]
+    assert {refusal.params["available"] for refusal in refusals} == {0}
+
+
+def test_concurrent_requests_with_one_key_post_one_transfer_and_give_one_answer(make_account, run_together):
+    source, destination = make_account(), make_account()
+    body = {"from": str(source.id), "to": str(destination.id), "amount": 250, "currency": "USD",
+            "idempotencyKey": "race-1", "metadata": {"order": "o_1"}}
+
+    responses = run_together(16, lambda index: APIClient().post("/transfers", body, format="json"))
+
+    assert [response.status_code for response in responses] == [201] * 16
+    assert Transfer.objects.count() == 1
+    transfer = Transfer.objects.get()
+    bodies = [response.json() for response in responses]
+    assert all(body == bodies[0] for body in bodies)
+    assert bodies[0]["transferId"] == str(transfer.id)
+    assert sorted(response.headers.get("Idempotent-Replayed", "") for response in responses) == [""] + ["true"] * 15
+    destination.refresh_from_db()
+    assert destination.balance == 250
+    assert IdempotencyRecord.objects.get().transfer_id == transfer.id
+
+
+def test_concurrent_requests_with_one_key_share_one_refusal(make_account, make_transfer, run_together):
+    source, destination = make_account(overdraft_limit=0), make_account()
+
+    results = run_together(16, lambda index: make_transfer(source, destination, 10, idempotency_key="race-2"))
+
+    assert all(isinstance(result, errors.InsufficientFunds) for result in results), results
+    assert sorted(result.replayed for result in results) == [False] + [True] * 15
+    assert {(result.detail, tuple(sorted(result.params.items()))) for result in results} == {
+        (results[0].detail, (("available", 0), ("requested", 10)))
+    }
+    assert not Transfer.objects.exists()

@@ -1,0 +1,282 @@
+"""transfer_create: the one service that moves money.
+
+Transactional, so that every transfer really commits and PostgreSQL's deferred checks
+(balanced entries, balances matching the journal) run on what the service wrote.
+"""
+
+from __future__ import annotations
+
+import pytest
+from apps.accounts.models import Account, AccountStatus
+from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from apps.ledger.services import INT64_MAX, INT64_MIN, transfer_create
+from creditledger import errors
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def balance(account: Account) -> int:
+    account.refresh_from_db()
+    return account.balance
+
+
+def test_a_transfer_debits_one_account_and_credits_the_other(make_account):
+    source, destination = make_account(), make_account()
+
+    outcome = transfer_create(
+        idempotency_key="k1", from_account_id=source.id, to_account_id=destination.id, amount=1234, currency="USD",
+        metadata={"invoice": "in_1"},
+    )
+
+    assert not outcome.replayed
+    transfer = Transfer.objects.get()
+    assert transfer.id == outcome.transfer.id
+    assert (transfer.from_account_id, transfer.to_account_id, transfer.amount, transfer.currency_id) == (
+        source.id, destination.id, 1234, "USD"
+    )
+    assert transfer.status == "posted"
+    assert transfer.metadata == {"invoice": "in_1"}
+    entries = {entry.account_id: entry for entry in Entry.objects.filter(transfer=transfer)}
+    assert (entries[source.id].amount, entries[source.id].balance_after, entries[source.id].sequence) == (-1234, -1234, 1)
+    assert entries[source.id].counterparty_id == destination.id
+    assert (entries[destination.id].amount, entries[destination.id].balance_after) == (1234, 1234)
+    assert entries[destination.id].counterparty_id == source.id
+    assert (balance(source), balance(destination)) == (-1234, 1234)
+
+
+def test_the_returned_transfer_carries_its_entries_debit_first(make_account, make_transfer):
+    source, destination = make_account(), make_account()
+
+    transfer = make_transfer(source, destination, 5).transfer
+
+    assert [(entry.account_id, entry.amount) for entry in transfer.entries.all()] == [
+        (source.id, -5), (destination.id, 5)
+    ]
+
+
+def test_each_transfer_continues_both_accounts_sequences_and_running_balances(make_account, make_transfer):
+    a, b, c = make_account(), make_account(), make_account()
+
+    make_transfer(a, b, 100)
+    make_transfer(b, c, 30)
+    make_transfer(c, a, 10)
+    make_transfer(a, b, 1)
+
+    statement = list(Entry.objects.filter(account_id=b.id).order_by("sequence").values_list("sequence", "amount", "balance_after"))
+    assert statement == [(1, 100, 100), (2, -30, 70), (3, 1, 71)]
+    b.refresh_from_db()
+    assert (b.balance, b.last_sequence) == (71, 3)
+    assert (balance(a), balance(c)) == (-91, 20)
+
+
+def test_every_balance_is_the_sum_of_its_entries(make_account, make_transfer):
+    accounts = [make_account() for _ in range(4)]
+    for i in range(12):
+        make_transfer(accounts[i % 4], accounts[(i * 3 + 1) % 4], i + 1)
+
+    for account in accounts:
+        entries = Entry.objects.filter(account_id=account.id)
+        assert balance(account) == sum(entries.values_list("amount", flat=True))
+    assert sum(Entry.objects.values_list("amount", flat=True)) == 0
+
+
+# --- overdraft ----------------------------------------------------------------------------------
+
+
+def test_an_account_without_overdraft_cannot_go_negative(make_account, make_transfer):
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    make_transfer(bank, wallet, 500)
+
+    with pytest.raises(errors.InsufficientFunds) as refused:
+        make_transfer(wallet, shop, 501)
+
+    assert refused.value.params == {"available": 500, "requested": 501}
+    assert refused.value.field == "amount"
+    assert (balance(wallet), balance(shop)) == (500, 0)
+    make_transfer(wallet, shop, 500)
+    assert balance(wallet) == 0
+
+
+def test_an_overdraft_limit_lets_the_balance_reach_exactly_minus_the_limit(make_account, make_transfer):
+    source, destination = make_account(overdraft_limit=1_000), make_account()
+
+    make_transfer(source, destination, 600)
+    with pytest.raises(errors.InsufficientFunds) as refused:
+        make_transfer(source, destination, 401)
+    make_transfer(source, destination, 400)
+
+    assert refused.value.params["available"] == 400
+    assert balance(source) == -1_000
+
+
+def test_an_unlimited_overdraft_still_stops_at_the_64_bit_range(make_account, make_transfer):
+    source, destination, other = make_account(), make_account(), make_account()
+
+    make_transfer(source, destination, INT64_MAX)
+
+    assert (balance(source), balance(destination)) == (-INT64_MAX, INT64_MAX)
+    with pytest.raises(errors.BalanceOutOfRange):
+        make_transfer(other, destination, 1)  # destination would pass 2^63-1
+    with pytest.raises(errors.BalanceOutOfRange):
+        make_transfer(source, other, 2)  # source would pass -2^63
+    make_transfer(source, other, 1)  # exactly -2^63 is still a bigint
+    assert balance(source) == INT64_MIN
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("amount", [0, -1, INT64_MAX + 1])
+def test_amounts_outside_1_to_2_63_minus_1_are_invalid(make_account, make_transfer, amount):
+    source, destination = make_account(), make_account()
+
+    with pytest.raises(errors.InvalidRequest) as refused:
+        make_transfer(source, destination, amount, idempotency_key="bad-amount")
+
+    assert refused.value.field == "amount"
+    # Invalid input is not an outcome: the key stays free.
+    assert not IdempotencyRecord.objects.exists()
+    make_transfer(source, destination, 1, idempotency_key="bad-amount")
+
+
+def test_an_unknown_currency_is_invalid_and_does_not_use_up_the_key(make_account, make_transfer):
+    source, destination = make_account(), make_account()
+
+    with pytest.raises(errors.UnknownCurrency):
+        make_transfer(source, destination, 1, currency="XXX", idempotency_key="k")
+
+    assert make_transfer(source, destination, 1, currency="USD", idempotency_key="k").replayed is False
+
+
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_a_currency_mismatch_on_either_side_is_refused(make_account, make_transfer, side):
+    usd, eur = make_account("USD"), make_account("EUR")
+    source, destination = (eur, make_account("USD")) if side == "from" else (usd, eur)
+
+    with pytest.raises(errors.CurrencyMismatch) as refused:
+        make_transfer(source, destination, 10, currency="USD")
+
+    assert refused.value.field == side
+    assert refused.value.params == {"accountCurrency": "EUR"}
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize("status", [AccountStatus.FROZEN, AccountStatus.CLOSED])
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_frozen_and_closed_accounts_take_no_transfers(make_account, make_transfer, status, side):
+    source, destination = make_account(), make_account()
+    Account.objects.filter(id=(source if side == "from" else destination).id).update(status=status)
+
+    with pytest.raises(errors.AccountNotActive) as refused:
+        make_transfer(source, destination, 10)
+
+    assert refused.value.field == side
+    assert refused.value.params == {"accountStatus": status}
+    assert (balance(source), balance(destination)) == (0, 0)
+
+
+def test_an_account_cannot_pay_itself(make_account, make_transfer):
+    account = make_account()
+
+    with pytest.raises(errors.SameAccount):
+        make_transfer(account, account, 10)
+
+    assert not Entry.objects.exists()
+
+
+@pytest.mark.parametrize("side", ["from", "to"])
+def test_an_unknown_account_on_either_side_is_not_found(make_account, side):
+    known = make_account()
+    missing = Account(id="01900000-0000-7000-8000-000000000000", currency_id="USD")
+    source, destination = (missing, known) if side == "from" else (known, missing)
+
+    with pytest.raises(errors.AccountNotFound) as refused:
+        transfer_create(idempotency_key="k", from_account_id=source.id, to_account_id=destination.id, amount=1,
+                        currency="USD")
+
+    assert refused.value.field == side
+    assert not Transfer.objects.exists()
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+
+def test_the_same_key_and_request_returns_the_first_transfer(make_account, make_transfer):
+    source, destination = make_account(), make_account()
+
+    first = make_transfer(source, destination, 100, idempotency_key="same", metadata={"a": 1})
+    again = make_transfer(source, destination, 100, idempotency_key="same", metadata={"a": 1})
+
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.transfer.id == first.transfer.id
+    assert Transfer.objects.count() == 1
+    assert balance(destination) == 100
+
+
+@pytest.mark.parametrize("change", [
+    {"amount": 101},
+    {"currency": "EUR"},
+    {"metadata": {"a": 2}},
+    {"swap": True},
+])
+def test_the_same_key_with_another_request_is_refused_and_changes_nothing(
+    make_account, make_transfer, ledger_state, change
+):
+    source, destination = make_account(), make_account()
+    make_transfer(source, destination, 100, idempotency_key="same", metadata={"a": 1})
+    before = ledger_state()
+
+    request = {"amount": 100, "currency": "USD", "metadata": {"a": 1}, **change}
+    if request.pop("swap", False):
+        source, destination = destination, source
+    with pytest.raises(errors.IdempotencyKeyReused) as refused:
+        make_transfer(source, destination, idempotency_key="same", **request)
+
+    assert refused.value.field == "idempotencyKey"
+    assert ledger_state() == before
+
+
+def test_a_refusal_is_stored_and_replayed_even_after_the_situation_changed(make_account, make_transfer):
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
+
+    with pytest.raises(errors.InsufficientFunds) as first:
+        make_transfer(wallet, shop, 100, idempotency_key="pay-1")
+    assert not first.value.replayed
+    make_transfer(bank, wallet, 1_000)  # now it would go through
+
+    with pytest.raises(errors.InsufficientFunds) as again:
+        make_transfer(wallet, shop, 100, idempotency_key="pay-1")
+
+    assert again.value.replayed
+    assert (again.value.detail, again.value.field, again.value.params) == (
+        first.value.detail, first.value.field, first.value.params
+    )
+    assert balance(shop) == 0
+    assert IdempotencyRecord.objects.get(key="pay-1").transfer_id is None
+
+
+def test_a_not_found_outcome_is_stored_too(make_account):
+    known = make_account()
+    missing_id = "01900000-0000-7000-8000-000000000000"
+
+    def attempt():
+        return transfer_create(idempotency_key="k", from_account_id=known.id, to_account_id=missing_id, amount=1,
+                               currency="USD")
+
+    with pytest.raises(errors.AccountNotFound):
+        attempt()
+    with pytest.raises(errors.AccountNotFound) as again:
+        attempt()
+
+    assert again.value.replayed
+
+
+def test_a_refusal_writes_only_its_outcome(make_account, make_transfer, ledger_state):
+    wallet, shop = make_account(overdraft_limit=0), make_account()
+    before = ledger_state()
+
+    with pytest.raises(errors.InsufficientFunds):
+        make_transfer(wallet, shop, 1)
+
+    assert ledger_state() == before
+    assert IdempotencyRecord.objects.count() == 1

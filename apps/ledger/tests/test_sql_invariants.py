@@ -1,0 +1,389 @@
+"""The invariants PostgreSQL enforces by itself (sql/0002_invariants.sql), whatever code writes.
+
+Each test runs the violating SQL directly. Immediate checks fail at the statement; the
+deferred constraint triggers fail at COMMIT, which is why these tests are transactional
+and why they note that the block reached its end before the error.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+
+from apps.accounts.models import Account
+from apps.ledger.models import Entry, Transfer
+from creditledger.ids import new_id
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def insert_transfer(cursor, *, source: Account, destination: Account, amount: int, currency: str = "USD") -> UUID:
+    transfer_id = new_id()
+    cursor.execute(
+        "INSERT INTO transfer (id, idempotency_key, request_fingerprint, from_account_id, to_account_id, amount, "
+        "currency, status, metadata, created_at, updated_at) "
+        "VALUES (%s, %s, 'raw-sql', %s, %s, %s, %s, 'posted', '{}', now(), now())",
+        [transfer_id, f"raw-{transfer_id}", source.id, destination.id, amount, currency],
+    )
+    return transfer_id
+
+
+def insert_entry(
+    cursor, *, transfer_id: UUID, account: Account, counterparty: Account, amount: int, sequence: int,
+    balance_after: int, currency: str = "USD",
+) -> None:
+    cursor.execute(
+        "INSERT INTO entry (id, transfer_id, account_id, counterparty_id, currency, amount, sequence, balance_after, "
+        "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())",
+        [new_id(), transfer_id, account.id, counterparty.id, currency, amount, sequence, balance_after],
+    )
+
+
+def set_balance(cursor, account: Account, *, balance: int, last_sequence: int) -> None:
+    cursor.execute(
+        "UPDATE account SET balance = %s, last_sequence = %s WHERE id = %s", [balance, last_sequence, account.id]
+    )
+
+
+def raw_transfer(cursor, *, source: Account, destination: Account, amount: int) -> UUID:
+    """A complete, correct first transfer between two fresh accounts, written by hand."""
+    transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=amount)
+    insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-amount,
+                 sequence=1, balance_after=-amount)
+    insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=amount,
+                 sequence=1, balance_after=amount)
+    set_balance(cursor, source, balance=-amount, last_sequence=1)
+    set_balance(cursor, destination, balance=amount, last_sequence=1)
+    return transfer_id
+
+
+@pytest.fixture
+def pair(make_account) -> tuple[Account, Account]:
+    return make_account(), make_account()
+
+
+def test_a_correct_hand_written_transfer_commits(pair):
+    """The control for the tests below: the helpers alone break nothing."""
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        transfer_id = raw_transfer(cursor, source=source, destination=destination, amount=100)
+
+    assert Transfer.objects.filter(id=transfer_id).exists()
+    assert Entry.objects.filter(transfer_id=transfer_id).count() == 2
+    source.refresh_from_db()
+    assert (source.balance, source.last_sequence) == (-100, 1)
+
+
+# --- append-only journal ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE entry SET amount = amount * 2, balance_after = balance_after * 2",
+    "UPDATE entry SET created_at = now() - interval '1 day'",
+    "DELETE FROM entry",
+])
+def test_entries_cannot_be_updated_or_deleted(pair, make_transfer, statement):
+    source, destination = pair
+    make_transfer(source, destination, 100)
+
+    with pytest.raises(IntegrityError, match="append-only"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    assert sorted(Entry.objects.values_list("amount", "balance_after")) == [(-100, -100), (100, 100)]
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE transfer SET amount = 1",
+    "UPDATE transfer SET metadata = '{\"edited\": true}'",
+    "UPDATE transfer SET status = 'posted', updated_at = now()",
+    "DELETE FROM transfer",
+])
+def test_posted_transfers_cannot_be_updated_or_deleted(pair, make_transfer, statement):
+    source, destination = pair
+    transfer = make_transfer(source, destination, 100).transfer
+
+    with pytest.raises(IntegrityError, match="is posted"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    stored = Transfer.objects.get()
+    assert (stored.id, stored.amount, stored.metadata) == (transfer.id, 100, {})
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+def test_accounts_cannot_be_deleted(make_account):
+    account = make_account()  # no entries: only the trigger stands in the way
+
+    with pytest.raises(IntegrityError, match="never deleted"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM account WHERE id = %s", [account.id])
+
+    assert Account.objects.filter(id=account.id).exists()
+
+
+def test_an_account_currency_never_changes(make_account):
+    account = make_account("USD")  # no entries yet, so the entry foreign key is not what refuses
+
+    with pytest.raises(IntegrityError, match="never change"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE account SET currency = 'EUR' WHERE id = %s", [account.id])
+
+    account.refresh_from_db()
+    assert account.currency_id == "USD"
+
+
+def test_an_account_is_born_empty(make_account):
+    with pytest.raises(IntegrityError, match="must start with balance 0"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO account (id, currency, metadata, status, balance, last_sequence, created_at, updated_at) "
+                "VALUES (%s, 'USD', '{}', 'active', 500, 0, now(), now())",
+                [new_id()],
+            )
+
+    assert not Account.objects.exists()
+
+
+def test_a_balance_below_the_overdraft_limit_is_refused(make_account):
+    source, destination = make_account(overdraft_limit=50), make_account()
+
+    # Entries and balances all agree; only the CHECK on the account can refuse it.
+    with pytest.raises(IntegrityError, match="account_balance_within_overdraft"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            raw_transfer(cursor, source=source, destination=destination, amount=51)
+
+    assert not Entry.objects.exists()
+    source.refresh_from_db()
+    assert source.balance == 0
+
+
+def test_a_balance_down_to_the_overdraft_limit_is_accepted(make_account):
+    source, destination = make_account(overdraft_limit=50), make_account()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw_transfer(cursor, source=source, destination=destination, amount=50)
+
+    source.refresh_from_db()
+    assert source.balance == -50
+
+
+# --- balanced transfers, checked at commit -----------------------------------------------------
+
+
+def test_a_transfer_whose_entries_do_not_sum_to_zero_is_refused_at_commit(pair):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="does not balance"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
+                         sequence=1, balance_after=-100)
+            insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=90,
+                         sequence=1, balance_after=90)
+            set_balance(cursor, source, balance=-100, last_sequence=1)
+            set_balance(cursor, destination, balance=90, last_sequence=1)
+            reached_commit = True
+
+    assert reached_commit
+    assert not Transfer.objects.exists()
+    assert not Entry.objects.exists()
+
+
+@pytest.mark.parametrize("mismatch", ["amount", "direction", "third_account", "counterparty", "extra_pair"])
+def test_balanced_entries_that_do_not_match_the_transfer_are_refused_at_commit(make_account, mismatch):
+    source, destination, other = make_account(), make_account(), make_account()
+    # The transfer says: 100 from source to destination.
+    debit, credit, amount = (source, destination, 100)
+    debit_counterparty, credit_counterparty = destination, source
+    if mismatch == "amount":
+        amount = 70
+    elif mismatch == "direction":
+        debit, credit = destination, source
+        debit_counterparty, credit_counterparty = source, destination
+    elif mismatch == "third_account":
+        credit, debit_counterparty = other, other
+    elif mismatch == "counterparty":
+        debit_counterparty = other
+
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="must have one debit"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
+            insert_entry(cursor, transfer_id=transfer_id, account=debit, counterparty=debit_counterparty,
+                         amount=-amount, sequence=1, balance_after=-amount)
+            insert_entry(cursor, transfer_id=transfer_id, account=credit, counterparty=credit_counterparty,
+                         amount=amount, sequence=1, balance_after=amount)
+            set_balance(cursor, debit, balance=-amount, last_sequence=1)
+            set_balance(cursor, credit, balance=amount, last_sequence=1)
+            if mismatch == "extra_pair":  # the right two entries, plus a balanced pair too many
+                insert_entry(cursor, transfer_id=transfer_id, account=debit, counterparty=credit, amount=-5,
+                             sequence=2, balance_after=-amount - 5)
+                insert_entry(cursor, transfer_id=transfer_id, account=credit, counterparty=debit, amount=5,
+                             sequence=2, balance_after=amount + 5)
+                set_balance(cursor, debit, balance=-amount - 5, last_sequence=2)
+                set_balance(cursor, credit, balance=amount + 5, last_sequence=2)
+            reached_commit = True
+
+    assert reached_commit
+    assert not Entry.objects.exists()
+
+
+def test_a_posted_transfer_without_entries_is_refused_at_commit(pair):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="must have one debit"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            insert_transfer(cursor, source=source, destination=destination, amount=100)
+            reached_commit = True
+
+    assert reached_commit
+    assert not Transfer.objects.exists()
+
+
+# --- entries agree with their account ----------------------------------------------------------
+
+
+def test_an_entry_in_another_currency_than_its_account_is_refused(make_account):
+    source, destination = make_account("USD"), make_account("USD")
+
+    with pytest.raises(IntegrityError, match="entry_account_currency_fk"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100, currency="EUR")
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
+                         sequence=1, balance_after=-100, currency="EUR")
+
+    assert not Entry.objects.exists()
+
+
+def test_a_sequence_gap_is_refused(pair):
+    source, destination = pair
+
+    with pytest.raises(IntegrityError, match="sequence gap"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
+                         sequence=2, balance_after=-100)
+
+    assert not Entry.objects.exists()
+
+
+def test_a_repeated_sequence_number_is_refused(pair, make_transfer):
+    source, destination = pair
+    make_transfer(source, destination, 100)
+
+    with pytest.raises(IntegrityError, match="entry_account_sequence_unique"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=5)
+            # Continues the chain from entry 0 (balance 0) but reuses number 1.
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-5,
+                         sequence=1, balance_after=-5)
+
+    assert Entry.objects.filter(account_id=source.id).count() == 1
+
+
+def test_a_wrong_balance_after_is_refused(pair, make_transfer):
+    source, destination = pair
+    make_transfer(source, destination, 100)  # source entry 1: balance_after -100
+
+    with pytest.raises(IntegrityError, match="balance_after"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=10)
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-10,
+                         sequence=2, balance_after=-10)  # should be -110
+
+    assert Entry.objects.filter(account_id=source.id).count() == 1
+
+
+@pytest.mark.parametrize(("balance", "last_sequence"), [(-99, 1), (-100, 2), (0, 0)])
+def test_an_account_balance_that_disagrees_with_its_latest_entry_is_refused_at_commit(
+    pair, make_transfer, balance, last_sequence
+):
+    source, destination = pair
+    make_transfer(source, destination, 100)  # source: balance -100 at sequence 1
+
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="disagrees with its entries"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            set_balance(cursor, source, balance=balance, last_sequence=last_sequence)
+            reached_commit = True
+
+    assert reached_commit
+    source.refresh_from_db()
+    assert (source.balance, source.last_sequence) == (-100, 1)
+
+
+def test_a_balance_without_entries_is_refused_at_commit(make_account):
+    account = make_account()
+
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="disagrees with its entries"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            set_balance(cursor, account, balance=1_000, last_sequence=0)
+            reached_commit = True
+
+    assert reached_commit
+    account.refresh_from_db()
+    assert account.balance == 0
+
+
+def test_entries_written_without_updating_the_account_are_refused_at_commit(pair):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="disagrees with its entries"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
+            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
+                         sequence=1, balance_after=-100)
+            insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=100,
+                         sequence=1, balance_after=100)
+            reached_commit = True
+
+    assert reached_commit
+    assert not Entry.objects.exists()
+
+
+# --- the migration ------------------------------------------------------------------------------
+
+LEDGER_TRIGGERS = {
+    "entry_immutable", "transfer_immutable", "account_guard", "entry_chain", "entry_balanced", "transfer_balanced",
+    "account_matches_entries",
+}
+LEDGER_FUNCTIONS = {
+    "ledger_entry_immutable", "ledger_transfer_immutable", "ledger_account_guard", "ledger_entry_chain",
+    "ledger_check_transfer", "ledger_check_account", "ledger_entry_deferred_check", "ledger_transfer_deferred_check",
+    "ledger_account_deferred_check",
+}
+
+
+def _installed_invariants() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+            "AND tgrelid IN ('entry'::regclass, 'transfer'::regclass, 'account'::regclass) "
+            "UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'ledger\\_%%' "
+            "UNION ALL SELECT conname FROM pg_constraint WHERE conname = 'entry_account_currency_fk'"
+        )
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_the_invariants_migration_reverses_and_reapplies(make_account):
+    everything = LEDGER_TRIGGERS | LEDGER_FUNCTIONS | {"entry_account_currency_fk"}
+    assert _installed_invariants() >= everything
+
+    try:
+        call_command("migrate", "ledger", "0001", verbosity=0)
+        assert _installed_invariants().isdisjoint(everything)
+    finally:
+        call_command("migrate", verbosity=0)  # whatever happened, leave the database migrated
+
+    assert _installed_invariants() >= everything
+    account = make_account()
+    with pytest.raises(IntegrityError, match="never deleted"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM account WHERE id = %s", [account.id])

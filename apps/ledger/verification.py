@@ -1,0 +1,264 @@
+"""Audit the whole ledger against its invariants, from the entries up.
+
+PostgreSQL enforces the invariants as each transaction commits (sql/0002_invariants.sql).
+This is the independent check afterwards: it recomputes every balance from the journal and
+catches drift that bypassed the triggers (a restore, a manual fix with triggers disabled,
+a bug in the SQL itself). Each check is one set-based query, so the cost is a few passes
+over `entry` whatever the number of accounts, all in one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+
+from apps.ledger.models import TransferStatus
+
+DEFAULT_LIMIT = 100
+
+# Per account: entry count, sum, last sequence, latest balance_after, currencies, and the
+# entries whose balance_after does not continue the running sum of amounts.
+_ACCOUNTS_SQL = """
+WITH chain AS (
+    SELECT account_id, sequence, currency, amount, balance_after,
+           sum(amount) OVER (PARTITION BY account_id ORDER BY sequence) AS running_balance
+      FROM entry
+),
+per_account AS (
+    SELECT account_id,
+           count(*) AS entry_count,
+           sum(amount) AS entry_sum,
+           max(sequence) AS max_sequence,
+           -- Sequences are unique per account: the greatest [sequence, balance_after] is the latest entry's.
+           (max(ARRAY[sequence, balance_after]))[2] AS latest_balance_after,
+           min(currency) AS min_currency,
+           max(currency) AS max_currency,
+           count(*) FILTER (WHERE balance_after <> running_balance) AS broken_links,
+           min(sequence) FILTER (WHERE balance_after <> running_balance) AS first_broken_sequence
+      FROM chain
+     GROUP BY account_id
+),
+checked AS (
+    SELECT coalesce(a.id, p.account_id) AS id,
+           a.id IS NULL AS account_missing,
+           a.currency, a.balance, a.last_sequence, a.overdraft_limit,
+           coalesce(p.entry_count, 0) AS entry_count,
+           coalesce(p.entry_sum, 0) AS entry_sum,
+           coalesce(p.max_sequence, 0) AS max_sequence,
+           coalesce(p.latest_balance_after, 0) AS latest_balance_after,
+           p.min_currency, p.max_currency,
+           coalesce(p.broken_links, 0) AS broken_links,
+           p.first_broken_sequence
+      FROM account a FULL JOIN per_account p ON p.account_id = a.id
+),
+problems AS (
+    SELECT * FROM checked
+     WHERE account_missing
+        OR entry_sum <> balance
+        OR latest_balance_after <> balance
+        OR entry_count <> last_sequence
+        OR max_sequence <> last_sequence
+        OR min_currency <> currency
+        OR max_currency <> currency
+        OR broken_links > 0
+        OR least(balance, entry_sum) < -overdraft_limit
+)
+SELECT (SELECT count(*) FROM checked WHERE NOT account_missing),
+       (SELECT coalesce(sum(entry_count), 0) FROM checked),
+       (SELECT count(*) FROM problems),
+       (SELECT coalesce(json_agg(listed ORDER BY id), '[]')
+          FROM (SELECT * FROM problems ORDER BY id LIMIT %(limit)s) listed)
+"""
+
+# Per transfer: its entries must sum to zero in every currency and, once posted, be exactly
+# -amount on the source and +amount on the destination, in the transfer's currency.
+_TRANSFERS_SQL = """
+WITH sides AS (
+    SELECT e.transfer_id, e.currency,
+           count(*) AS entry_count,
+           sum(e.amount) AS total,
+           count(*) FILTER (WHERE e.currency = t.currency AND (
+               (e.account_id = t.from_account_id AND e.counterparty_id = t.to_account_id AND e.amount = -t.amount) OR
+               (e.account_id = t.to_account_id AND e.counterparty_id = t.from_account_id AND e.amount = t.amount)
+           )) AS matching
+      FROM entry e LEFT JOIN transfer t ON t.id = e.transfer_id
+     GROUP BY e.transfer_id, e.currency
+),
+checked AS (
+    SELECT coalesce(t.id, s.transfer_id) AS id,
+           t.id IS NULL AS transfer_missing,
+           t.status, t.amount, t.currency, t.from_account_id, t.to_account_id,
+           coalesce(sum(s.entry_count), 0) AS entry_count,
+           coalesce(sum(s.matching), 0) AS matching,
+           coalesce(jsonb_object_agg(s.currency, s.total) FILTER (WHERE s.total <> 0), '{}') AS unbalanced
+      FROM transfer t FULL JOIN sides s ON s.transfer_id = t.id
+     GROUP BY t.id, s.transfer_id
+),
+problems AS (
+    SELECT * FROM checked
+     WHERE transfer_missing
+        OR unbalanced <> '{}'
+        OR (status = %(posted)s AND (entry_count <> 2 OR matching <> 2))
+)
+SELECT (SELECT count(*) FROM checked WHERE NOT transfer_missing),
+       (SELECT count(*) FROM problems),
+       (SELECT coalesce(json_agg(listed ORDER BY id), '[]')
+          FROM (SELECT * FROM problems ORDER BY id LIMIT %(limit)s) listed)
+"""
+
+# Idempotency records and transfers are one-to-one: a record's transfer carries its key, and
+# every transfer has the record that makes a retry return it.
+_IDEMPOTENCY_SQL = """
+WITH checked AS (
+    SELECT r.key, r.transfer_id AS record_transfer_id, t.id AS transfer_id, t.idempotency_key
+      FROM idempotency_record r FULL JOIN transfer t ON t.id = r.transfer_id
+),
+problems AS (
+    SELECT * FROM checked
+     WHERE key IS NULL
+        OR (record_transfer_id IS NOT NULL AND idempotency_key IS DISTINCT FROM key)
+)
+SELECT (SELECT count(key) FROM checked),
+       (SELECT count(*) FROM problems),
+       (SELECT coalesce(json_agg(listed ORDER BY key, transfer_id), '[]')
+          FROM (SELECT * FROM problems ORDER BY key, transfer_id LIMIT %(limit)s) listed)
+"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything wrong with one account, transfer or idempotency record."""
+
+    subject: str  # "account", "transfer" or "idempotency_record"
+    id: str
+    details: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.id}: " + "; ".join(self.details)
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    accounts: int
+    entries: int
+    transfers: int
+    idempotency_records: int
+    #: How many accounts, transfers and records have a problem; `problems` lists the first ones.
+    problem_count: int
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, **asdict(self)}
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"accounts checked: {self.accounts}",
+            f"entries checked: {self.entries}",
+            f"transfers checked: {self.transfers}",
+            f"idempotency records checked: {self.idempotency_records}",
+            f"problems found: {self.problem_count}",
+        ]
+        lines += [f"  {problem}" for problem in self.problems]
+        if self.problem_count > len(self.problems):
+            lines.append(f"  ... and {self.problem_count - len(self.problems)} more")
+        return lines
+
+
+def ledger_verify(*, limit: int = DEFAULT_LIMIT) -> VerificationReport:
+    """Check every account, entry, transfer and idempotency record; list at most `limit` problems.
+
+    Run on its own, it reads one REPEATABLE READ snapshot, so transfers committed meanwhile
+    cannot show up as half-applied.
+    """
+    if connection.in_atomic_block:
+        return _verify(limit)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _verify(limit)
+
+
+def _verify(limit: int) -> VerificationReport:
+    accounts, entries, account_problems, account_rows = _query(_ACCOUNTS_SQL, limit=limit)
+    transfers, transfer_problems, transfer_rows = _query(_TRANSFERS_SQL, limit=limit, posted=TransferStatus.POSTED)
+    records, record_problems, record_rows = _query(_IDEMPOTENCY_SQL, limit=limit)
+    problems = (
+        [Problem("account", row["id"], _account_details(row)) for row in account_rows]
+        + [Problem("transfer", row["id"], _transfer_details(row)) for row in transfer_rows]
+        + [_idempotency_problem(row) for row in record_rows]
+    )
+    return VerificationReport(
+        accounts=accounts,
+        entries=int(entries),
+        transfers=transfers,
+        idempotency_records=records,
+        problem_count=account_problems + transfer_problems + record_problems,
+        problems=problems[:limit],
+    )
+
+
+def _query(sql: str, **params: Any) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _account_details(row: dict[str, Any]) -> list[str]:
+    if row["account_missing"]:
+        return [f"{row['entry_count']} entries belong to an account that does not exist"]
+    details = []
+    balance, entry_sum, latest = row["balance"], row["entry_sum"], row["latest_balance_after"]
+    if entry_sum != balance:
+        details.append(f"balance {balance} but its entries sum to {entry_sum}")
+    if latest not in (balance, entry_sum):
+        details.append(f"balance {balance} but its latest entry (#{row['max_sequence']}) has balance_after {latest}")
+    if not row["entry_count"] == row["max_sequence"] == row["last_sequence"]:
+        details.append(
+            f"last_sequence {row['last_sequence']} but entry count {row['entry_count']} and highest sequence "
+            f"{row['max_sequence']}" + (" (a gap)" if row["entry_count"] != row["max_sequence"] else "")
+        )
+    foreign = sorted({row["min_currency"], row["max_currency"]} - {row["currency"], None})
+    if foreign:
+        details.append(f"holds {row['currency']} but has entries in {', '.join(foreign)}")
+    if row["broken_links"]:
+        details.append(
+            f"{row['broken_links']} entries have a balance_after that is not the running sum of amounts, "
+            f"the first at #{row['first_broken_sequence']}"
+        )
+    limit = row["overdraft_limit"]
+    if limit is not None and min(balance, entry_sum) < -limit:
+        details.append(f"balance {balance} (entries: {entry_sum}) is beyond its overdraft limit of {limit}")
+    return details
+
+
+def _transfer_details(row: dict[str, Any]) -> list[str]:
+    if row["transfer_missing"]:
+        return [f"{row['entry_count']} entries belong to a transfer that does not exist"]
+    details = [
+        f"entries in {currency} sum to {total}, not 0" for currency, total in sorted(row["unbalanced"].items())
+    ]
+    if row["status"] == TransferStatus.POSTED and not row["entry_count"] == row["matching"] == 2:
+        details.append(
+            f"a posted transfer has exactly 2 entries, -{row['amount']} {row['currency']} on "
+            f"{row['from_account_id']} and +{row['amount']} on {row['to_account_id']}; this one has "
+            f"{row['entry_count']}, {row['matching']} of them matching"
+        )
+    return details
+
+
+def _idempotency_problem(row: dict[str, Any]) -> Problem:
+    if row["key"] is None:
+        return Problem("transfer", row["transfer_id"], [
+            f"no idempotency record points to it (its key is {row['idempotency_key']!r})"
+        ])
+    if row["transfer_id"] is None:
+        detail = f"points to transfer {row['record_transfer_id']}, which does not exist"
+    else:
+        detail = f"points to transfer {row['transfer_id']}, whose idempotency key is {row['idempotency_key']!r}"
+    return Problem("idempotency_record", row["key"], [detail])

@@ -1,0 +1,169 @@
+"""The projection consumer loop: Kafka in, `projection_batch_apply` on each batch, offsets
+committed only after the database commit. Invalid messages go to the dead-letter topic
+(flushed before the offsets move past them)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from django.conf import settings
+from django.db import DatabaseError
+from opentelemetry import propagate, trace
+
+from apps.outbox.topics import ALL_TOPICS
+from apps.projections.projector import BatchResult, ConsumedMessage, DeadLetter, projection_batch_apply
+from creditledger import kafka, metrics
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+LAG_REFRESH_SECONDS = 5.0
+DB_RETRY_SECONDS = 1.0
+
+
+def consumed(message: Message) -> ConsumedMessage:
+    return ConsumedMessage(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers={name: value or b"" for name, value in (message.headers() or [])},
+    )
+
+
+def dead_letters_send(producer: Producer, dead_letters: list[DeadLetter]) -> None:
+    """Publish invalid messages, with where they came from and why, and wait for delivery."""
+    topic = settings.KAFKA["DEAD_LETTER_TOPIC"]
+    for dead in dead_letters:
+        source = dead.message
+        headers = {
+            **{name: value.decode(errors="replace") for name, value in source.headers.items()},
+            "dlq_source_topic": source.topic,
+            "dlq_source_partition": str(source.partition),
+            "dlq_source_offset": str(source.offset),
+            "dlq_reason": dead.reason[:1000],
+        }
+        producer.produce(topic, key=source.key, value=source.value, headers=kafka.headers_as_list(headers))
+        metrics.DEAD_LETTERS.labels(topic=source.topic).inc()
+        logger.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition, source.offset, dead.reason)
+    undelivered = producer.flush(30)
+    if undelivered:
+        raise RuntimeError(f"{undelivered} dead letters not delivered")
+
+
+def batch_process(messages: list[ConsumedMessage], *, consumer_group: str, producer: Producer) -> BatchResult:
+    """Apply one batch and dead-letter what was invalid. Each message gets a span that
+    continues the trace carried in its headers."""
+    spans = [
+        tracer.start_span(
+            f"{message.topic} process",
+            context=propagate.extract({name: value.decode(errors="replace") for name, value in message.headers.items()}),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic,
+                        "messaging.kafka.message.offset": message.offset},
+        )
+        for message in messages
+    ]
+    try:
+        started = time.perf_counter()
+        result = projection_batch_apply(messages, consumer_group=consumer_group)
+        if result.dead_letters:
+            dead_letters_send(producer, result.dead_letters)
+        metrics.CONSUMER_BATCH_DURATION.observe(time.perf_counter() - started)
+    finally:
+        for span in spans:
+            span.end()
+    for event_type, count in result.applied.items():
+        metrics.EVENTS_APPLIED.labels(event_type=event_type).inc(count)
+    metrics.EVENTS_DUPLICATE.inc(result.duplicates)
+    for latency in result.latencies:
+        metrics.PROJECTION_LATENCY.observe(latency)
+    return result
+
+
+def consume_loop(
+    *,
+    should_stop: Callable[[], bool],
+    consumer_group: str | None = None,
+    topics: tuple[str, ...] = ALL_TOPICS,
+    batch_size: int | None = None,
+) -> None:
+    """Consume until `should_stop()` is true. Reconnecting after a broker restart is
+    librdkafka's job; a database error rewinds to the batch start and retries."""
+    group = consumer_group or settings.KAFKA["CONSUMER_GROUP"]
+    batch_size = batch_size or settings.PROJECTIONS["CONSUMER_BATCH_SIZE"]
+    kafka.topics_ensure([*topics, settings.KAFKA["DEAD_LETTER_TOPIC"]])
+    consumer = kafka.consumer_create(group)
+    producer = kafka.producer_create()
+    consumer.subscribe(list(topics))
+    lag_refreshed = 0.0
+    try:
+        while not should_stop():
+            messages = _poll(consumer, batch_size)
+            if messages:
+                try:
+                    batch_process(messages, consumer_group=group, producer=producer)
+                except (DatabaseError, RuntimeError):
+                    logger.exception("batch of %d not applied; rewinding to retry", len(messages))
+                    _rewind(consumer, messages)
+                    time.sleep(DB_RETRY_SECONDS)
+                    continue
+                _commit(consumer, messages)
+            if time.monotonic() - lag_refreshed > LAG_REFRESH_SECONDS:
+                _lag_refresh(consumer)
+                lag_refreshed = time.monotonic()
+    finally:
+        consumer.close()
+        producer.flush(5)
+
+
+def _poll(consumer: Consumer, batch_size: int) -> list[ConsumedMessage]:
+    messages = []
+    for message in consumer.consume(num_messages=batch_size, timeout=0.2):
+        error = message.error()
+        if error is None:
+            messages.append(consumed(message))
+        elif error.code() != KafkaError._PARTITION_EOF:
+            logger.warning("kafka: %s", error)
+    return messages
+
+
+def _first_offsets(messages: list[ConsumedMessage]) -> dict[tuple[str, int], int]:
+    first: dict[tuple[str, int], int] = {}
+    for message in messages:
+        first.setdefault((message.topic, message.partition), message.offset)
+    return first
+
+
+def _rewind(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
+    for (topic, partition), offset in _first_offsets(messages).items():
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except Exception:  # partition revoked meanwhile: its new owner starts from the committed offset
+            logger.warning("could not rewind %s[%d]", topic, partition, exc_info=True)
+
+
+def _commit(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
+    next_offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        next_offsets[(message.topic, message.partition)] = message.offset + 1
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
+        )
+    except Exception:  # e.g. a rebalance: the batch is applied, redelivery will be a no-op
+        logger.warning("offset commit failed; the next owner re-reads already applied events", exc_info=True)
+
+
+def _lag_refresh(consumer: Consumer) -> None:
+    try:
+        for position in consumer.position(consumer.assignment()):
+            _low, high = consumer.get_watermark_offsets(position, timeout=1.0, cached=False)
+            lag = max(0, high - position.offset) if position.offset >= 0 else high
+            metrics.CONSUMER_LAG.labels(topic=position.topic, partition=str(position.partition)).set(lag)
+    except Exception:
+        logger.debug("could not refresh consumer lag", exc_info=True)

@@ -1,0 +1,256 @@
+"""Applying events to the read model. Plain functions: the Kafka consumer, the replay
+command and the tests call them with decoded messages, no broker needed.
+
+A batch is applied in one transaction on the `read` alias, together with the offsets it
+reached, so a crash between the database commit and the Kafka offset commit only causes
+redelivery, and redelivery is a no-op:
+  * an entry is applied only if its sequence is the account's next one (older: duplicate);
+  * statement lines are unique per (account, sequence), transfers per id.
+A sequence gap (an entry event lost upstream) is healed from the ledger, the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connections, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from psycopg.types.json import Jsonb
+
+from apps.ledger.events import entry_posted_message
+from apps.ledger.models import Entry
+from apps.outbox.schemas import InvalidEvent, event_validate
+from apps.projections.routers import READ_ALIAS
+
+logger = logging.getLogger(__name__)
+
+# Held shared by every batch and exclusively by the replay swap (see replay.py), so a swap
+# never interleaves with a batch.
+SWAP_LOCK_KEY = 0x4C454447  # "LEDG"
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ConsumedMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: ConsumedMessage
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    applied: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: int = 0
+    healed: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Seconds from each applied entry's posting to its projection.
+    latencies: list[float] = field(default_factory=list)
+
+
+class Tables:
+    """Projection table names, optionally in another schema (the replay builds beside the live ones)."""
+
+    def __init__(self, schema: str | None = None) -> None:
+        if schema is not None and not _IDENTIFIER.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        prefix = f'"{schema}".' if schema else ""
+        self.balance = f"{prefix}projection_balance"
+        self.line = f"{prefix}projection_statement_line"
+        self.transfer = f"{prefix}projection_transfer"
+        self.offset = f"{prefix}projection_consumer_offset"
+
+
+def decode(message: ConsumedMessage) -> dict[str, Any]:
+    """The validated event in `message`, or InvalidEvent."""
+    if message.value is None:
+        raise InvalidEvent("empty message")
+    try:
+        envelope = orjson.loads(message.value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    return event_validate(envelope)
+
+
+def projection_batch_apply(
+    messages: list[ConsumedMessage], *, consumer_group: str, schema: str | None = None
+) -> BatchResult:
+    """Apply a batch of Kafka messages; invalid ones come back as dead letters."""
+    result = BatchResult()
+    events: list[dict[str, Any]] = []
+    for message in messages:
+        try:
+            events.append(decode(message))
+        except InvalidEvent as exc:
+            result.dead_letters.append(DeadLetter(message, str(exc)))
+
+    tables = Tables(schema)
+    with transaction.atomic(using=READ_ALIAS, durable=True), connections[READ_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [SWAP_LOCK_KEY])
+        events_apply(cursor, tables, events, result)
+        _offsets_record(cursor, tables, consumer_group, messages)
+    return result
+
+
+def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: BatchResult) -> None:
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        by_type[event["type"]].append(event["data"])
+    now = timezone.now()
+    if by_type["AccountCreated"]:
+        _accounts_apply(cursor, tables, by_type["AccountCreated"], now, result)
+    if by_type["EntryPosted"]:
+        _entries_apply(cursor, tables, by_type["EntryPosted"], now, result)
+    if by_type["TransferPosted"]:
+        _transfers_apply(cursor, tables, by_type["TransferPosted"], now, result)
+
+
+def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+    cursor.execute(
+        f"""INSERT INTO {tables.balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
+            SELECT id, currency, 0, 0, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS a(id, currency)
+            ON CONFLICT (account_id) DO NOTHING""",
+        [now, now, [a["accountId"] for a in accounts], [a["currency"] for a in accounts]],
+    )
+    result.applied["AccountCreated"] += cursor.rowcount
+    result.duplicates += len(accounts) - cursor.rowcount
+
+
+def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+    by_account: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for entry in entries:
+        by_account[entry["accountId"]][entry["sequence"]] = entry
+    account_ids = sorted(by_account)
+    currencies = [next(iter(by_account[a].values()))["currency"] for a in account_ids]
+
+    # Make sure every account has a balance row, then lock them in a fixed order.
+    cursor.execute(
+        f"""INSERT INTO {tables.balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
+            SELECT id, currency, 0, 0, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS a(id, currency)
+            ON CONFLICT (account_id) DO NOTHING""",
+        [now, now, account_ids, currencies],
+    )
+    cursor.execute(
+        f"SELECT account_id, last_sequence FROM {tables.balance} WHERE account_id = ANY(%s::uuid[]) "
+        "ORDER BY account_id FOR UPDATE",
+        [account_ids],
+    )
+    applied_up_to = {str(account_id): last for account_id, last in cursor.fetchall()}
+
+    to_apply: list[dict[str, Any]] = []
+    for account_id in account_ids:
+        last = applied_up_to[account_id]
+        pending = by_account[account_id]
+        result.duplicates += sum(1 for sequence in pending if sequence <= last)
+        newest = max(pending)
+        if newest <= last:
+            continue
+        missing = [sequence for sequence in range(last + 1, newest) if sequence not in pending]
+        if missing:
+            healed = _ledger_entries(account_id, missing[0], missing[-1])
+            result.healed += len(healed)
+            pending.update({entry["sequence"]: entry for entry in healed})
+            logger.warning("healed %d missing entries of account %s from the ledger", len(healed), account_id)
+        to_apply.extend(pending[sequence] for sequence in range(last + 1, newest + 1))
+
+    if not to_apply:
+        return
+    cursor.execute(
+        f"""INSERT INTO {tables.line} (account_id, sequence, entry_id, transfer_id, counterparty_id, currency, amount,
+                                        balance_after, created_at, applied_at)
+            SELECT *, %s FROM unnest(%s::uuid[], %s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[],
+                                     %s::bigint[], %s::bigint[], %s::timestamptz[])
+            ON CONFLICT DO NOTHING""",
+        [
+            now,
+            [e["accountId"] for e in to_apply],
+            [e["sequence"] for e in to_apply],
+            [e["entryId"] for e in to_apply],
+            [e["transferId"] for e in to_apply],
+            [e["counterpartyId"] for e in to_apply],
+            [e["currency"] for e in to_apply],
+            [e["amount"] for e in to_apply],
+            [e["balanceAfter"] for e in to_apply],
+            [parse_datetime(e["createdAt"]) for e in to_apply],
+        ],
+    )
+    latest = {e["accountId"]: e for e in to_apply}  # to_apply is in sequence order per account
+    cursor.execute(
+        f"""UPDATE {tables.balance} AS b
+               SET balance = v.balance, last_sequence = v.sequence, updated_at = v.created_at, applied_at = %s
+              FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[]) AS v(account_id, balance, sequence, created_at)
+             WHERE b.account_id = v.account_id AND b.last_sequence < v.sequence""",
+        [
+            now,
+            list(latest),
+            [e["balanceAfter"] for e in latest.values()],
+            [e["sequence"] for e in latest.values()],
+            [parse_datetime(e["createdAt"]) for e in latest.values()],
+        ],
+    )
+    result.applied["EntryPosted"] += len(to_apply)
+    result.latencies.extend((now - parse_datetime(e["createdAt"])).total_seconds() for e in to_apply)
+
+
+def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, Any]]:
+    """Entries `first..last` of an account, read from the ledger, shaped like EntryPosted data."""
+    entries = Entry.objects.filter(account_id=account_id, sequence__gte=first, sequence__lte=last).order_by("sequence")
+    return [entry_posted_message(entry).data for entry in entries]
+
+
+def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+    cursor.execute(
+        f"""INSERT INTO {tables.transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
+                                            idempotency_key, metadata, entries, created_at, applied_at)
+            SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
+                                     %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
+            ON CONFLICT (transfer_id) DO NOTHING""",
+        [
+            now,
+            [t["transferId"] for t in transfers],
+            [t["from"] for t in transfers],
+            [t["to"] for t in transfers],
+            [t["amount"] for t in transfers],
+            [t["currency"] for t in transfers],
+            [t["status"] for t in transfers],
+            [t["idempotencyKey"] for t in transfers],
+            [Jsonb(t["metadata"]) for t in transfers],
+            [Jsonb(t["entries"]) for t in transfers],
+            [parse_datetime(t["createdAt"]) for t in transfers],
+        ],
+    )
+    result.applied["TransferPosted"] += cursor.rowcount
+    result.duplicates += len(transfers) - cursor.rowcount
+
+
+def _offsets_record(cursor, tables: Tables, consumer_group: str, messages: list[ConsumedMessage]) -> None:
+    reached: dict[tuple[str, int], int] = {}
+    for message in messages:
+        position = (message.topic, message.partition)
+        reached[position] = max(reached.get(position, -1), message.offset)
+    if not reached:
+        return
+    cursor.execute(
+        f"""INSERT INTO {tables.offset} (consumer_group, topic, partition, "offset", updated_at)
+            SELECT %s, topic, partition, "offset", now()
+              FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS o(topic, partition, "offset")
+            ON CONFLICT (consumer_group, topic, partition)
+            DO UPDATE SET "offset" = GREATEST({tables.offset}."offset", EXCLUDED."offset"), updated_at = now()""",
+        [consumer_group, [t for t, _ in reached], [p for _, p in reached], list(reached.values())],
+    )

@@ -1,0 +1,118 @@
+"""Reads served from the projections (CQRS read model)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.db.models import Q
+
+from apps.accounts.selectors import account_get
+from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from creditledger import errors
+from creditledger.pagination import Page, keyset_page
+
+
+@dataclass(frozen=True)
+class Balance:
+    account_id: UUID
+    currency: str
+    balance: int
+    overdraft_limit: int | None
+    #: Sequence of the latest entry the projection has applied.
+    projected_sequence: int
+    #: Sequence of the account's latest entry in the ledger when this was read.
+    ledger_sequence: int
+    updated_at: datetime | None
+
+    @property
+    def available(self) -> int | None:
+        """What may still be debited; None when the overdraft is unlimited."""
+        return None if self.overdraft_limit is None else self.balance + self.overdraft_limit
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.projected_sequence >= self.ledger_sequence
+
+
+def projection_wait(*, account_id: UUID, sequence: int | None) -> None:
+    """Return once the projection has applied the account's entry `sequence`; wait at most
+    PROJECTIONS['CONSISTENCY_WAIT_SECONDS'], then raise ProjectionNotReady."""
+    if not sequence:
+        return
+    deadline = time.monotonic() + settings.PROJECTIONS["CONSISTENCY_WAIT_SECONDS"]
+    pause = 0.005
+    while True:
+        reached = (
+            ProjectedBalance.objects.filter(account_id=account_id).values_list("last_sequence", flat=True).first() or 0
+        )
+        if reached >= sequence:
+            return
+        if time.monotonic() >= deadline:
+            raise errors.ProjectionNotReady(
+                f"The read model has reached entry {reached} of account {account_id}, not yet {sequence}.",
+                retryAfter=1, projectedSequence=reached, requiredSequence=sequence,
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def projected_balance(*, account_id: UUID) -> Balance:
+    account = account_get(account_id=account_id)
+    row = ProjectedBalance.objects.filter(account_id=account_id).first()
+    return Balance(
+        account_id=account.id,
+        currency=account.currency_id,
+        balance=row.balance if row else 0,
+        overdraft_limit=account.overdraft_limit,
+        projected_sequence=row.last_sequence if row else 0,
+        ledger_sequence=account.last_sequence,
+        updated_at=row.updated_at if row and row.last_sequence else None,
+    )
+
+
+def projected_statement_lines(
+    *,
+    account_id: UUID,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after_sequence: int | None = None,
+    limit: int,
+) -> Page[ProjectedStatementLine]:
+    """An account's entries in sequence order, each with its running balance."""
+    account_get(account_id=account_id)
+    queryset = ProjectedStatementLine.objects.filter(account_id=account_id)
+    if created_from is not None:
+        queryset = queryset.filter(created_at__gte=created_from)
+    if created_to is not None:
+        queryset = queryset.filter(created_at__lt=created_to)
+    return keyset_page(queryset, field="sequence", after=after_sequence, limit=limit, descending=False)
+
+
+def projected_transfer_list(
+    *,
+    account_id: UUID | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    status: str | None = None,
+    currency: str | None = None,
+    after: UUID | None = None,
+    limit: int,
+) -> Page[ProjectedTransfer]:
+    """Transfers, newest first. `created_from` is inclusive, `created_to` exclusive."""
+    queryset = ProjectedTransfer.objects.all()
+    if account_id is not None:
+        account_get(account_id=account_id)
+        queryset = queryset.filter(Q(from_account_id=account_id) | Q(to_account_id=account_id))
+    if created_from is not None:
+        queryset = queryset.filter(created_at__gte=created_from)
+    if created_to is not None:
+        queryset = queryset.filter(created_at__lt=created_to)
+    if status:
+        queryset = queryset.filter(status=status)
+    if currency:
+        queryset = queryset.filter(currency=currency)
+    return keyset_page(queryset, field="transfer_id", after=after, limit=limit, descending=True)

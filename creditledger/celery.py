@@ -1,0 +1,28 @@
+import os
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+app = Celery("creditledger")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+def _serve_worker_metrics(**_kwargs) -> None:
+    from django.conf import settings
+    from prometheus_client import start_http_server
+
+    from creditledger.metrics import metrics_registry
+
+    start_http_server(settings.METRICS["WORKER_PORT"], registry=metrics_registry(include_outbox=True))
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+@signals.beat_init.connect
+def _configure_tracing(**_kwargs) -> None:
+    from creditledger.telemetry import tracing_configure
+
+    tracing_configure(celery=True)

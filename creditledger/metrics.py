@@ -1,0 +1,80 @@
+"""Business metrics (Prometheus). The web process serves them at /metrics with
+django-prometheus' own; the worker and the consumer serve theirs on their own ports."""
+
+from __future__ import annotations
+
+import os
+
+from django.db import connection
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import REGISTRY
+
+TRANSFERS_POSTED = Counter("creditledger_transfers_posted", "Transfers posted.", ["currency"])
+TRANSFERS_FAILED = Counter("creditledger_transfers_failed", "Transfers refused, by reason (error code).", ["reason"])
+
+RELAY_BATCH_SIZE = Histogram(
+    "creditledger_relay_batch_size", "Outbox rows per relay batch.", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000)
+)
+RELAY_BATCH_DURATION = Histogram("creditledger_relay_batch_duration_seconds", "Time to produce and mark one batch.")
+RELAY_PUBLISHED = Counter("creditledger_relay_published", "Outbox rows delivered to Kafka.")
+RELAY_FAILURES = Counter("creditledger_relay_failures", "Relay runs that could not deliver to Kafka.")
+RELAY_KICK_FAILURES = Counter("creditledger_relay_kick_failures", "Commit-time relay kicks the Celery broker refused.")
+
+CONSUMER_LAG = Gauge("creditledger_consumer_lag", "Messages behind the high watermark.", ["topic", "partition"])
+PROJECTION_LATENCY = Histogram(
+    "creditledger_projection_latency_seconds",
+    "From an entry's posting to its projection.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENTS_APPLIED = Counter("creditledger_consumer_events_applied", "Events applied to the projections.", ["event_type"])
+EVENTS_DUPLICATE = Counter("creditledger_consumer_duplicates", "Redelivered events ignored.")
+DEAD_LETTERS = Counter("creditledger_dead_letters", "Messages sent to the dead-letter topic.", ["topic"])
+CONSUMER_BATCH_DURATION = Histogram("creditledger_consumer_batch_duration_seconds", "Time to apply one batch.")
+
+
+class OutboxCollector:
+    """Backlog and age of the oldest unpublished row, read from the database at scrape time,
+    so they are right even when no relay is running."""
+
+    def collect(self):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
+                "FROM outbox_event WHERE published_at IS NULL"
+            )
+            backlog, oldest_age = cursor.fetchone()
+        yield GaugeMetricFamily("creditledger_outbox_backlog", "Outbox rows not yet published.", value=backlog)
+        yield GaugeMetricFamily(
+            "creditledger_outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished outbox row.",
+            value=float(oldest_age),
+        )
+
+
+def metrics_registry(*, include_outbox: bool) -> CollectorRegistry:
+    """The registry to expose: every process's metrics in multiprocess mode (gunicorn), else this one's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    if include_outbox:
+        registry.register(OutboxCollector())
+    return registry
+
+
+class _Forward:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self):
+        yield from self.registry.collect()
+
+
+def metrics_view(request):
+    """Prometheus scrape endpoint of the web process."""
+    return HttpResponse(generate_latest(metrics_registry(include_outbox=True)), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,48 @@
+"""OpenTelemetry: traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, otherwise off at
+no cost (the API's no-op tracer). Each process calls `tracing_configure` once at start."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from opentelemetry import trace
+
+_lock = threading.Lock()
+_configured = False
+
+
+def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
+    """Install the SDK and instrument Django, psycopg, confluent-kafka (and Celery).
+
+    `span_processor` replaces the OTLP exporter (tests pass an in-memory one). Returns
+    whether tracing is on.
+    """
+    global _configured
+    if span_processor is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    with _lock:
+        if _configured:
+            return True
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        if span_processor is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            span_processor = BatchSpanProcessor(OTLPSpanExporter())
+        service = os.environ.get("OTEL_SERVICE_NAME", "creditledger")
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(span_processor)
+        trace.set_tracer_provider(provider)
+        DjangoInstrumentor().instrument()
+        PsycopgInstrumentor().instrument(enable_commenter=False)
+        if celery:
+            from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+            CeleryInstrumentor().instrument()
+        _configured = True
+        return True
