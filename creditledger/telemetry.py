@@ -15,14 +15,16 @@ _configured = False
 def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
     """Install the SDK and instrument Django, psycopg, confluent-kafka (and Celery).
 
-    `span_processor` replaces the OTLP exporter (tests pass an in-memory one). Returns
-    whether tracing is on.
+    `span_processor` replaces the OTLP exporter (tests pass an in-memory one; once tracing
+    is on, it is added beside the exporter). Returns whether tracing is on.
     """
     global _configured
     if span_processor is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return False
     with _lock:
         if _configured:
+            if span_processor is not None:
+                trace.get_tracer_provider().add_span_processor(span_processor)
             return True
         from opentelemetry.instrumentation.django import DjangoInstrumentor
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor

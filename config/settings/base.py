@@ -34,6 +34,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's and Swagger UI's static files under gunicorn too (no DEBUG needed).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,7 +98,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "static"
+# Only `collectstatic` (the Docker image) needs a STATIC_ROOT; otherwise files come from the apps.
+STATIC_ROOT = env("STATIC_ROOT", default=None)
+# Without collectstatic, WhiteNoise finds the files in the apps (fine at this scale).
+WHITENOISE_USE_FINDERS = True
 
 # Request bodies above this size get 413 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 1024)

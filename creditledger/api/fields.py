@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 from uuid import UUID
 
@@ -72,7 +73,10 @@ class MetadataField(serializers.Field):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
         "too_large": "Must be at most {max_bytes} bytes of JSON.",
-        "unstorable": "Must hold only integers within 64 bits and nest at most 254 levels deep.",
+        "unstorable": (
+            "Must be JSON that PostgreSQL can store: integers within 64 bits, finite numbers, no NUL characters "
+            "or lone surrogates, nested at most 254 levels deep."
+        ),
     }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -80,8 +84,11 @@ class MetadataField(serializers.Field):
             self.fail("not_object")
         max_bytes = settings.LEDGER["METADATA_MAX_BYTES"]
         try:
+            # orjson refuses integers beyond 64 bits, lone surrogates and nesting past 254.
             size = len(orjson.dumps(data))
         except orjson.JSONEncodeError:
+            self.fail("unstorable")
+        if _has_unstorable_scalar(data):
             self.fail("unstorable")
         if size > max_bytes:
             self.fail("too_large", max_bytes=max_bytes)
@@ -89,6 +96,19 @@ class MetadataField(serializers.Field):
 
     def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
         return value
+
+
+def _has_unstorable_scalar(value: Any) -> bool:
+    """Infinity (a JSON number like 1e400) and NUL characters, which jsonb refuses."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_unstorable_scalar(key) or _has_unstorable_scalar(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_scalar(item) for item in value)
+    return False
 
 
 class UUIDStringField(serializers.UUIDField):

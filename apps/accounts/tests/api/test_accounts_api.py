@@ -110,6 +110,23 @@ def test_metadata_nested_too_deep_to_store_is_invalid(api, problem):
     problem(post_account(api, {"currency": "USD", "metadata": nested}), 400, "validation_error", field="metadata")
 
 
+@pytest.mark.parametrize("metadata", [
+    '{"n": 100000000000000000000}',
+    '{"n": 1e400}',
+    '{"n": [-1e400]}',
+    '{"s": "a\\u0000b"}',
+    '{"a\\u0000b": 1}',
+    '{"s": "\\ud800"}',
+])
+def test_metadata_postgresql_cannot_store_is_a_400(api, problem, ledger_state, metadata):
+    before = ledger_state()
+
+    response = post_raw(api, '{"currency": "USD", "metadata": ' + metadata + "}")
+
+    problem(response, 400, "validation_error", field="metadata")
+    assert ledger_state() == before
+
+
 def test_metadata_up_to_the_limit_is_accepted(api):
     limit = settings.LEDGER["METADATA_MAX_BYTES"]
     metadata = {"blob": "x" * (limit - len('{"blob":""}'))}

@@ -99,6 +99,7 @@ def _cursor(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+@pytest.mark.django_db  # refused before anything could commit
 @pytest.mark.parametrize(("params", "field"), [
     ({"cursor": "garbage!"}, "cursor"),
     ({"cursor": _cursor(b'{"after": "01900000-0000-7000-8000-000000000000"}')}, "cursor"),  # an id, not a sequence

@@ -1,0 +1,106 @@
+"""The projector as a plain function: what the consumer does with each batch, no broker."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from apps.outbox.models import OutboxEvent
+from apps.outbox.topics import ENTRY_TOPIC
+from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.projector import ConsumedMessage, projection_batch_apply
+from apps.projections.tests.conftest import projection_matches_ledger
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+
+def outbox_messages(event_type: str | None = None) -> list[ConsumedMessage]:
+    rows = OutboxEvent.objects.order_by("id")
+    if event_type:
+        rows = rows.filter(event_type=event_type)
+    return [
+        ConsumedMessage(topic=row.topic, partition=0, offset=row.id, key=row.key.encode(), value=orjson.dumps(row.payload))
+        for row in rows
+    ]
+
+
+def test_a_batch_builds_balances_statements_and_transfers(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    make_transfer(alice, bob, 300)
+    make_transfer(bob, alice, 100)
+
+    result = projection_batch_apply(outbox_messages(), consumer_group="g")
+
+    assert dict(result.applied) == {"AccountCreated": 2, "EntryPosted": 4, "TransferPosted": 2}
+    assert ProjectedBalance.objects.get(account_id=bob.id).balance == 200
+    assert ProjectedBalance.objects.get(account_id=alice.id).balance == -200
+    assert ProjectedTransfer.objects.count() == 2
+    assert projection_matches_ledger()
+
+
+def test_applying_the_same_batch_again_changes_nothing(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    make_transfer(alice, bob, 300)
+    messages = outbox_messages()
+    projection_batch_apply(messages, consumer_group="g")
+    lines = list(ProjectedStatementLine.objects.values())
+
+    again = projection_batch_apply(messages, consumer_group="g")
+
+    assert sum(again.applied.values()) == 0
+    assert again.duplicates == len(messages)
+    assert list(ProjectedStatementLine.objects.values()) == lines
+
+
+def test_entries_out_of_order_in_a_batch_are_applied_in_sequence(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    for amount in (10, 20, 30):
+        make_transfer(alice, bob, amount)
+
+    projection_batch_apply(list(reversed(outbox_messages("EntryPosted"))), consumer_group="g")
+
+    balance = ProjectedBalance.objects.get(account_id=bob.id)
+    assert (balance.last_sequence, balance.balance) == (3, 60)
+    assert list(ProjectedStatementLine.objects.filter(account_id=bob.id).order_by("sequence")
+                .values_list("balance_after", flat=True)) == [10, 30, 60]
+
+
+def test_a_lost_entry_event_is_healed_from_the_ledger(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    for amount in (10, 20, 30):
+        make_transfer(alice, bob, amount)
+    entries = outbox_messages("EntryPosted")
+    lost = [m for m in entries if orjson.loads(m.value)["data"]["sequence"] == 2]
+
+    result = projection_batch_apply([m for m in entries if m not in lost], consumer_group="g")
+
+    assert result.healed == 2  # sequence 2 of both accounts, read back from the ledger
+    assert projection_matches_ledger()
+
+
+def test_invalid_messages_become_dead_letters_and_the_rest_still_applies(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    make_transfer(alice, bob, 5)
+    poison = [
+        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=900, key=b"x", value=b"{not json"),
+        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=901, key=b"x", value=None),
+        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=902, key=b"x",
+                        value=orjson.dumps({"eventId": "e", "type": "EntryPosted", "version": 1})),
+        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=903, key=b"x",
+                        value=orjson.dumps({**orjson.loads(outbox_messages("EntryPosted")[0].value), "version": 2})),
+    ]
+
+    result = projection_batch_apply(outbox_messages() + poison, consumer_group="g")
+
+    assert [dead.message.offset for dead in result.dead_letters] == [900, 901, 902, 903]
+    assert all(dead.reason for dead in result.dead_letters)
+    assert projection_matches_ledger()
+
+
+def test_offsets_are_recorded_with_the_projection_and_never_go_back(make_account):
+    make_account()
+    message = outbox_messages()[0]
+    projection_batch_apply([ConsumedMessage(message.topic, 1, 41, message.key, message.value)], consumer_group="g")
+    projection_batch_apply([ConsumedMessage(message.topic, 1, 7, message.key, message.value)], consumer_group="g")
+
+    assert ConsumerOffset.objects.get(consumer_group="g", topic=message.topic, partition=1).offset == 41
