@@ -125,7 +125,8 @@ def filesystem_broker(env: dict[str, str]) -> None:
     env["CELERY_BROKER_URL"] = "filesystem://"
     # The worker polls the folder; 50 ms keeps a commit-time kick's latency low.
     env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
-        {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05}
+        {"data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
+         "polling_interval": 0.05}
     )
 
 
