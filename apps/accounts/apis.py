@@ -8,7 +8,6 @@ from apps.accounts.models import AccountStatus
 from creditledger import errors
 from creditledger.api.fields import CurrencyCodeField, MetadataField, OverdraftLimitField, encode_cursor, page_serializer
 from creditledger.api.ids import parse_path_id
-from creditledger.api.parsers import JSONParser
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer
 
@@ -32,7 +31,6 @@ class AccountOutputSerializer(serializers.Serializer):
 
 
 class CurrencyListCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
@@ -59,7 +57,6 @@ class CurrencyListCreateApi(APIView):
 
 
 class AccountListCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()

@@ -1,3 +1,5 @@
+from uuid import UUID
+
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -20,7 +22,6 @@ from creditledger.api.fields import (
     page_serializer,
 )
 from creditledger.api.ids import parse_path_id
-from creditledger.api.parsers import JSONParser
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer, keyword_fields
 
@@ -61,6 +62,9 @@ class StatementLineSerializer(serializers.Serializer):
     **{"from": serializers.UUIDField(source="from_account_id")},
 )
 class TransferOutputSerializer(serializers.Serializer):
+    """The transfer document (ledger_transfer_document in sql/0004_post_transfer.sql); a test
+    checks real answers against this schema."""
+
     to = serializers.UUIDField(source="to_account_id")
     amount = serializers.IntegerField()
     currency = serializers.CharField(source="currency_id")
@@ -72,12 +76,9 @@ class TransferOutputSerializer(serializers.Serializer):
 
 
 class PostedTransferOutputSerializer(TransferOutputSerializer):
-    consistencyToken = serializers.SerializerMethodField(
+    consistencyToken = serializers.CharField(
         help_text="Pass to a balance or statement read (query or Consistency-Token header) to read your write."
     )
-
-    def get_consistencyToken(self, transfer) -> str:
-        return consistency_token_for((entry.account_id, entry.sequence) for entry in transfer.entries.all())
 
 
 class ProjectedEntrySerializer(serializers.Serializer):
@@ -114,7 +115,6 @@ class ConsistencySerializer(serializers.Serializer):
 
 
 class TransferListCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
     class TransferCreateInputSerializer(StrictInputSerializer):
@@ -177,8 +177,11 @@ class TransferListCreateApi(APIView):
             currency=data["currency"],
             metadata=data["metadata"],
         )
-        body = PostedTransferOutputSerializer(outcome.transfer).data
-        headers = {TOKEN_HEADER: body["consistencyToken"]}
+        token = consistency_token_for(
+            (UUID(entry["accountId"]), entry["sequence"]) for entry in outcome.document["entries"]
+        )
+        body = {**outcome.document, "consistencyToken": token}
+        headers = {TOKEN_HEADER: token}
         if outcome.replayed:
             headers[REPLAYED_HEADER] = "true"
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
@@ -218,8 +221,9 @@ class TransferDetailApi(APIView):
         responses={200: TransferOutputSerializer, **problem_responses(404)},
     )
     def get(self, request, transfer_id: str):
-        transfer = selectors.transfer_get(transfer_id=parse_path_id(transfer_id, errors.TransferNotFound, "transfer"))
-        return Response(TransferOutputSerializer(transfer).data)
+        return Response(
+            selectors.transfer_document(transfer_id=parse_path_id(transfer_id, errors.TransferNotFound, "transfer"))
+        )
 
 
 class AccountBalanceApi(APIView):

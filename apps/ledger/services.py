@@ -1,36 +1,50 @@
-"""Posting transfers: the one place that moves money."""
+"""Posting transfers: the one place that moves money.
+
+The work happens in one round trip, in the PL/pgSQL function ledger_post_transfer
+(sql/0004_post_transfer.sql): claim the idempotency key, lock both accounts in id order,
+check the business rules, write the transfer, its two entries, the balances and the
+outbox events, and record the outcome against the key. The triggers of 0002 check every
+row it writes. This module owns the transaction, the input checks, the ids and the trace
+context, and turns outcomes into domain errors.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connection
-from django.utils import timezone
+from django.db import connection, transaction
+from opentelemetry import propagate
+from psycopg.types.json import Jsonb
 
-from apps.accounts.models import Account, AccountStatus
 from apps.accounts.selectors import currency_get
-from apps.ledger.events import entry_posted_message, transfer_posted_message
-from apps.ledger.models import Entry, IdempotencyRecord, Transfer, TransferStatus
+from apps.ledger.models import Transfer
 from apps.ledger.selectors import transfer_get
-from apps.outbox.services import outbox_messages_add
+from apps.outbox.tasks import relay_kick
 from creditledger import errors, metrics
 from creditledger.db import in_durable_transaction
+from creditledger.ids import new_id
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-# Errors whose outcome is stored against the idempotency key and replayed. Input that fails
-# validation before the service runs (400) is not stored, as with Stripe.
-_STORED_ERRORS = (errors.BusinessRuleViolation, errors.NotFound)
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class TransferOutcome:
-    transfer: Transfer
+    #: The transfer as the API shows it (ledger_transfer_document).
+    document: dict[str, Any]
     replayed: bool
+
+    @property
+    def transfer_id(self) -> UUID:
+        return UUID(self.document["transferId"])
+
+    @cached_property
+    def transfer(self) -> Transfer:
+        return transfer_get(transfer_id=self.transfer_id)
 
 
 def request_fingerprint(
@@ -57,7 +71,8 @@ def transfer_create(
 
     The first outcome for a key (the transfer, or the business error that refused it) is
     stored in the same transaction and returned again for the same request; the same key
-    with a different request raises IdempotencyKeyReused.
+    with a different request raises IdempotencyKeyReused. Input that fails these checks
+    (400) is not stored, as with Stripe.
     """
     metadata = metadata or {}
     if amount < 1 or amount > INT64_MAX:
@@ -67,120 +82,36 @@ def transfer_create(
         from_account_id=from_account_id, to_account_id=to_account_id, amount=amount, currency=currency,
         metadata=metadata,
     )
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    arguments = [
+        idempotency_key, fingerprint, from_account_id, to_account_id, amount, currency, Jsonb(metadata),
+        new_id(), [new_id(), new_id()], [new_id(), new_id(), new_id()], Jsonb(trace_headers),
+    ]
 
-    def work() -> TransferOutcome | errors.LedgerError:
-        if not _claim_idempotency_key(idempotency_key, fingerprint):
-            return _replay(idempotency_key, fingerprint)
-        try:
-            transfer = _post(
-                idempotency_key=idempotency_key, fingerprint=fingerprint, from_account_id=from_account_id,
-                to_account_id=to_account_id, amount=amount, currency=currency, metadata=metadata,
-            )
-        except _STORED_ERRORS as error:
-            # Nothing was written before the error: only the outcome is stored.
-            IdempotencyRecord.objects.filter(key=idempotency_key).update(error=error.as_outcome())
-            return error
-        IdempotencyRecord.objects.filter(key=idempotency_key).update(transfer=transfer)
-        return TransferOutcome(transfer=transfer, replayed=False)
+    def work() -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT ledger_post_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text", arguments)
+            result = orjson.loads(cursor.fetchone()[0])
+        if result["outcome"] == "posted":
+            transaction.on_commit(relay_kick)
+        return result
 
-    outcome = in_durable_transaction(work)
-    if isinstance(outcome, errors.LedgerError):
-        if not outcome.replayed:
-            metrics.TRANSFERS_FAILED.labels(reason=outcome.code).inc()
-        raise outcome
-    if not outcome.replayed:
-        metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
-    return outcome
-
-
-def _claim_idempotency_key(key: str, fingerprint: str) -> bool:
-    """True if this transaction now owns `key`. A concurrent owner makes this wait until it
-    commits (then False) or rolls back (then True)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO idempotency_record (key, request_fingerprint, created_at) VALUES (%s, %s, now()) "
-            "ON CONFLICT (key) DO NOTHING",
-            [key, fingerprint],
-        )
-        return cursor.rowcount == 1
-
-
-def _replay(key: str, fingerprint: str) -> TransferOutcome | errors.LedgerError:
-    record = IdempotencyRecord.objects.get(key=key)
-    if record.request_fingerprint != fingerprint:
-        return errors.IdempotencyKeyReused(
-            f"Idempotency key '{key}' was first used with a different request; use a new key for a new transfer.",
+    result = in_durable_transaction(work)
+    replayed = result["outcome"] == "replayed"
+    if result["outcome"] == "conflict":
+        error: errors.LedgerError = errors.IdempotencyKeyReused(
+            f"Idempotency key '{idempotency_key}' was first used with a different request; "
+            "use a new key for a new transfer.",
             field="idempotencyKey",
         )
-    if record.transfer_id is not None:
-        return TransferOutcome(transfer=transfer_get(transfer_id=record.transfer_id), replayed=True)
-    error = errors.LedgerError.from_outcome(record.error)
-    error.replayed = True
-    return error
-
-
-def _post(
-    *,
-    idempotency_key: str,
-    fingerprint: str,
-    from_account_id: UUID,
-    to_account_id: UUID,
-    amount: int,
-    currency: str,
-    metadata: dict[str, Any],
-) -> Transfer:
-    if from_account_id == to_account_id:
-        raise errors.SameAccount("A transfer needs two different accounts.", field="to")
-
-    # Lock both accounts in id order, so opposite transfers cannot deadlock.
-    locked = {
-        account.id: account
-        for account in Account.objects.select_for_update().filter(id__in=[from_account_id, to_account_id]).order_by("id")
-    }
-    source = _require(locked, from_account_id, "from")
-    destination = _require(locked, to_account_id, "to")
-    for account, field in ((source, "from"), (destination, "to")):
-        if account.currency_id != currency:
-            raise errors.CurrencyMismatch(
-                f"Account {account.id} holds {account.currency_id}, not {currency}.",
-                field=field, accountCurrency=account.currency_id,
-            )
-        if account.status != AccountStatus.ACTIVE:
-            raise errors.AccountNotActive(f"Account {account.id} is {account.status}.", field=field, accountStatus=account.status)
-
-    source_balance = source.balance - amount
-    destination_balance = destination.balance + amount
-    if source.overdraft_limit is not None and source_balance < -source.overdraft_limit:
-        available = source.balance + source.overdraft_limit
-        raise errors.InsufficientFunds(
-            f"Account {source.id} has {available} available; the transfer needs {amount}.",
-            field="amount", available=available, requested=amount,
-        )
-    if source_balance < INT64_MIN or destination_balance > INT64_MAX:
-        raise errors.BalanceOutOfRange("The transfer would take a balance beyond the 64-bit range.", field="amount")
-
-    now = timezone.now()
-    transfer = Transfer.objects.create(
-        idempotency_key=idempotency_key, request_fingerprint=fingerprint, from_account=source, to_account=destination,
-        amount=amount, currency_id=currency, status=TransferStatus.POSTED, metadata=metadata, created_at=now,
-        updated_at=now,
-    )
-    entries = Entry.objects.bulk_create([
-        Entry(transfer=transfer, account=source, counterparty=destination, currency_id=currency, amount=-amount,
-              sequence=source.last_sequence + 1, balance_after=source_balance, created_at=now),
-        Entry(transfer=transfer, account=destination, counterparty=source, currency_id=currency, amount=amount,
-              sequence=destination.last_sequence + 1, balance_after=destination_balance, created_at=now),
-    ])
-    for account, entry in ((source, entries[0]), (destination, entries[1])):
-        Account.objects.filter(id=account.id).update(
-            balance=entry.balance_after, last_sequence=entry.sequence, updated_at=now
-        )
-    outbox_messages_add(transfer_posted_message(transfer, entries), *map(entry_posted_message, entries))
-    return transfer_get(transfer_id=transfer.id)
-
-
-def _require(locked: dict[UUID, Account], account_id: UUID, field: str) -> Account:
-    try:
-        return locked[account_id]
-    except KeyError:
-        raise errors.AccountNotFound(f"No account {account_id}.", field=field) from None
+    elif result.get("error") is not None:
+        error = errors.LedgerError.from_outcome(result["error"])
+        error.replayed = replayed
+    else:
+        if not replayed:
+            metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
+        return TransferOutcome(document=result["transfer"], replayed=replayed)
+    if not replayed:
+        metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()
+    raise error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,11 +32,16 @@ class OutboxMessage:
             "eventId": str(self.event_id),
             "type": self.event_type,
             "version": ENVELOPE_VERSION,
-            "occurredAt": self.occurred_at.isoformat(),
+            "occurredAt": iso_utc(self.occurred_at),
             "aggregateType": self.aggregate_type,
             "aggregateId": self.key,
             "data": self.data,
         }
+
+
+def iso_utc(moment: datetime) -> str:
+    """Timestamps as the events and the API write them; the same format as ledger_iso() in SQL."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def outbox_messages_add(*messages: OutboxMessage) -> None:

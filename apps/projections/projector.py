@@ -24,8 +24,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 
-from apps.ledger.events import entry_posted_message
-from apps.ledger.models import Entry
 from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.projections.routers import READ_ALIAS
 
@@ -210,8 +208,13 @@ def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: d
 
 def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, Any]]:
     """Entries `first..last` of an account, read from the ledger, shaped like EntryPosted data."""
-    entries = Entry.objects.filter(account_id=account_id, sequence__gte=first, sequence__lte=last).order_by("sequence")
-    return [entry_posted_message(entry).data for entry in entries]
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT ledger_entry_event_data(e)::text FROM entry e "
+            "WHERE account_id = %s AND sequence BETWEEN %s AND %s ORDER BY sequence",
+            [account_id, first, last],
+        )
+        return [orjson.loads(data) for (data,) in cursor.fetchall()]
 
 
 def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:

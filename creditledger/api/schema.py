@@ -49,9 +49,10 @@ _EXAMPLES = {
 }
 
 
-def problem_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+def problem_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    """Documented error responses, served as application/problem+json."""
     return {
-        status: OpenApiResponse(
+        (status, "application/problem+json"): OpenApiResponse(
             response=ProblemSerializer,
             description=_DESCRIPTIONS[status],
             examples=[OpenApiExample(f"{status} problem", value=_EXAMPLES[status], response_only=True, status_codes=[str(status)])],

@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 from apps.accounts.models import Account, AccountStatus
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import INT64_MAX, INT64_MIN, transfer_create
+from apps.ledger.services import INT64_MAX, transfer_create
+
+INT64_MIN = -(2**63)
 from creditledger import errors
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,5 +1,5 @@
 """Celery entry points: pruning, and the commit-time kick drained by a real worker on the
-configured broker (Redis in CI, kombu's filesystem transport under `make test`)."""
+configured broker (Redis in CI, kombu's SQLAlchemy transport on PostgreSQL under a bare `make test`)."""
 
 from __future__ import annotations
 

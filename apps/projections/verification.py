@@ -1,0 +1,233 @@
+"""Compare the projections (the read model) with the ledger, the source of truth.
+
+Each projection row is recomputed from the ledger with the replay's own SQL (replay.py) and
+compared with what the projection holds, one set-based FULL JOIN per table:
+  * balances: currency, balance, last_sequence, and updated_at once the account has entries.
+    An account without entries may have no row: the consumer creates it on AccountCreated,
+    the replay always;
+  * statement lines against the entries, by (account, sequence);
+  * transfers, entries JSON included, by id.
+`applied_at` is the projection's own and never compared.
+
+Both sides are read in one snapshot when the projections are in the ledger's database; when
+they have a database of their own, the recomputed rows are first copied next to them (from
+one snapshot of the ledger), so the comparison stays in SQL. Either way a projection that is
+merely behind the ledger (consumer lag) shows as drift: `wait` retries until it is clean.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from apps.projections.replay import (
+    BALANCE_COLUMNS,
+    LEDGER_ALIAS,
+    LINE_COLUMNS,
+    TRANSFER_COLUMNS,
+    balance_rows_sql,
+    line_rows_sql,
+    transfer_rows_sql,
+)
+from apps.projections.routers import READ_ALIAS
+
+DEFAULT_LIMIT = 20
+KINDS = ("missing", "extra", "different")
+LAG_NOTE = ("A projection that is only behind the ledger (consumer lag) shows as drift too: "
+            "--wait SECONDS retries until it is clean.")
+
+
+@dataclass(frozen=True)
+class _Check:
+    projection: str
+    table: str
+    rows_sql: Any
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    #: column: the SQL condition (on the ledger row `l`) under which it is compared
+    compared: dict[str, str]
+    #: when a ledger row may have no projection row
+    missing_ok: str = "FALSE"
+
+
+_CHECKS = (
+    _Check("balance", "projection_balance", balance_rows_sql, BALANCE_COLUMNS, ("account_id",),
+           {"currency": "TRUE", "balance": "TRUE", "last_sequence": "TRUE", "updated_at": "l.last_sequence > 0"},
+           missing_ok="l.last_sequence = 0"),
+    _Check("statement line", "projection_statement_line", line_rows_sql, LINE_COLUMNS, ("account_id", "sequence"),
+           dict.fromkeys(LINE_COLUMNS[2:-1], "TRUE")),
+    _Check("transfer", "projection_transfer", transfer_rows_sql, TRANSFER_COLUMNS, ("transfer_id",),
+           dict.fromkeys(TRANSFER_COLUMNS[1:-1], "TRUE")),
+)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One projection row that disagrees with the ledger."""
+
+    projection: str  # "balance", "statement line" or "transfer"
+    kind: str  # "missing": not projected; "extra": not in the ledger; "different"
+    key: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.projection} {self.key}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ProjectionReport:
+    accounts: int
+    entries: int
+    transfers: int
+    #: projection -> kind -> how many rows
+    drift: dict[str, dict[str, int]]
+    #: the first few, per projection
+    examples: list[Drift] = field(default_factory=list)
+    #: how many comparisons it took (more than one with `wait`)
+    attempts: int = 1
+
+    @property
+    def drift_count(self) -> int:
+        return sum(sum(kinds.values()) for kinds in self.drift.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.drift_count == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "drift_count": self.drift_count, **asdict(self)}
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"accounts checked: {self.accounts}",
+            f"entries checked: {self.entries}",
+            f"transfers checked: {self.transfers}",
+        ]
+        lines += [f"{projection}s: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+                  for projection, kinds in self.drift.items()]
+        lines.append(f"drift found: {self.drift_count}")
+        lines += [f"  {example}" for example in self.examples]
+        if self.drift_count > len(self.examples):
+            lines.append(f"  ... and {self.drift_count - len(self.examples)} more")
+        return lines
+
+
+def projections_verify(
+    *, limit: int = DEFAULT_LIMIT, wait: float = 0.0, ledger_copy: bool | None = None
+) -> ProjectionReport:
+    """Compare every projection row with the ledger; list at most `limit` drifted rows per
+    projection. With `wait`, compare again (about every second) until clean or `wait`
+    seconds have passed, and return the last report."""
+    copy = (not settings.READ_DATABASE_IS_DEFAULT) if ledger_copy is None else ledger_copy
+    deadline = time.monotonic() + wait
+    attempts = 0
+    while True:
+        attempts += 1
+        report = _compare(limit, copy)
+        if report.ok or time.monotonic() >= deadline:
+            return replace(report, attempts=attempts)
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _compare(limit: int, copy: bool) -> ProjectionReport:
+    if connections[READ_ALIAS].in_atomic_block:
+        raise RuntimeError("projections_verify reads its own snapshot: call it outside a transaction")
+    with transaction.atomic(using=READ_ALIAS), connections[READ_ALIAS].cursor() as cursor:
+        if copy:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            ledger_rows = _ledger_rows_copy(cursor)
+        else:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            ledger_rows = {check.table: f"({check.rows_sql()})" for check in _CHECKS}
+        drift: dict[str, dict[str, int]] = {}
+        examples: list[Drift] = []
+        counted: dict[str, int] = {}
+        for check in _CHECKS:
+            joined = _joined_sql(check, ledger_rows[check.table])
+            counted[check.projection], drift[check.projection] = _counts(cursor, joined)
+            if sum(drift[check.projection].values()):
+                examples += _examples(cursor, check, joined, limit)
+    return ProjectionReport(
+        accounts=counted["balance"], entries=counted["statement line"], transfers=counted["transfer"],
+        drift=drift, examples=examples,
+    )
+
+
+def _joined_sql(check: _Check, ledger_rows: str) -> str:
+    """The ledger's rows `l` FULL JOIN the projection's `p`, with what is wrong with each pair."""
+    on = " AND ".join(f"p.{key} = l.{key}" for key in check.keys)
+    fields = ", ".join(f"CASE WHEN ({condition}) AND l.{column} IS DISTINCT FROM p.{column} THEN '{column}' END"
+                       for column, condition in check.compared.items())
+    first = check.keys[0]
+    return f"""
+        SELECT {', '.join(f'coalesce(l.{key}, p.{key}) AS {key}' for key in check.keys)},
+               l.{first} IS NOT NULL AS in_ledger,
+               CASE WHEN l.{first} IS NULL THEN 'extra'
+                    WHEN p.{first} IS NULL THEN CASE WHEN {check.missing_ok} THEN NULL ELSE 'missing' END
+                    WHEN cardinality(array_remove(ARRAY[{fields}], NULL)) > 0 THEN 'different'
+               END AS kind,
+               array_remove(ARRAY[{fields}], NULL) AS fields, l, p
+          FROM {ledger_rows} AS l({', '.join(check.columns)})
+          FULL JOIN {check.table} p ON {on}"""
+
+
+def _counts(cursor, joined: str) -> tuple[int, dict[str, int]]:
+    kinds = ", ".join(f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS)
+    cursor.execute(f"SELECT count(*) FILTER (WHERE in_ledger), {kinds} FROM ({joined}) joined", {"applied_at": None})
+    checked, *counts = cursor.fetchone()
+    return checked, dict(zip(KINDS, counts, strict=True))
+
+
+def _examples(cursor, check: _Check, joined: str, limit: int) -> list[Drift]:
+    keys = ", ".join(check.keys)
+    cursor.execute(
+        f"""SELECT {keys}, kind, fields, to_jsonb(l), to_jsonb(p) FROM ({joined}) joined
+             WHERE kind IS NOT NULL ORDER BY {keys} LIMIT %(limit)s""",
+        {"applied_at": None, "limit": limit},
+    )
+    examples = []
+    for *key, kind, fields, ledger_row, projection_row in cursor.fetchall():
+        if kind == "missing":
+            detail = "in the ledger, not in the projection"
+        elif kind == "extra":
+            detail = "in the projection, not in the ledger"
+        else:
+            ledger_values, projected = orjson.loads(ledger_row), orjson.loads(projection_row)
+            detail = "; ".join(
+                f"{name} {_short(ledger_values[name])} in the ledger, {_short(projected[name])} in the projection"
+                for name in fields
+            )
+        examples.append(Drift(check.projection, kind, "#".join(str(part) for part in key), detail))
+    return examples
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _ledger_rows_copy(cursor) -> dict[str, str]:
+    """The projection rows recomputed on the ledger's database, from one snapshot of it,
+    streamed into temporary tables of this transaction (shaped like the projection tables)."""
+    copies = {}
+    applied_at = timezone.now()  # never compared; the columns are NOT NULL
+    with transaction.atomic(using=LEDGER_ALIAS), connections[LEDGER_ALIAS].cursor() as source:
+        source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for check in _CHECKS:
+            copy = copies[check.table] = f"pg_temp.ledger_{check.table}"
+            cursor.execute(f"CREATE TEMPORARY TABLE ledger_{check.table} (LIKE {check.table}) ON COMMIT DROP")
+            with (
+                source.cursor.copy(f"COPY ({check.rows_sql()}) TO STDOUT (FORMAT BINARY)",
+                                   {"applied_at": applied_at}) as rows_out,
+                cursor.cursor.copy(f"COPY {copy} ({', '.join(check.columns)}) FROM STDIN (FORMAT BINARY)") as rows_in,
+            ):
+                for data in rows_out:
+                    rows_in.write(data)
+            cursor.execute(f"ANALYZE {copy}")
+    return copies

@@ -1,0 +1,285 @@
+"""Summarise benchmarks/results/*.json: the tables in benchmarks/README.md (between the
+`bench-results` markers) and the plot benchmarks/results/summary.png.
+
+    python -m benchmarks.report [--results-dir DIR] [--readme PATH] [--png PATH]
+
+For each scenario the newest result file (by date in the name, then modification time) that is
+not a smoke run is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BENCH_DIR = Path(__file__).resolve().parent
+START = "<!-- bench-results:start -->"
+END = "<!-- bench-results:end -->"
+SCENARIOS = "abcdef"
+COMPONENTS = ["web", "postgres", "worker", "consumer", "kafka", "beat", "redis (celery broker, shared)", "loadgen",
+              "harness", "replay", "other (not ours)"]
+
+
+def latest(results_dir: Path) -> dict[str, dict[str, Any]]:
+    found: dict[str, tuple[tuple, dict]] = {}
+    for path in results_dir.glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        scenario = data.get("scenario")
+        if scenario not in SCENARIOS or data.get("smoke"):
+            continue
+        key = (data.get("date", ""), path.stat().st_mtime)
+        if scenario not in found or key > found[scenario][0]:
+            data["_file"] = path.name
+            found[scenario] = (key, data)
+    return {scenario: data for scenario, (_, data) in sorted(found.items())}
+
+
+def med(summary: dict[str, Any], key: str) -> float | None:
+    value = summary.get(key)
+    return value.get("median") if isinstance(value, dict) else value
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def spread_text(stat: dict[str, Any] | None, digits: int = 1) -> str:
+    if not stat or stat.get("median") is None:
+        return "–"
+    if stat.get("n", 1) <= 1:
+        return fmt(stat["median"], digits)
+    return f"{fmt(stat['median'], digits)} ({fmt(stat['min'], digits)}–{fmt(stat['max'], digits)}, CV {stat['cv_pct']:.0f}%)"
+
+
+def triple(summary: dict[str, Any], prefix: str) -> str:
+    return " / ".join(fmt(med(summary, f"{prefix}_{q}_ms")) for q in ("p50", "p95", "p99"))
+
+
+def verdict(data: dict[str, Any]) -> str:
+    checks = data.get("targets") or []
+    if not checks:
+        return "no target"
+    parts = []
+    for check in checks:
+        mark = "PASS" if check["pass"] else ("FAIL" if check["pass"] is False else "n/a")
+        parts.append(f"{check['metric']} {check['target']}: {mark}")
+    return "<br>".join(parts)
+
+
+def tables(results: dict[str, dict[str, Any]]) -> str:
+    lines: list[str] = []
+    if not results:
+        return "No results yet: run `make bench`.\n"
+    any_result = next(iter(results.values()))
+    machine = any_result.get("machine", {})
+    settings = any_result.get("settings") or {}
+    lines.append(
+        f"Machine: {machine.get('cpu_model')}, {machine.get('cpus')} CPUs, {machine.get('ram_gb')} GB RAM, "
+        f"Linux {machine.get('kernel')}, Python {machine.get('python')}, PostgreSQL {machine.get('postgres')}. "
+        f"Stack: {settings.get('web_server')} {settings.get('web_workers')} workers x {settings.get('web_threads')} "
+        f"threads, Celery broker {settings.get('celery_broker')}, Kafka {settings.get('kafka')}. "
+        f"Commit {str(machine.get('git_commit', ''))[:10]}"
+        + (f" with uncommitted changes in {len(machine.get('git_dirty_files', []))} files" if machine.get("git_dirty_files") else "")
+        + ".\n"
+    )
+    lines.append("Medians of the repeats; in brackets min–max and the coefficient of variation of the repeats.\n")
+    lines.append("| scenario | repeats | transfers/s end to end | HTTP p50 / p95 / p99 ms | commit→projection p50 / p95 / p99 ms "
+                 "| outbox max backlog / oldest s | errors | targets |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for scenario in "abcd":
+        data = results.get(scenario)
+        if not data:
+            continue
+        s = data["summary"]
+        errors = ", ".join(f"{k}: {v}" for k, v in s.get("errors_by_class", {}).items()) or "0"
+        lines.append(
+            f"| **{scenario}** {data['title']} ({data['date']}) | {len(data['repeats'])} | {spread_text(s.get('e2e_tps'))} "
+            f"| {triple(s, 'http')} | {triple(s, 'c2p')} "
+            f"| {fmt(med(s, 'outbox_max_backlog'), 0)} / {fmt(med(s, 'outbox_max_age_s'), 2)} | {errors} | {verdict(data)} |"
+        )
+    c = results.get("c")
+    if c:
+        s = c["summary"]
+        lines.append("")
+        lines.append(
+            f"**c** in detail: best concurrency per repeat {s.get('best_concurrency')}; pgbench tpcb-like on the same "
+            f"server, same clients: {spread_text(s.get('pgbench_tps'), 0)} tps; our end-to-end rate is "
+            f"{spread_text(s.get('pgbench_ratio'), 2)} x pgbench. Per step (first repeat):\n"
+        )
+        lines.append("| clients | transfers/s end to end | HTTP transfers/s | HTTP p50 / p95 / p99 ms | commit→projection p95 ms | loadgen CPU (cores) |")
+        lines.append("|---|---|---|---|---|---|")
+        for step in c["repeats"][0].get("steps", []):
+            http = step["http_latency_ms"]
+            lines.append(
+                f"| {step['load']['concurrency']} | {fmt(step['e2e_tps'])} | {fmt(step['http_tps'])} "
+                f"| {fmt(http['p50'])} / {fmt(http['p95'])} / {fmt(http['p99'])} "
+                f"| {fmt(step['commit_to_projection_ms']['p95'])} | {fmt(step['loadgen_cpu_cores'], 2)} |"
+            )
+    d = results.get("d")
+    if d:
+        s = d["summary"]
+        lines.append("")
+        lines.append(
+            f"**d** in detail: {fmt(s.get('e2e_vs_c'), 2)} x the median of c ({fmt(s.get('c_median_e2e_tps'))}/s); "
+            f"PostgreSQL deadlocks (pg_stat_database): {s.get('deadlocks')}; errors by class: "
+            f"{s.get('errors_by_class') or 'none'}; transaction retries logged: "
+            f"{[r.get('transaction_retries_logged') for r in d['repeats']]}."
+        )
+    e = results.get("e")
+    if e:
+        s = e["summary"]
+        rep = e["repeats"][0] if e["repeats"] else {}
+        lines.append("")
+        lines.append(
+            f"**e** {e['title']} ({e['date']}): {spread_text(s.get('replay_seconds'))} s "
+            f"({spread_text(s.get('entries_per_s'), 0)} entries/s) via `{rep.get('how')}`; the rebuilt projection "
+            f"matches the ledger: {s.get('projection_matches')}. {verdict(e)}."
+        )
+    f = results.get("f")
+    if f:
+        s = f["summary"]
+        settings_f = f.get("scenario_settings", {})
+        lines.append("")
+        lines.append(
+            f"**f** {f['title']} ({f['date']}): account with {fmt(settings_f.get('account_entries'))} entries, "
+            f"{settings_f.get('clients')} concurrent clients, {settings_f.get('duration')} s per kind. {verdict(f)}.\n"
+        )
+        lines.append("| read | p50 / p95 / p99 ms | requests/s |")
+        lines.append("|---|---|---|")
+        for kind in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range"):
+            if f"{kind}_p50_ms" in s:
+                lines.append(f"| {kind} | {triple(s, kind)} | {spread_text(s.get(f'{kind}_rps'))} |")
+    lines.append("")
+    lines.append("CPU by component, in cores (of 2), median of the repeats, over load + drain:\n")
+    present = [c for c in COMPONENTS if any(c in (results.get(x, {}).get("summary", {}).get("cpu_cores") or {}) for x in "abcd")]
+    lines.append("| scenario | " + " | ".join(present) + " | machine busy % |")
+    lines.append("|---|" + "---|" * (len(present) + 1))
+    for scenario in "abcd":
+        data = results.get(scenario)
+        if not data:
+            continue
+        cores = data["summary"].get("cpu_cores", {})
+        lines.append(f"| {scenario} | " + " | ".join(fmt(cores.get(c), 2) for c in present)
+                     + f" | {fmt(med(data['summary'], 'machine_busy_pct'))} |")
+    lines.append("")
+    lines.append("Files: " + ", ".join(f"`results/{data['_file']}`" for data in results.values()) + ".\n")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    load = [s for s in "abcd" if s in results]
+
+    ax = axes[0][0]
+    meds = [med(results[s]["summary"], "e2e_tps") or 0 for s in load]
+    lows = [m - (results[s]["summary"]["e2e_tps"].get("min") or m) for s, m in zip(load, meds)]
+    highs = [(results[s]["summary"]["e2e_tps"].get("max") or m) - m for s, m in zip(load, meds)]
+    ax.bar(load, meds, yerr=[lows, highs], capsize=6, color="#4c72b0")
+    for x, m in zip(load, meds):
+        ax.text(x, m, f"{m:.0f}", ha="center", va="bottom")
+    if "c" in results and med(results["c"]["summary"], "pgbench_tps"):
+        tps = med(results["c"]["summary"], "pgbench_tps")
+        ax.axhline(tps, color="#c44e52", linestyle="--", label=f"pgbench tpcb-like {tps:.0f} tps")
+        ax.axhline(0.4 * tps, color="#dd8452", linestyle=":", label="0.4 x pgbench")
+    ax.axhline(800, color="grey", linestyle="-.", linewidth=1, label="target c: 800/s")
+    ax.set_title("Transfers/s committed and projected (median, min–max)")
+    ax.legend(fontsize=8)
+
+    ax = axes[0][1]
+    width = 0.13
+    series = [("http", "p50"), ("http", "p95"), ("http", "p99"), ("c2p", "p50"), ("c2p", "p95"), ("c2p", "p99")]
+    colors = ["#8fb3de", "#4c72b0", "#23395d", "#a6d8a6", "#55a868", "#2a5a33"]
+    for i, ((kind, q), color) in enumerate(zip(series, colors)):
+        values = [med(results[s]["summary"], f"{kind}_{q}_ms") or 0 for s in load]
+        ax.bar([j + (i - 2.5) * width for j in range(len(load))], values, width, color=color,
+               label=f"{'HTTP' if kind == 'http' else 'commit→projection'} {q}")
+    ax.set_xticks(range(len(load)), load)
+    ax.set_yscale("log")
+    ax.axhline(20, color="#4c72b0", linestyle=":", linewidth=1)
+    ax.axhline(250, color="#55a868", linestyle=":", linewidth=1)
+    ax.set_title("Latency, ms (log); dotted: targets of b (HTTP p95 20, projection p95 250)")
+    ax.legend(fontsize=7, ncol=2)
+
+    ax = axes[1][0]
+    bottom = [0.0] * len(load)
+    palette = ["#4c72b0", "#c44e52", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+               "#64b5cd", "#dddddd"]
+    for component, color in zip(COMPONENTS, palette):
+        values = [(results[s]["summary"].get("cpu_cores") or {}).get(component) or 0 for s in load]
+        if not any(values):
+            continue
+        ax.bar(load, values, bottom=bottom, color=color, label=component)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.axhline(2, color="black", linewidth=1)
+    ax.set_title("CPU by component, cores (the machine has 2)")
+    ax.legend(fontsize=7, ncol=2)
+
+    ax = axes[1][1]
+    if "f" in results:
+        s = results["f"]["summary"]
+        kinds = [k for k in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range")
+                 if f"{k}_p50_ms" in s]
+        for i, (q, color) in enumerate(zip(("p50", "p95", "p99"), ("#8fb3de", "#4c72b0", "#23395d"))):
+            ax.bar([j + (i - 1) * 0.25 for j in range(len(kinds))], [med(s, f"{k}_{q}_ms") or 0 for k in kinds], 0.25,
+                   color=color, label=q)
+        ax.set_xticks(range(len(kinds)), [k.replace("statement_", "stmt ").replace("_", " ") for k in kinds], fontsize=8)
+        ax.axhline(10, color="#c44e52", linestyle="--", label="target p95 10 ms")
+        title = "f: reads of an account with 1,000,000 entries, ms"
+        if "e" in results:
+            title += f"\ne: replay {med(results['e']['summary'], 'replay_seconds') or 0:.1f} s (target 60 s)"
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    else:
+        ax.axis("off")
+    fig.suptitle("Credit Ledger benchmarks (benchmarks/README.md)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+
+
+def update_readme(readme: Path, text: str) -> None:
+    content = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in content or END not in content:
+        content += f"\n{START}\n{END}\n"
+    before, rest = content.split(START, 1)
+    _, after = rest.split(END, 1)
+    readme.write_text(f"{before}{START}\n{text}{END}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--readme", default=str(BENCH_DIR / "README.md"))
+    parser.add_argument("--png", default=None, help="default: <results-dir>/summary.png")
+    args = parser.parse_args(argv)
+    results_dir = Path(args.results_dir)
+    results = latest(results_dir)
+    update_readme(Path(args.readme), tables(results))
+    if results:
+        plot(results, Path(args.png) if args.png else results_dir / "summary.png")
+    print(f"summarised {', '.join(results) or 'nothing'} into {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

