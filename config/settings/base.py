@@ -123,6 +123,9 @@ SPECTACULAR_SETTINGS = {
         "currency's minor units. Errors are RFC 9457 problem+json."
     ),
     "VERSION": "1.0.0",
+    # 3.1: schemas are plain JSON Schema (nullable as a "null" type), so clients and our
+    # tests can validate answers against them.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

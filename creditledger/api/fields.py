@@ -40,7 +40,7 @@ class MinorUnitsField(serializers.Field):
         return int(value)
 
 
-@extend_schema_field({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_MINOR_UNITS, "nullable": True})
+@extend_schema_field({"type": ["integer", "null"], "format": "int64", "minimum": 0, "maximum": MAX_MINOR_UNITS})
 class OverdraftLimitField(serializers.Field):
     """How far below zero the balance may go: null = unlimited, 0 = never negative."""
 

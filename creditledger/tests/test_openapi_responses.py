@@ -1,0 +1,62 @@
+"""Real answers match the OpenAPI schema: transfers are rendered by SQL
+(ledger_transfer_document), so the schema's serializers only describe them."""
+
+from __future__ import annotations
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from jsonschema import Draft202012Validator
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def assert_matches(openapi: dict, path: str, method: str, status: int, body) -> None:
+    content = openapi["paths"][path][method]["responses"][str(status)]["content"]
+    schema = next(iter(content.values()))["schema"]
+    validator = Draft202012Validator({**schema, "components": openapi["components"]})
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+    assert not errors, errors
+    required = _resolve(openapi, schema).get("required", [])
+    assert set(required) <= set(body), f"missing {set(required) - set(body)}"
+
+
+def _resolve(openapi: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = openapi["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_transfer_answers_match_the_schema(api, openapi, make_account, sync_projections):
+    source, destination = make_account(), make_account()
+    body = {"from": str(source.id), "to": str(destination.id), "amount": 5, "currency": "USD",
+            "idempotencyKey": "schema-1", "metadata": {"order": "A-1"}}
+
+    posted = api.post("/transfers", body, format="json")
+    assert_matches(openapi, "/transfers", "post", 201, posted.json())
+    replayed = api.post("/transfers", body, format="json")
+    assert_matches(openapi, "/transfers", "post", 201, replayed.json())
+    fetched = api.get(f"/transfers/{posted.json()['transferId']}")
+    assert_matches(openapi, "/transfers/{transfer_id}", "get", 200, fetched.json())
+    assert {key: value for key, value in posted.json().items() if key != "consistencyToken"} == fetched.json()
+
+    sync_projections()
+    assert_matches(openapi, "/transfers", "get", 200, api.get("/transfers").json())
+    assert_matches(openapi, "/accounts/{account_id}/balance", "get", 200,
+                   api.get(f"/accounts/{destination.id}/balance").json())
+    assert_matches(openapi, "/accounts/{account_id}/statements", "get", 200,
+                   api.get(f"/accounts/{destination.id}/statements").json())
+
+
+def test_problem_answers_match_the_schema(api, openapi, make_account):
+    source = make_account(overdraft_limit=0)
+    destination = make_account()
+    refused = api.post("/transfers", {"from": str(source.id), "to": str(destination.id), "amount": 5,
+                                      "currency": "USD", "idempotencyKey": "schema-2"}, format="json")
+    assert refused.status_code == 422
+    assert refused["Content-Type"] == "application/problem+json"
+    assert_matches(openapi, "/transfers", "post", 422, refused.json())
