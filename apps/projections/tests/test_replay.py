@@ -271,6 +271,24 @@ def test_the_swapped_in_tables_keep_the_names_and_schema_the_migrations_know(led
         transaction.set_rollback(True, using="read")
 
 
+def test_the_swap_gives_up_its_lock_request_behind_a_long_read_and_retries(ledger, sync_projections, caplog):
+    sync_projections()
+    reader = psycopg.connect(**connections["read"].get_connection_params())
+    reader.execute("SELECT count(*) FROM projection_transfer")  # a read in a transaction that stays open
+    finish_reading = threading.Timer(1.0, reader.rollback)
+    finish_reading.start()
+    try:
+        with mock.patch("apps.projections.replay.SWAP_LOCK_TIMEOUT", "200ms"):
+            projections_replay()
+    finally:
+        finish_reading.join()
+        reader.close()
+
+    assert "swap attempt 1/10 could not take its locks" in caplog.text
+    assert projections_verify().ok
+    assert leftover_schemas() == []
+
+
 def test_only_one_replay_runs_at_a_time(ledger):
     holder = psycopg.connect(**connections["read"].get_connection_params(), autocommit=True)
     try:
@@ -286,9 +304,11 @@ def test_a_failed_load_leaves_the_live_projections_as_they_were(ledger, sync_pro
     sync_projections()
     before = projection_rows()
 
-    with mock.patch("apps.projections.replay._indexes_build", side_effect=RuntimeError("disk full")):
-        with pytest.raises(RuntimeError, match="disk full"):
-            projections_replay()
+    with (
+        mock.patch("apps.projections.replay._indexes_build", side_effect=RuntimeError("disk full")),
+        pytest.raises(RuntimeError, match="disk full"),
+    ):
+        projections_replay()
 
     assert projection_rows() == before
     assert leftover_schemas() == []
