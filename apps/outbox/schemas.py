@@ -1,13 +1,14 @@
-"""The event contract: one JSON Schema per event type, checked by the consumer before it
-applies anything. docs/events.md documents the same shapes."""
+"""The event contract: one JSON Schema (draft 7) per event type, checked by the consumer before
+it applies anything. docs/events.md documents the same shapes. fastjsonschema compiles each
+schema to Python: about 10x faster than interpreting it, which matters at thousands of events/s."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import fastjsonschema
 
-_UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
 _INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
 _TIME = {"type": "string", "minLength": 20}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{2,15}$"}
@@ -51,8 +52,8 @@ ENVELOPE_SCHEMA = _object({
     "data": {"type": "object"},
 })
 
-_ENVELOPE_VALIDATOR = Draft202012Validator(ENVELOPE_SCHEMA)
-_DATA_VALIDATORS = {event_type: Draft202012Validator(schema) for event_type, schema in DATA_SCHEMAS.items()}
+_ENVELOPE_VALIDATOR = fastjsonschema.compile(ENVELOPE_SCHEMA)
+_DATA_VALIDATORS = {event_type: fastjsonschema.compile(schema) for event_type, schema in DATA_SCHEMAS.items()}
 
 
 class InvalidEvent(ValueError):
@@ -61,10 +62,9 @@ class InvalidEvent(ValueError):
 
 def event_validate(envelope: Any) -> dict[str, Any]:
     """Return `envelope` if it is a valid event of a known type and version, else raise InvalidEvent."""
-    error = next(iter(_ENVELOPE_VALIDATOR.iter_errors(envelope)), None)
-    if error is None:
-        error = next(iter(_DATA_VALIDATORS[envelope["type"]].iter_errors(envelope["data"])), None)
-    if error is not None:
-        location = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        raise InvalidEvent(f"{location}: {error.message}")
+    try:
+        _ENVELOPE_VALIDATOR(envelope)
+        _DATA_VALIDATORS[envelope["type"]](envelope["data"])
+    except fastjsonschema.JsonSchemaValueException as error:
+        raise InvalidEvent(error.message) from None
     return envelope

@@ -6,12 +6,12 @@
 -- creditledger.errors.LedgerError.as_outcome().
 
 -- Timestamps as the API and the events write them (UTC, microseconds, Z).
-CREATE FUNCTION ledger_iso(ts timestamptz) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION ledger_iso(ts timestamptz) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
 -- The data of an EntryPosted event (docs/events.md).
-CREATE FUNCTION ledger_entry_event_data(e entry) RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION ledger_entry_event_data(e entry) RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT jsonb_build_object(
         'entryId', e.id, 'transferId', e.transfer_id, 'accountId', e.account_id, 'counterpartyId', e.counterparty_id,
         'currency', e.currency, 'amount', e.amount, 'sequence', e.sequence, 'balanceAfter', e.balance_after,
@@ -38,7 +38,7 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Why `a` cannot take part in a transfer in `p_currency` as `p_field`, or NULL.
-CREATE FUNCTION ledger_account_refusal(a account, p_field text, p_currency text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION ledger_account_refusal(a account, p_field text, p_currency text) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN a.currency <> p_currency THEN
             ledger_error('currency_mismatch', format('Account %s holds %s, not %s.', a.id, a.currency, p_currency),
@@ -52,7 +52,7 @@ $$;
 CREATE FUNCTION ledger_outbox_row(
     p_event_id uuid, p_topic text, p_key text, p_type text, p_aggregate_type text, p_occurred timestamptz,
     p_data jsonb, p_headers jsonb
-) RETURNS outbox_event LANGUAGE sql IMMUTABLE AS $$
+) RETURNS outbox_event LANGUAGE sql STABLE AS $$
     SELECT NULL::bigint, p_event_id, p_topic, p_key, p_type,
            jsonb_build_object('eventId', p_event_id, 'type', p_type, 'version', 1, 'occurredAt', ledger_iso(p_occurred),
                               'aggregateType', p_aggregate_type, 'aggregateId', p_key, 'data', p_data),
