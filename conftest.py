@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,9 +19,12 @@ from apps.accounts.models import Account, Currency
 from apps.accounts.services import account_create
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
 from apps.ledger.services import TransferOutcome, transfer_create
+from apps.outbox import relay
 from apps.outbox.models import OutboxEvent
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
 from creditledger.api.exception_handler import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
+from creditledger.devstack import TansuBroker
+from creditledger.testing import ConsumerThread
 
 _keys = itertools.count()
 
@@ -157,3 +162,37 @@ def sync_projections() -> Callable[[], None]:
         projection_batch_apply(messages, consumer_group="tests")
 
     return sync
+
+
+@pytest.fixture
+def broker(settings, tmp_path: Path) -> Iterator[TansuBroker]:
+    """A fresh in-memory broker for this test; settings point the relay and consumer at it."""
+    tansu = TansuBroker(log_path=tmp_path / "tansu.log")
+    tansu.start()
+    settings.KAFKA = {
+        **settings.KAFKA,
+        "BOOTSTRAP_SERVERS": tansu.bootstrap_servers,
+        "PRODUCER_CONFIG": {**settings.KAFKA["PRODUCER_CONFIG"], "message.timeout.ms": 3000},
+        "CONSUMER_CONFIG": {**settings.KAFKA["CONSUMER_CONFIG"], "session.timeout.ms": 2000,
+                            "heartbeat.interval.ms": 500},
+    }
+    relay._Producer.reset()
+    yield tansu
+    relay._Producer.reset()
+    tansu.stop()
+
+
+@pytest.fixture
+def start_consumer(broker) -> Iterator[Callable[[], ConsumerThread]]:
+    started: list[ConsumerThread] = []
+
+    def start() -> ConsumerThread:
+        consumer = ConsumerThread(group=f"test-{uuid.uuid4().hex[:8]}")
+        consumer.thread.start()
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        if consumer.thread.is_alive():
+            consumer.stop()

@@ -12,8 +12,7 @@ from django.db import connection
 
 from apps.outbox.models import OutboxEvent, RelayState
 from apps.outbox.relay import RELAY_LOCK_KEY, outbox_relay
-from apps.projections.tests.conftest import broker  # noqa: F401 - fixture
-from apps.projections.tests.test_pipeline import read_topic
+from creditledger.testing import read_topic
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

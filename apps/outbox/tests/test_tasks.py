@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from apps.outbox import tasks
 from apps.outbox.models import OutboxEvent
-from apps.projections.tests.conftest import broker, wait_until  # noqa: F401 - fixture
 from creditledger.celery import app
+from creditledger.testing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from django.conf import settings
 from django.db import connection
 
@@ -20,27 +19,12 @@ from apps.outbox.models import OutboxEvent
 from apps.outbox.relay import outbox_relay
 from apps.outbox.topics import ALL_TOPICS, ENTRY_TOPIC
 from apps.projections.models import ProjectedStatementLine, ProjectedTransfer
-from apps.projections.tests.conftest import projection_matches_ledger, wait_until
 from creditledger import kafka, metrics
+from creditledger.testing import projection_matches_ledger, read_topic, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "read"]), pytest.mark.slow]
 
 BASE_DIR = Path(__file__).resolve().parents[3]
-
-
-def read_topic(topic: str, idle_seconds: float = 2.0) -> list:
-    """Every message now on `topic`, read from the beginning of each partition until the
-    topic stays quiet. (Not up to the high watermarks: Tansu reports them wrong.)"""
-    reader = Consumer({"bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"], "group.id": "test-reader",
-                       "enable.auto.commit": False})
-    partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    messages = []
-    while (message := reader.poll(idle_seconds)) is not None:
-        if not message.error():
-            messages.append(message)
-    reader.close()
-    return messages
 
 
 def transfer_body(source, destination, key: str, amount: int = 100) -> dict:

@@ -9,7 +9,7 @@ from apps.outbox.models import OutboxEvent
 from apps.outbox.topics import ENTRY_TOPIC
 from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
-from apps.projections.tests.conftest import projection_matches_ledger
+from creditledger.testing import projection_matches_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

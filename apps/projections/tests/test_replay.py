@@ -339,7 +339,7 @@ def test_the_command_reports_why_it_could_not_run(ledger):
 
 @pytest.mark.slow
 def test_a_replay_from_kafka_builds_what_the_replay_from_the_ledger_builds(broker, ledger):
-    # `broker` is a fresh broker of this test's own (apps/projections/tests/conftest.py), so the
+    # `broker` is a fresh broker of this test's own (the root conftest.py), so the
     # topics hold this test's events only and the whole database must verify clean.
     published = outbox_relay().published
     assert published == OutboxEvent.objects.count() == 6 + 9 * 3

@@ -9,8 +9,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from apps.outbox.relay import outbox_relay
-from apps.projections.tests.conftest import wait_until
 from creditledger.telemetry import tracing_configure
+from creditledger.testing import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "read"]), pytest.mark.slow]
 

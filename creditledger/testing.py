@@ -1,40 +1,20 @@
-"""Fixtures for tests that run the real pipeline: a Kafka-protocol broker of the test's
-own (so it can be taken down), the relay, and the consumer loop in a thread."""
+"""Helpers for tests that run the real pipeline (the fixtures that use them are in the root
+conftest.py): the consumer loop in a thread, reading a topic back, comparing the read model
+with the ledger, waiting for a condition."""
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from django.conf import settings
 from django.db import connections
 
 from apps.ledger.models import Entry
-from apps.outbox import relay
 from apps.projections.consumer import consume_loop
 from apps.projections.models import ProjectedBalance, ProjectedStatementLine
-from creditledger.devstack import TansuBroker
-
-
-@pytest.fixture
-def broker(settings, tmp_path: Path) -> Iterator[TansuBroker]:
-    """A fresh in-memory broker for this test; settings point the relay and consumer at it."""
-    tansu = TansuBroker(log_path=tmp_path / "tansu.log")
-    tansu.start()
-    settings.KAFKA = {
-        **settings.KAFKA,
-        "BOOTSTRAP_SERVERS": tansu.bootstrap_servers,
-        "PRODUCER_CONFIG": {**settings.KAFKA["PRODUCER_CONFIG"], "message.timeout.ms": 3000},
-        "CONSUMER_CONFIG": {**settings.KAFKA["CONSUMER_CONFIG"], "session.timeout.ms": 2000,
-                            "heartbeat.interval.ms": 500},
-    }
-    relay._Producer.reset()
-    yield tansu
-    relay._Producer.reset()
-    tansu.stop()
 
 
 class ConsumerThread:
@@ -60,20 +40,19 @@ class ConsumerThread:
             raise self.error
 
 
-@pytest.fixture
-def start_consumer(broker) -> Iterator[Callable[[], ConsumerThread]]:
-    started: list[ConsumerThread] = []
-
-    def start() -> ConsumerThread:
-        consumer = ConsumerThread(group=f"test-{uuid.uuid4().hex[:8]}")
-        consumer.thread.start()
-        started.append(consumer)
-        return consumer
-
-    yield start
-    for consumer in started:
-        if consumer.thread.is_alive():
-            consumer.stop()
+def read_topic(topic: str, idle_seconds: float = 2.0) -> list:
+    """Every message now on `topic`, read from the beginning of each partition until the
+    topic stays quiet. (Not up to the high watermarks: Tansu reports them wrong.)"""
+    reader = Consumer({"bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"], "group.id": "test-reader",
+                       "enable.auto.commit": False})
+    partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    messages = []
+    while (message := reader.poll(idle_seconds)) is not None:
+        if not message.error():
+            messages.append(message)
+    reader.close()
+    return messages
 
 
 def projection_matches_ledger() -> bool:
