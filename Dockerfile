@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every Credit Ledger process; docker-compose.yml picks the command:
 #   migrate   python manage.py migrate --no-input
-#   web       gunicorn creditledger.wsgi:application --bind 0.0.0.0:4000 --workers 3 (default)
+#   web       gunicorn --config config/gunicorn.py creditledger.wsgi:application --bind 0.0.0.0:4000 (default; 2 workers x 4 threads)
 #   worker    celery -A creditledger worker --pool=solo --loglevel=info
 #   beat      celery -A creditledger beat --loglevel=info --schedule /tmp/celerybeat-schedule
 #   consumer  python manage.py consume_projections
@@ -35,4 +35,4 @@ USER 10001:10001
 
 EXPOSE 4000 9101 9102
 
-CMD ["gunicorn", "creditledger.wsgi:application", "--bind", "0.0.0.0:4000", "--workers", "3"]
+CMD ["gunicorn", "--config", "config/gunicorn.py", "creditledger.wsgi:application", "--bind", "0.0.0.0:4000"]

@@ -39,6 +39,14 @@ verify: $(STAMP) ## recompute every balance from the entries and check every inv
 schema: $(STAMP) ## write the OpenAPI schema to openapi.yaml
 	$(DEVSTACK) exec -- $(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml
 
+bench: $(STAMP) ## run every benchmark scenario (~15 min, +10 the first time), then update benchmarks/README.md; BENCH_ARGS=... passes options
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.report
+
+.PHONY: bench-smoke
+bench-smoke: $(STAMP) ## every benchmark scenario at tiny sizes, in a minute or two (results under benchmarks/.work)
+	$(PY) -m benchmarks.run --smoke --results-dir benchmarks/.work/smoke-results $(BENCH_ARGS)
+
 up: ## build the image and start the docker-compose demo (docs/observability.md)
 	docker compose up -d --build
 

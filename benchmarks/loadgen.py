@@ -16,6 +16,8 @@ Two shapes of load (SPEC["mode"]):
     each is sent at its due time on a free connection (a new one if none is free, up to
     `max_connections`). Latency is measured from the DUE time, so a server that falls behind
     shows it in the latency instead of silently slowing the load (no coordinated omission).
+    A request still waiting for a connection `timeout` s after its due time is given up
+    unsent, as a client with that timeout would.
 
 What is requested (SPEC["requests"]):
   * {"kind": "transfer", "key_prefix", "currency", "pattern": "pair"|"random"|"hot", ...}:
@@ -333,6 +335,12 @@ class Runner:
 
         async def fire(n: int, t_due: float) -> None:
             async with limit:
+                now = time.perf_counter()
+                if now - t_due > self.timeout:
+                    # Waited for a free connection longer than a client would: it gives up
+                    # without sending (nothing was committed).
+                    self.recorder.answered("client timeout (never sent)", False, now - t_due, now)
+                    return
                 conn = self.idle.pop() if self.idle else None
                 raw = self.maker.make(n)
                 conn = await self.one(raw, conn, t_due)

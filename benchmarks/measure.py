@@ -202,6 +202,7 @@ class CpuMeter:
             "machine_busy_pct": round(100 * busy / total, 1) if total else None,
             "machine_iowait_pct": round(100 * delta.get("iowait", 0.0) / total, 1) if total else None,
             "machine_steal_pct": round(100 * steal / total, 1) if total else None,
+            "machine_times_pct": {k: round(100 * v / total, 1) for k, v in delta.items() if v > 0} if total else {},
             "components": components,
         }
 
@@ -287,7 +288,7 @@ def machine_info(pg=None) -> dict[str, Any]:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                             text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        info["git_dirty_files"] = [line[3:] for line in dirty.splitlines()]
+                               capture_output=True, text=True, check=True).stdout
+        info["git_dirty_files"] = [line[3:] for line in dirty.splitlines() if line.strip()]
     info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return info

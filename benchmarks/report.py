@@ -26,7 +26,7 @@ COMPONENTS = ["web", "postgres", "worker", "consumer", "kafka", "beat", "redis (
               "harness", "replay", "other (not ours)"]
 
 
-def latest(results_dir: Path) -> dict[str, dict[str, Any]]:
+def latest(results_dir: Path, include_smoke: bool = False) -> dict[str, dict[str, Any]]:
     found: dict[str, tuple[tuple, dict]] = {}
     for path in results_dir.glob("*.json"):
         try:
@@ -34,7 +34,7 @@ def latest(results_dir: Path) -> dict[str, dict[str, Any]]:
         except (OSError, ValueError):
             continue
         scenario = data.get("scenario")
-        if scenario not in SCENARIOS or data.get("smoke"):
+        if scenario not in SCENARIOS or (data.get("smoke") and not include_smoke):
             continue
         key = (data.get("date", ""), path.stat().st_mtime)
         if scenario not in found or key > found[scenario][0]:
@@ -81,6 +81,14 @@ def verdict(data: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def _dirty_text(files: list[str]) -> str:
+    if not files:
+        return ""
+    app = [f for f in files if not f.startswith("benchmarks/") and f not in ("Makefile", "requirements-dev.txt")]
+    text = f" with uncommitted changes in {len(files)} files"
+    return text + (f", outside the harness: {', '.join(app)}" if app else ", all of them the harness's own")
+
+
 def tables(results: dict[str, dict[str, Any]]) -> str:
     lines: list[str] = []
     if not results:
@@ -94,7 +102,7 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         f"Stack: {settings.get('web_server')} {settings.get('web_workers')} workers x {settings.get('web_threads')} "
         f"threads, Celery broker {settings.get('celery_broker')}, Kafka {settings.get('kafka')}. "
         f"Commit {str(machine.get('git_commit', ''))[:10]}"
-        + (f" with uncommitted changes in {len(machine.get('git_dirty_files', []))} files" if machine.get("git_dirty_files") else "")
+        + _dirty_text(machine.get("git_dirty_files") or [])
         + ".\n"
     )
     lines.append("Medians of the repeats; in brackets min–max and the coefficient of variation of the repeats.\n")
@@ -177,6 +185,18 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {scenario} | " + " | ".join(fmt(cores.get(c), 2) for c in present)
                      + f" | {fmt(med(data['summary'], 'machine_busy_pct'))} |")
     lines.append("")
+    lines.append("CPU by component per transfer made visible, in milliseconds (median of the repeats):\n")
+    lines.append("| scenario | " + " | ".join(present) + " | ours in all |")
+    lines.append("|---|" + "---|" * (len(present) + 1))
+    ours = [c for c in present if c not in ("harness", "loadgen", "other (not ours)")]
+    for scenario in "abcd":
+        data = results.get(scenario)
+        if not data:
+            continue
+        per = data["summary"].get("cpu_ms_per_transfer", {})
+        total = sum(per.get(c) or 0 for c in ours)
+        lines.append(f"| {scenario} | " + " | ".join(fmt(per.get(c), 2) for c in present) + f" | {fmt(total, 2)} |")
+    lines.append("")
     lines.append("Files: " + ", ".join(f"`results/{data['_file']}`" for data in results.values()) + ".\n")
     return "\n".join(lines) + "\n"
 
@@ -231,8 +251,9 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
         ax.bar(load, values, bottom=bottom, color=color, label=component)
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.axhline(2, color="black", linewidth=1)
+    ax.set_ylim(0, 2.9)
     ax.set_title("CPU by component, cores (the machine has 2)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center")
 
     ax = axes[1][1]
     if "f" in results:
@@ -271,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--readme", default=str(BENCH_DIR / "README.md"))
     parser.add_argument("--png", default=None, help="default: <results-dir>/summary.png")
+    parser.add_argument("--include-smoke", action="store_true", help="also use --smoke results (tests)")
     args = parser.parse_args(argv)
     results_dir = Path(args.results_dir)
-    results = latest(results_dir)
+    results = latest(results_dir, include_smoke=args.include_smoke)
     update_readme(Path(args.readme), tables(results))
     if results:
         plot(results, Path(args.png) if args.png else results_dir / "summary.png")

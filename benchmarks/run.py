@@ -26,7 +26,6 @@ import base64
 import datetime as dt
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,8 +44,8 @@ from benchmarks.stack import BASE_DIR, PYTHON, PostgresServer, Stack, StackOptio
 
 BENCH_DIR = Path(__file__).resolve().parent
 # Chosen by measurement: docs/adr/0012-web-server.md.
-DEFAULT_WEB_WORKERS = 3
-DEFAULT_WEB_THREADS = 1
+DEFAULT_WEB_WORKERS = 2
+DEFAULT_WEB_THREADS = 4
 
 TITLES = {
     "a": "seed: 20 clients, 2 accounts, 10 ms think time",
@@ -65,7 +64,7 @@ SIZES = {
         "c": {"steps": [8, 16, 32, 64], "accounts": 10_000, "duration": 15, "pgbench_seconds": 30, "pgbench_scale": 10},
         "d": {"clients": 64, "duration": 30},
         "e": {"accounts": 10_000, "transfers": 500_000},
-        "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 4, "duration": 10, "deep_after": 900_000},
+        "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 2, "duration": 10, "deep_after": 900_000},
         "warmup": 3,
     },
     True: {
@@ -107,12 +106,17 @@ class Bench:
         self.options = StackOptions(
             server=args.server, web_workers=args.web_workers, web_threads=args.web_threads,
             redis_db=args.redis_db, kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            celery_broker=args.broker,
         )
 
     def size(self, scenario: str, key: str) -> Any:
         value = self.sizes[scenario][key]
         if key == "duration" and self.args.duration and scenario in "abcd":
             return self.args.duration
+        if key == "steps" and self.args.steps:
+            return [int(x) for x in self.args.steps.split(",")]
+        if key == "pgbench_seconds" and self.args.pgbench_seconds is not None:
+            return self.args.pgbench_seconds
         return value
 
     def db_name(self, scenario: str) -> str:
@@ -143,14 +147,13 @@ class Bench:
                 raise RuntimeError(f"load generator failed with {process.returncode}")
             return json.loads(out_path.read_text())
 
-    def wait_visible(self, conn, prefix: str, since: float, timeout: float = 180.0) -> tuple[int, int, float]:
-        """Wait until every transfer with `prefix` has its projection_transfer row and both statement
-        lines. (committed, visible, seconds waited after the load)."""
+    def wait_visible(self, conn, prefix: str, since: float, timeout: float = 180.0) -> tuple[int, float]:
+        """Wait until every committed transfer with `prefix` has its projection_transfer row and
+        both statement lines: (committed transfers, seconds waited)."""
         started = time.perf_counter()
         since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.timezone.utc)
-        committed = visible = 0
         while True:
-            committed, transfers_seen, lines_missing = conn.execute(
+            committed, projected, lines_missing = conn.execute(
                 """SELECT count(*), count(p.transfer_id),
                           (SELECT count(*) FROM entry e JOIN transfer t2 ON t2.id = e.transfer_id
                              LEFT JOIN projection_statement_line l ON l.account_id = e.account_id AND l.sequence = e.sequence
@@ -159,14 +162,13 @@ class Bench:
                     WHERE t.created_at >= %(since)s AND t.idempotency_key LIKE %(like)s""",
                 {"since": since_ts, "like": prefix + "-%"},
             ).fetchone()
-            visible = transfers_seen if lines_missing == 0 else min(transfers_seen, committed - (lines_missing + 1) // 2)
-            if transfers_seen == committed and lines_missing == 0:
+            if projected == committed and lines_missing == 0:
                 break
             if time.perf_counter() - started > timeout:
-                log(f"  timeout: {committed - transfers_seen} transfers and {lines_missing} lines not projected")
+                log(f"  timeout: {committed - projected} transfers and {lines_missing} lines not projected")
                 break
             time.sleep(0.1)
-        return committed, visible, time.perf_counter() - started
+        return committed, time.perf_counter() - started
 
     def visibility(self, conn, prefix: str, since: float) -> list[tuple[float, float | None]]:
         """Per committed transfer: (created_at, visible_at) epochs; visible_at None if not fully projected."""
@@ -217,9 +219,15 @@ class Bench:
             meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database},
                              harness_pids={monitor_pid, sampler.backend_pid}).start()
             started = time.time()
+            profiler = None
+            if self.args.py_spy:
+                from benchmarks.profile import Profiler
+
+                profiler = Profiler(Path(self.args.py_spy), prefix, stack.component_pids(), float(spec.get("duration", 10)))
             result = self.loadgen(stack, spec, meter)
             load_end = time.time()
-            committed, visible, drain_s = self.wait_visible(conn, prefix, started)
+            profiles = profiler.stop() if profiler else None
+            committed, drain_s = self.wait_visible(conn, prefix, started)
             cpu = meter.stop()
             outbox = sampler.stop()
             stack.check_alive()
@@ -258,8 +266,13 @@ class Bench:
             "errors_total": sum(errors.values()),
             "transaction_retries_logged": retries,
             "cpu": cpu,
+            # CPU milliseconds each visible transfer cost, by component: robust to a busy machine.
+            "cpu_ms_per_transfer": {name: round(1000 * c["cpu_s"] / len(visible_at), 3)
+                                    for name, c in cpu["components"].items()} if visible_at else {},
             "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
             "answers_per_second": result["answers_per_second"],
+            **({"py_spy": {name: {"samples": p["samples"], "own_top10": p["own"][:10]} for name, p in profiles.items()}}
+               if profiles else {}),
         }
         log(f"  {prefix}: e2e {phase['e2e_tps']}/s, http {phase['http_tps']}/s, http p95 {http['p95']} ms, "
             f"c2p p95 {c2p_summary['p95']} ms, backlog max {outbox['max_backlog']}, errors {phase['errors_total']}, "
@@ -328,7 +341,7 @@ class Bench:
                 concurrency = clients
             out["scenario_settings"] = {**sizes, "accounts_created": len(ids), "duration": self.size(scenario, "duration")}
             self.warmup(stack, requests, concurrency)
-            if scenario == "c":
+            if scenario == "c" and self.size("c", "pgbench_seconds"):
                 out["pgbench_init"] = pgbench_init(self.pg, self.args.db_prefix + "_pgbench", scale=sizes["pgbench_scale"])
             for repeat in range(1, self.repeats(scenario) + 1):
                 log(f"scenario {scenario} repeat {repeat}")
@@ -351,39 +364,48 @@ class Bench:
         return int(row[0]) if row else None
 
     def ramp(self, stack: Stack, requests: dict[str, Any], repeat: int) -> dict[str, Any]:
-        sizes = self.sizes["c"]
         steps = []
-        for concurrency in sizes["steps"]:
+        for concurrency in self.size("c", "steps"):
             prefix = f"c-{self.run_id}-r{repeat}-c{concurrency}"
             spec = {"mode": "closed", "concurrency": concurrency, "duration": self.size("c", "duration"),
                     "requests": {**requests, "key_prefix": prefix}}
             steps.append(self.phase(stack, spec, prefix))
         best = max(steps, key=lambda s: s["e2e_tps"])
         clients = best["load"]["concurrency"]
-        log(f"  pgbench tpcb-like, {clients} clients, {sizes['pgbench_seconds']} s")
-        bench = pgbench_run(self.pg, self.args.db_prefix + "_pgbench", clients=clients, seconds=sizes["pgbench_seconds"])
+        seconds = self.size("c", "pgbench_seconds")
+        if not seconds:
+            return {**best, "best_concurrency": clients, "steps": steps, "pgbench": {"tps": None}, "pgbench_ratio": None}
+        log(f"  pgbench tpcb-like, {clients} clients, {seconds} s")
+        bench = pgbench_run(self.pg, self.args.db_prefix + "_pgbench", clients=clients, seconds=seconds)
         log(f"  pgbench: {bench['tps']:.0f} tps; ratio {best['e2e_tps'] / bench['tps']:.2f}")
         return {**best, "best_concurrency": clients, "steps": steps, "pgbench": bench,
                 "pgbench_ratio": round(best["e2e_tps"] / bench["tps"], 3) if bench["tps"] else None}
 
     # -- e: replay -----------------------------------------------------------------------------
 
-    def template(self, scenario: str, build) -> str:
-        """A seeded database kept between runs (seeding is slow and not what is measured), keyed by
-        the migrations, the seeder and the sizes; a scenario copies it with CREATE DATABASE ...
-        TEMPLATE."""
+    def template_name(self, scenario: str) -> str:
         import hashlib
 
         digest = hashlib.sha256()
         for path in sorted(BASE_DIR.glob("apps/*/migrations/*.py")) + sorted(BASE_DIR.glob("apps/*/sql/*.sql")):
             digest.update(path.read_bytes())
         digest.update((BENCH_DIR / "seed.py").read_bytes())
-        digest.update(json.dumps(self.sizes[scenario], sort_keys=True).encode())
-        name = f"{self.args.db_prefix}_seed_{scenario}_{digest.hexdigest()[:10]}"
+        seed_sizes = {k: v for k, v in self.sizes[scenario].items() if k in ("accounts", "counterparties", "transfers")}
+        digest.update(json.dumps(seed_sizes, sort_keys=True).encode())
+        return f"{self.template_family(scenario)}{digest.hexdigest()[:10]}"
+
+    def template_family(self, scenario: str) -> str:
+        return f"{self.args.db_prefix}_seed{'smoke' if self.smoke else ''}_{scenario}_"
+
+    def template(self, scenario: str, build) -> str:
+        """A seeded database kept between runs (seeding is slow and not what is measured), keyed by
+        the migrations, the seeder and the sizes; a scenario copies it with CREATE DATABASE ...
+        TEMPLATE."""
+        name = self.template_name(scenario)
         if self.pg.exists(name) and not self.args.reseed:
             log(f"seeded template {name} reused")
             return name
-        for stale in self.pg.databases(f"{self.args.db_prefix}_seed_{scenario}_"):
+        for stale in self.pg.databases(self.template_family(scenario)):
             self.pg.drop(stale)
         log(f"seeding template {name} (not timed)")
         stack = Stack(self.pg, name + "_tmp", self.options, self.workdir)
@@ -580,6 +602,8 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
         components = sorted({name for rep in reps for name in rep["cpu"]["components"]})
         s["cpu_cores"] = {name: spread([rep["cpu"]["components"].get(name, {}).get("cores") for rep in reps])["median"]
                           for name in components}
+        s["cpu_ms_per_transfer"] = {name: spread([rep["cpu_ms_per_transfer"].get(name) for rep in reps])["median"]
+                                    for name in components}
         s["machine_busy_pct"] = pick(["cpu", "machine_busy_pct"])
         errors: dict[str, int] = {}
         for rep in reps:
@@ -642,13 +666,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds per scenario")
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", DEFAULT_WEB_WORKERS)))
     parser.add_argument("--web-threads", type=int, default=DEFAULT_WEB_THREADS)
-    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn")
+    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
+                        help="web server; granian is not a project dependency: .venv/bin/pip install granian")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database number of the Celery broker")
+    parser.add_argument("--broker", choices=["auto", "redis", "database"], default="auto",
+                        help="Celery broker: Redis if it answers (auto), else kombu's SQLAlchemy transport on the "
+                             "scenario's PostgreSQL database, as make run")
+    parser.add_argument("--steps", default=None, help="client counts of c's ramp, e.g. 8,16,32,64")
+    parser.add_argument("--pgbench-seconds", type=int, default=None, help="pgbench run length in c (0: skip pgbench)")
     parser.add_argument("--db-prefix", default="creditledger_bench", help="prefix of the databases the harness owns")
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--work-dir", default=str(BENCH_DIR / ".work"), help="logs, embedded PostgreSQL, temp files")
     parser.add_argument("--keep-db", action="store_true", help="keep each scenario's database afterwards")
     parser.add_argument("--reseed", action="store_true", help="rebuild the seeded templates of e and f")
+    parser.add_argument("--py-spy", default=None, metavar="DIR",
+                        help="profile web, worker and consumer with py-spy during each load phase, into DIR")
     parser.add_argument("--tag", default="", help="added to the result file names: <date>-<scenario><tag>.json")
     args = parser.parse_args(argv)
 

@@ -5,13 +5,13 @@ benchmarks/.work/postgres); one `Stack` per scenario: a dedicated database, drop
 and migrated, then gunicorn (config/gunicorn.py), the Celery worker (the outbox relay) and beat,
 the projection consumer, and a Kafka-protocol broker (Tansu, in memory, unless
 KAFKA_BOOTSTRAP_SERVERS names one). The Celery broker is Redis on a database number of its
-own, or kombu's filesystem transport when Redis does not answer.
+own, or, when Redis does not answer, kombu's SQLAlchemy transport on the scenario's own
+PostgreSQL database, as `make run` uses (docs/adr/0009).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -106,7 +106,8 @@ class PostgresServer:
 
     def databases(self, prefix: str) -> list[str]:
         with self.connect("postgres") as conn:
-            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [prefix + "%"]).fetchall()
+            pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern]).fetchall()
         return [row[0] for row in rows]
 
     def postmaster_pid(self) -> int:
@@ -145,6 +146,7 @@ class StackOptions:
     web_threads: int = 1
     redis_db: int = 13
     kafka_bootstrap: str | None = None  # None: an embedded Tansu broker
+    celery_broker: str = "auto"  # auto (Redis if it answers, else database), redis, database
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -208,17 +210,17 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         })
         redis_url = f"redis://127.0.0.1:6379/{self.options.redis_db}"
-        if redis_available(redis_url):
+        if self.options.celery_broker == "redis" or (self.options.celery_broker == "auto" and redis_available(redis_url)):
             env["CELERY_BROKER_URL"] = redis_url
             self.broker_kind = f"redis db {self.options.redis_db}"
         else:
-            folder = self.workdir / "celery" / self.database
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            env["CELERY_BROKER_URL"] = "filesystem://"
-            env["CELERY_BROKER_TRANSPORT_OPTIONS"] = json.dumps(
-                {"data_folder_in": str(folder), "data_folder_out": str(folder), "polling_interval": 0.05})
-            self.broker_kind = "filesystem (Redis unreachable)"
+            # As `make run` does without Redis: kombu's SQLAlchemy transport on the same
+            # PostgreSQL database (docs/adr/0009), polled once a second.
+            from creditledger.devstack import database_broker
+
+            database_broker(env)
+            self.broker_kind = "postgresql (kombu sqlalchemy)" + (
+                " (Redis unreachable)" if self.options.celery_broker == "auto" else "")
         env.update(self.options.extra_env)
         return env
 

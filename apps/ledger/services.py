@@ -21,7 +21,6 @@ from django.db import connection, transaction
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
-from apps.accounts.selectors import currency_get
 from apps.ledger.models import Transfer
 from apps.ledger.selectors import transfer_get
 from apps.outbox.tasks import relay_kick
@@ -71,13 +70,12 @@ def transfer_create(
 
     The first outcome for a key (the transfer, or the business error that refused it) is
     stored in the same transaction and returned again for the same request; the same key
-    with a different request raises IdempotencyKeyReused. Input that fails these checks
-    (400) is not stored, as with Stripe.
+    with a different request raises IdempotencyKeyReused. Invalid input (400: an amount
+    out of range, an unknown currency) is not stored, as with Stripe.
     """
     metadata = metadata or {}
     if amount < 1 or amount > INT64_MAX:
         raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
-    currency_get(code=currency)
     fingerprint = request_fingerprint(
         from_account_id=from_account_id, to_account_id=to_account_id, amount=amount, currency=currency,
         metadata=metadata,

@@ -41,7 +41,7 @@ APP_SERVICES = ("migrate", "web", "worker", "beat", "consumer")
 LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat", "consumer")
 PROCESS_COMMANDS = {
     "migrate": ["python", "manage.py", "migrate", "--no-input"],
-    "web": ["gunicorn", "--config", "config/gunicorn.py", "creditledger.wsgi:application", "--bind", "0.0.0.0:4000", "--workers", "3"],
+    "web": ["gunicorn", "--config", "config/gunicorn.py", "creditledger.wsgi:application", "--bind", "0.0.0.0:4000"],
     "worker": ["celery", "-A", "creditledger", "worker", "--pool=solo", "--loglevel=info"],
     "beat": ["celery", "-A", "creditledger", "beat", "--loglevel=info", "--schedule", "/tmp/celerybeat-schedule"],
     "consumer": ["python", "manage.py", "consume_projections"],

@@ -1,7 +1,8 @@
 -- Posting a transfer in one round trip. transfer_create (apps/ledger/services.py) calls
 -- ledger_post_transfer inside its durable transaction; the invariants of 0002 still check
 -- every row it writes. It returns the outcome as JSON:
---   {"outcome": "posted"|"replayed"|"refused"|"conflict", "transfer": <document>, "error": <outcome>}
+--   {"outcome": "posted"|"replayed"|"refused"|"conflict"|"invalid", "transfer": <document>, "error": <outcome>}
+-- "invalid" (an unknown currency) is a 400: nothing is stored against the key.
 -- where <document> is the API's transfer representation and <outcome> the shape of
 -- creditledger.errors.LedgerError.as_outcome().
 
@@ -74,6 +75,10 @@ DECLARE
     debit entry%ROWTYPE;
     credit entry%ROWTYPE;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM currency WHERE code = p_currency) THEN
+        RETURN json_build_object('outcome', 'invalid', 'error', ledger_error('unknown_currency',
+            format('Unknown currency ''%s''. GET /currencies lists the registered ones.', p_currency), 'currency'));
+    END IF;
     -- Claim the key; a concurrent owner makes this wait until it commits or rolls back.
     INSERT INTO idempotency_record (key, request_fingerprint, created_at) VALUES (p_key, p_fingerprint, now())
     ON CONFLICT (key) DO NOTHING;
