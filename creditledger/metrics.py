@@ -7,10 +7,17 @@ import os
 
 from django.db import connection
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client import REGISTRY
 
 TRANSFERS_POSTED = Counter("creditledger_transfers_posted", "Transfers posted.", ["currency"])
 TRANSFERS_FAILED = Counter("creditledger_transfers_failed", "Transfers refused, by reason (error code).", ["reason"])

@@ -119,15 +119,25 @@ def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: B
         _transfers_apply(cursor, tables, by_type["TransferPosted"], now, result)
 
 
-def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+def _zero_balances_insert(
+    cursor, tables: Tables, account_ids: list[str], currencies: list[str], now: datetime
+) -> int:
+    """Give each account a zero balance row unless it has one; returns how many were new."""
     cursor.execute(
         f"""INSERT INTO {tables.balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
             SELECT id, currency, 0, 0, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS a(id, currency)
             ON CONFLICT (account_id) DO NOTHING""",
-        [now, now, [a["accountId"] for a in accounts], [a["currency"] for a in accounts]],
+        [now, now, account_ids, currencies],
     )
-    result.applied["AccountCreated"] += cursor.rowcount
-    result.duplicates += len(accounts) - cursor.rowcount
+    return cursor.rowcount
+
+
+def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+    created = _zero_balances_insert(
+        cursor, tables, [a["accountId"] for a in accounts], [a["currency"] for a in accounts], now
+    )
+    result.applied["AccountCreated"] += created
+    result.duplicates += len(accounts) - created
 
 
 def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
@@ -138,12 +148,7 @@ def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: d
     currencies = [next(iter(by_account[a].values()))["currency"] for a in account_ids]
 
     # Make sure every account has a balance row, then lock them in a fixed order.
-    cursor.execute(
-        f"""INSERT INTO {tables.balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
-            SELECT id, currency, 0, 0, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS a(id, currency)
-            ON CONFLICT (account_id) DO NOTHING""",
-        [now, now, account_ids, currencies],
-    )
+    _zero_balances_insert(cursor, tables, account_ids, currencies, now)
     cursor.execute(
         f"SELECT account_id, last_sequence FROM {tables.balance} WHERE account_id = ANY(%s::uuid[]) "
         "ORDER BY account_id FOR UPDATE",
