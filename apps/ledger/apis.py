@@ -284,7 +284,7 @@ class AccountStatementApi(APIView):
         account = account_get(account_id=account_uuid)
         projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, account_uuid))
         page = projections.projected_statement_lines(
-            account_id=account_uuid,
+            account=account,
             created_from=params.get("from"),
             created_to=params.get("to"),
             after_sequence=params.get("cursor"),

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from apps.accounts.models import Account
 from apps.accounts.selectors import account_get
 from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
 from creditledger import errors
@@ -77,7 +78,7 @@ def projected_balance(*, account_id: UUID) -> Balance:
 
 def projected_statement_lines(
     *,
-    account_id: UUID,
+    account: Account,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     after_sequence: int | None = None,
@@ -89,8 +90,7 @@ def projected_statement_lines(
     sequence: a time range is the sequence range between the first entry at or after each
     bound, found with two index probes, and the page is a primary-key range scan whatever
     the depth or width of the range. (The time filter stays on as well.)"""
-    account_get(account_id=account_id)
-    lines = ProjectedStatementLine.objects.filter(account_id=account_id)
+    lines = ProjectedStatementLine.objects.filter(account_id=account.id)
     queryset = lines
     if created_from is not None:
         queryset = queryset.filter(created_at__gte=created_from, sequence__gte=_first_sequence_at(lines, created_from))
