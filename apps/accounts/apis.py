@@ -6,10 +6,22 @@ from rest_framework.views import APIView
 from apps.accounts import selectors, services
 from apps.accounts.models import AccountStatus
 from creditledger import errors
-from creditledger.api.fields import CurrencyCodeField, MetadataField, OverdraftLimitField, encode_cursor, page_serializer
+from creditledger.api.fields import (
+    CurrencyCodeField,
+    MetadataField,
+    OverdraftLimitField,
+    StrictCharField,
+    encode_cursor,
+    page_serializer,
+)
 from creditledger.api.ids import parse_path_id
 from creditledger.api.schema import problem_responses
-from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer
+from creditledger.api.serializers import (
+    NoQueryParameters,
+    PageQuerySerializer,
+    StrictInputSerializer,
+    query_params_validate,
+)
 
 
 class CurrencyOutputSerializer(serializers.Serializer):
@@ -35,10 +47,16 @@ class CurrencyListCreateApi(APIView):
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
         scale = serializers.IntegerField(min_value=0, max_value=18)
-        name = serializers.CharField(max_length=100)
+        name = StrictCharField(max_length=100)
 
-    @extend_schema(tags=["currencies"], operation_id="currencies_list", summary="List currencies and credit units", responses={200: CurrencyOutputSerializer(many=True)})
+    @extend_schema(
+        tags=["currencies"],
+        operation_id="currencies_list",
+        summary="List currencies and credit units",
+        responses={200: CurrencyOutputSerializer(many=True), **problem_responses(400, 503)},
+    )
     def get(self, request):
+        query_params_validate(request, NoQueryParameters)
         return Response(CurrencyOutputSerializer(selectors.currency_list(), many=True).data)
 
     @extend_schema(
@@ -46,7 +64,7 @@ class CurrencyListCreateApi(APIView):
         operation_id="currencies_create",
         summary="Register a custom credit unit",
         request=CurrencyCreateInputSerializer,
-        responses={201: CurrencyOutputSerializer, **problem_responses(400, 409)},
+        responses={201: CurrencyOutputSerializer, **problem_responses(400, 409, 413, 503)},
         examples=[OpenApiExample("GPU hours", value={"code": "GPU_HOURS", "scale": 3, "name": "GPU hours"}, request_only=True)],
     )
     def post(self, request):
@@ -60,8 +78,8 @@ class AccountListCreateApi(APIView):
 
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()
-        name = serializers.CharField(required=False, allow_null=True, max_length=200)
-        externalRef = serializers.CharField(required=False, allow_null=True, max_length=200)
+        name = StrictCharField(required=False, allow_null=True, max_length=200)
+        externalRef = StrictCharField(required=False, allow_null=True, max_length=200)
         overdraftLimit = OverdraftLimitField(
             required=False, default=None,
             help_text="null (default): unlimited; 0: the balance never goes negative; N: it may go down to -N.",
@@ -71,7 +89,7 @@ class AccountListCreateApi(APIView):
     class AccountListQuerySerializer(PageQuerySerializer):
         currency = CurrencyCodeField(required=False)
         status = serializers.ChoiceField(choices=AccountStatus.choices, required=False)
-        externalRef = serializers.CharField(required=False, max_length=200)
+        externalRef = StrictCharField(required=False, max_length=200)
 
     AccountPageSerializer = page_serializer(AccountOutputSerializer, "AccountPage")
 
@@ -80,7 +98,7 @@ class AccountListCreateApi(APIView):
         operation_id="accounts_create",
         summary="Open an account",
         request=AccountCreateInputSerializer,
-        responses={201: AccountOutputSerializer, **problem_responses(400, 413)},
+        responses={201: AccountOutputSerializer, **problem_responses(400, 413, 503)},
         examples=[
             OpenApiExample("Seed walkthrough", value={"currency": "USD"}, request_only=True),
             OpenApiExample(
@@ -109,12 +127,10 @@ class AccountListCreateApi(APIView):
         operation_id="accounts_list",
         summary="List accounts, newest first",
         parameters=[AccountListQuerySerializer],
-        responses={200: AccountPageSerializer, **problem_responses(400)},
+        responses={200: AccountPageSerializer, **problem_responses(400, 503)},
     )
     def get(self, request):
-        query = self.AccountListQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = query_params_validate(request, self.AccountListQuerySerializer)
         page = selectors.account_list(
             currency=params.get("currency"),
             status=params.get("status"),
@@ -134,9 +150,11 @@ class AccountDetailApi(APIView):
         operation_id="accounts_retrieve",
         summary="Fetch an account",
         parameters=[OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")],
-        responses={200: AccountOutputSerializer, **problem_responses(404)},
+        responses={200: AccountOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
-        account = selectors.account_get(account_id=parse_path_id(account_id, errors.AccountNotFound, "account"))
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        query_params_validate(request, NoQueryParameters)
+        account = selectors.account_get(account_id=account_uuid)
         return Response(AccountOutputSerializer(account).data)
 

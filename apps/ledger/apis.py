@@ -12,8 +12,10 @@ from apps.projections import selectors as projections
 from apps.projections.consistency import TOKEN_HEADER, consistency_token_for, consistency_token_parse
 from creditledger import errors
 from creditledger.api.fields import (
+    IDEMPOTENCY_KEY_SCHEMA,
     CurrencyCodeField,
     CursorField,
+    IdempotencyKeyField,
     MetadataField,
     MinorUnitsField,
     OverdraftLimitField,
@@ -23,19 +25,28 @@ from creditledger.api.fields import (
 )
 from creditledger.api.ids import parse_path_id
 from creditledger.api.schema import problem_responses
-from creditledger.api.serializers import PageQuerySerializer, StrictInputSerializer, keyword_fields
+from creditledger.api.serializers import (
+    NoQueryParameters,
+    PageQuerySerializer,
+    StrictInputSerializer,
+    keyword_fields,
+    query_params_validate,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 _ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
-_CONSISTENCY_PARAMETERS = [
-    OpenApiParameter(
-        "consistencyToken", str, OpenApiParameter.QUERY, required=False,
-        description="From a POST /transfers answer: wait (up to 2 s) until the read model includes that write, else 503.",
-    ),
-    OpenApiParameter(TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."),
-]
+_CONSISTENCY_HEADER_PARAMETER = OpenApiParameter(
+    TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."
+)
+
+
+class ConsistencyQuerySerializer(StrictInputSerializer):
+    consistencyToken = serializers.CharField(
+        required=False, allow_blank=True,
+        help_text="From a POST /transfers answer: wait (up to 2 s) until the read model includes that write, else 503.",
+    )
 
 
 class EntryOutputSerializer(serializers.Serializer):
@@ -121,8 +132,8 @@ class TransferListCreateApi(APIView):
         to = UUIDStringField(help_text="Account credited.")
         amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
         currency = CurrencyCodeField()
-        idempotencyKey = serializers.CharField(
-            required=False, min_length=1, max_length=255,
+        idempotencyKey = IdempotencyKeyField(
+            required=False,
             help_text="Required here or in the Idempotency-Key header. Same key + same body replays the first answer.",
         )
         metadata = MetadataField(required=False, default=dict)
@@ -146,15 +157,15 @@ class TransferListCreateApi(APIView):
         summary="Post a transfer (exactly once per idempotency key)",
         request=TransferCreateInputSerializer,
         parameters=[
-            OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
-                             description="Alternative to the idempotencyKey body field."),
+            OpenApiParameter(IDEMPOTENCY_HEADER, dict(IDEMPOTENCY_KEY_SCHEMA), OpenApiParameter.HEADER, required=False,
+                             description="Alternative to the idempotencyKey body field, with the same rules."),
         ],
         responses={
             201: OpenApiResponse(
                 PostedTransferOutputSerializer,
                 description="Posted. A replay of an earlier request carries the header Idempotent-Replayed: true.",
             ),
-            **problem_responses(400, 404, 409, 413, 422),
+            **problem_responses(400, 404, 409, 413, 422, 503),
         },
         examples=[
             OpenApiExample(
@@ -191,12 +202,10 @@ class TransferListCreateApi(APIView):
         operation_id="transfers_list",
         summary="List transfers, newest first (read model)",
         parameters=[TransferListQuerySerializer],
-        responses={200: TransferPageSerializer, **problem_responses(400, 404)},
+        responses={200: TransferPageSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request):
-        query = self.TransferListQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = query_params_validate(request, self.TransferListQuerySerializer)
         page = projections.projected_transfer_list(
             account_id=params.get("account"),
             created_from=params.get("from"),
@@ -218,12 +227,12 @@ class TransferDetailApi(APIView):
         operation_id="transfers_retrieve",
         summary="Fetch a transfer with its entries",
         parameters=[OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")],
-        responses={200: TransferOutputSerializer, **problem_responses(404)},
+        responses={200: TransferOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, transfer_id: str):
-        return Response(
-            selectors.transfer_document(transfer_id=parse_path_id(transfer_id, errors.TransferNotFound, "transfer"))
-        )
+        transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
+        query_params_validate(request, NoQueryParameters)
+        return Response(selectors.transfer_document(transfer_id=transfer_uuid))
 
 
 class AccountBalanceApi(APIView):
@@ -243,12 +252,13 @@ class AccountBalanceApi(APIView):
         tags=["accounts"],
         operation_id="accounts_balance",
         summary="Current balance (read model; pass a consistency token to read your writes)",
-        parameters=[_ACCOUNT_ID_PARAMETER, *_CONSISTENCY_PARAMETERS],
+        parameters=[_ACCOUNT_ID_PARAMETER, ConsistencyQuerySerializer, _CONSISTENCY_HEADER_PARAMETER],
         responses={200: BalanceOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, account_uuid))
+        params = query_params_validate(request, ConsistencyQuerySerializer)
+        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, params, account_uuid))
         balance = projections.projected_balance(account_id=account_uuid)
         return Response(self.BalanceOutputSerializer(balance).data)
 
@@ -260,7 +270,7 @@ class AccountStatementApi(APIView):
             "to": serializers.DateTimeField(required=False, help_text="Entries before (ISO 8601)."),
         }
     )
-    class StatementQuerySerializer(PageQuerySerializer):
+    class StatementQuerySerializer(PageQuerySerializer, ConsistencyQuerySerializer):
         cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
 
     class StatementOutputSerializer(serializers.Serializer):
@@ -273,16 +283,14 @@ class AccountStatementApi(APIView):
         tags=["accounts"],
         operation_id="accounts_statement",
         summary="Statement: entries in sequence order with running balance (read model)",
-        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer, *_CONSISTENCY_PARAMETERS],
+        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer, _CONSISTENCY_HEADER_PARAMETER],
         responses={200: StatementOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        query = self.StatementQuerySerializer(data=_without_token(request.query_params))
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = query_params_validate(request, self.StatementQuerySerializer)
         account = account_get(account_id=account_uuid)
-        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, account_uuid))
+        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, params, account_uuid))
         page = projections.projected_statement_lines(
             account=account,
             created_from=params.get("from"),
@@ -299,9 +307,7 @@ class AccountStatementApi(APIView):
 
 
 def _idempotency_key(request, body_key: str | None) -> str:
-    header_key = request.headers.get(IDEMPOTENCY_HEADER)
-    if header_key is not None and not 1 <= len(header_key) <= 255:
-        raise errors.InvalidRequest("The Idempotency-Key header must be 1-255 characters.", field=IDEMPOTENCY_HEADER)
+    header_key = _header_idempotency_key(request)
     if body_key and header_key and body_key != header_key:
         raise errors.InvalidRequest("idempotencyKey and the Idempotency-Key header differ.", field="idempotencyKey")
     key = body_key or header_key
@@ -312,15 +318,21 @@ def _idempotency_key(request, body_key: str | None) -> str:
     return key
 
 
-def _required_sequence(request, account_id) -> int | None:
+def _header_idempotency_key(request) -> str | None:
+    """The Idempotency-Key header, held to the rules of the idempotencyKey body field."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    try:
+        return IdempotencyKeyField().run_validation(raw)
+    except serializers.ValidationError as exc:
+        message = f"The {IDEMPOTENCY_HEADER} header: {' '.join(exc.detail)}"
+        raise errors.InvalidRequest(message, field=IDEMPOTENCY_HEADER) from None
+
+
+def _required_sequence(request, params: dict, account_id) -> int | None:
     """The entry sequence of `account_id` the caller's consistency token asks for, if any."""
-    raw = request.query_params.get("consistencyToken") or request.headers.get(TOKEN_HEADER)
+    raw = params.get("consistencyToken") or request.headers.get(TOKEN_HEADER)
     if not raw:
         return None
     return consistency_token_parse(raw).get(account_id)
-
-
-def _without_token(query_params) -> dict:
-    params = query_params.dict()
-    params.pop("consistencyToken", None)
-    return params

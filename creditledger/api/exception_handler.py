@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import JsonResponse
+from django.utils.log import log_response
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from creditledger import errors
-
-logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://creditledger.dev/problems/"
@@ -89,10 +89,37 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], tuple[str, str]] = {
 }
 
 
+# What an OperationalError says about the database when it is not the request's fault: no
+# SQLSTATE (it could not be reached, the connection was lost, or Django's connection pool
+# timed out: psycopg_pool.PoolTimeout), class 08 (connection exception), 53 (insufficient
+# resources: too many connections, out of memory, disk full), 57 (shutdown, statement
+# timeout), a lock timeout, or a serialization failure or deadlock that outlived the retries
+# of creditledger.db.
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+_UNAVAILABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     request = context.get("request")
     instance = request.path if request is not None else None
     headers: dict[str, str] = {}
+    log_detail = None
+
+    if _database_unavailable(exc):
+        # The transaction was rolled back: nothing is written, and a retry is safe.
+        log_detail = f"{type(exc.__cause__ or exc).__name__}: {exc}"
+        exc = errors.ServiceUnavailable(
+            "The database is unavailable or overloaded; retry after the Retry-After delay.",
+            retryAfter=DATABASE_RETRY_AFTER_SECONDS,
+        )
 
     if isinstance(exc, errors.LedgerError):
         body = ledger_error_body(exc, instance)
@@ -125,7 +152,20 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     else:
         return None  # a bug: let Django log it and answer 500
 
-    return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+    response = Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+    if response.status_code == 503 and request is not None:
+        _log_unavailable(request, response, body, log_detail)
+    return response
+
+
+def _log_unavailable(request: Request, response: Response, body: dict[str, Any], log_detail: str | None) -> None:
+    """One warning line instead of Django's error line: the client was told when to retry, and
+    an operator needs the reason, not a traceback. Django does not log a response twice."""
+    detail = " ".join((log_detail or body["detail"]).split())  # a psycopg message spans lines
+    log_response(
+        "%s: %s (%s: %s)", response.reason_phrase, request.path, body["code"], detail,
+        response=response, request=request, level="warning",
+    )
 
 
 def not_found_view(request, exception=None) -> JsonResponse:  # noqa: ANN001 - Django handler signature

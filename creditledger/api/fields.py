@@ -1,16 +1,17 @@
-"""Serializer fields shared by the APIs: strict money, bounded metadata, opaque cursors."""
+"""Serializer fields shared by the APIs: strict money, strings and idempotency keys, bounded
+metadata, opaque cursors."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import math
+import re
 from typing import Any
 from uuid import UUID
 
 import orjson
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -40,7 +41,8 @@ class MinorUnitsField(serializers.Field):
         return int(value)
 
 
-@extend_schema_field({"type": ["integer", "null"], "format": "int64", "minimum": 0, "maximum": MAX_MINOR_UNITS})
+# drf-spectacular adds the "null" itself, from allow_null.
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_MINOR_UNITS})
 class OverdraftLimitField(serializers.Field):
     """How far below zero the balance may go: null = unlimited, 0 = never negative."""
 
@@ -111,6 +113,55 @@ def _has_unstorable_scalar(value: Any) -> bool:
     return False
 
 
+# C0 and C1 control characters (Unicode category Cc), NUL included.
+_CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL_CHARACTER = re.compile(f"[{_CONTROL_CHARACTERS}]")
+
+
+@extend_schema_field({"type": "string", "pattern": f"^[^{_CONTROL_CHARACTERS}]*$"})
+class StrictCharField(serializers.CharField):
+    """A JSON string without control characters. DRF's CharField also takes 42 or true and
+    stores "42" or "True"; PostgreSQL refuses NUL in text, and the others have no place in
+    a name or a reference. Surrounding spaces are still trimmed, as DRF does."""
+
+    default_error_messages = {
+        "not_a_string": "Must be a string.",
+        "control_character": "Must not contain control characters (U+0000-U+001F, U+007F-U+009F).",
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        if _CONTROL_CHARACTER.search(data):
+            self.fail("control_character")
+        return super().to_internal_value(data)
+
+
+# Visible ASCII, with spaces only between other characters: what an HTTP header carries
+# unchanged, so the header and the body field take exactly the same keys.
+_IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$"
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _IDEMPOTENCY_KEY_PATTERN}
+_IDEMPOTENCY_KEY = re.compile(_IDEMPOTENCY_KEY_PATTERN)
+
+
+@extend_schema_field(IDEMPOTENCY_KEY_SCHEMA)
+class IdempotencyKeyField(serializers.Field):
+    """An idempotency key, in the body or (validated by the same field) the Idempotency-Key
+    header. Refused rather than trimmed: a key is compared byte for byte."""
+
+    default_error_messages = {
+        "invalid": "Must be a string of 1-255 printable ASCII characters, with no space at either end.",
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not _IDEMPOTENCY_KEY.fullmatch(data):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: str) -> str:
+        return value
+
+
 class UUIDStringField(serializers.UUIDField):
     """A UUID written as a JSON string. DRF's UUIDField also takes a JSON integer (or a
     boolean) as the UUID's 128-bit value, which turns a typo into some other id."""
@@ -132,7 +183,7 @@ class CurrencyCodeField(serializers.RegexField):
         super().__init__(r"^[A-Z][A-Z0-9_]{2,15}$", **kwargs)
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 512})
 class CursorField(serializers.Field):
     """An opaque pagination cursor wrapping the last key of the previous page (a UUID or a
     sequence number, as `position_type` says)."""

@@ -6,13 +6,19 @@ from rest_framework.views import APIView
 
 from creditledger import errors
 from creditledger.api.schema import problem_responses
+from creditledger.api.serializers import NoQueryParameters, query_params_validate
 
 _StatusSerializer = inline_serializer("HealthStatus", {"status": serializers.CharField()})
 
 
 class HealthzApi(APIView):
-    @extend_schema(tags=["health"], summary="Liveness: the process is up", responses={200: _StatusSerializer})
+    @extend_schema(
+        tags=["health"],
+        summary="Liveness: the process is up",
+        responses={200: _StatusSerializer, **problem_responses(400)},
+    )
     def get(self, request):
+        query_params_validate(request, NoQueryParameters)
         return Response({"status": "ok"})
 
 
@@ -20,9 +26,10 @@ class ReadyzApi(APIView):
     @extend_schema(
         tags=["health"],
         summary="Readiness: the database answers",
-        responses={200: _StatusSerializer, **problem_responses(503)},
+        responses={200: _StatusSerializer, **problem_responses(400, 503)},
     )
     def get(self, request):
+        query_params_validate(request, NoQueryParameters)
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")

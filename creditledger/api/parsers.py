@@ -1,17 +1,46 @@
 """Request body parsers."""
 
+import codecs
+from collections import Counter
 from typing import Any
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+from rest_framework.utils import json
+
+
+class DuplicateKey(ValueError):
+    pass
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, except that a document nested too deeply for Python's json module
-    is a malformed request (400) rather than an unhandled RecursionError (500)."""
+    """DRF's JSON parser, made strict about two things it lets through:
+
+    - a key given twice in one object, at any depth: Python's json module keeps the last
+      value, so `{"currency": "USD", "currency": "EUR"}` would open an EUR account;
+    - a document nested too deeply for the parser, which would be an unhandled RecursionError.
+
+    Both are malformed requests (400).
+    """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        encoding = parsers.get_encoding(parser_context or {})
         try:
-            return super().parse(stream, media_type, parser_context)
+            text = codecs.getreader(encoding)(stream).read()
+            return json.loads(
+                text,
+                parse_constant=json.strict_constant if self.strict else None,
+                object_pairs_hook=_object_without_duplicate_keys,
+            )
         except RecursionError:
             raise ParseError("JSON parse error - the document is nested too deeply.") from None
+        except ValueError as exc:  # bad JSON, a bad encoding, or a DuplicateKey
+            raise ParseError(f"JSON parse error - {exc}") from None
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        duplicate = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise DuplicateKey(f"the key {duplicate!r} is given more than once in one object.")
+    return document

@@ -1,7 +1,25 @@
-"""OpenAPI helpers: every documented error response uses the one problem+json shape."""
+"""OpenAPI helpers: every documented error response uses the one problem+json shape, and
+request bodies that refuse unknown fields say so."""
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
+
+
+class StrictInputSchema(OpenApiSerializerExtension):
+    """`additionalProperties: false` on every StrictInputSerializer request body."""
+
+    target_class = "creditledger.api.serializers.StrictInputSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
 
 class FieldErrorSerializer(serializers.Serializer):
@@ -25,7 +43,8 @@ _DESCRIPTIONS = {
     409: "Conflict: the idempotency key was used with a different request.",
     413: "Request body too large.",
     422: "Business rule violated: insufficient funds, currency mismatch, account not active, same account.",
-    503: "Not ready or not consistent yet; retry after the Retry-After header.",
+    503: "The database is unavailable or overloaded, or the read model has not caught up; retry after the "
+         "Retry-After header.",
 }
 
 _EXAMPLES = {
@@ -45,7 +64,8 @@ _EXAMPLES = {
           "detail": "Account 0193a1b2-... has 500 available; the transfer needs 1234.", "code": "insufficient_funds",
           "available": 500},
     503: {"type": "https://creditledger.dev/problems/service-unavailable", "title": "Service unavailable",
-          "status": 503, "detail": "Database unreachable.", "code": "service_unavailable"},
+          "status": 503, "detail": "The database is unavailable or overloaded; retry after the Retry-After delay.",
+          "code": "service_unavailable", "retryAfter": 1},
 }
 
 

@@ -4,6 +4,7 @@ from typing import Any
 from uuid import UUID
 
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from creditledger.api.fields import CursorField
 from creditledger.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -19,6 +20,21 @@ class StrictInputSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class NoQueryParameters(StrictInputSerializer):
+    """The query string of an endpoint that takes no parameters: any one is unknown."""
+
+
+def query_params_validate(request: Request, serializer_class: type[StrictInputSerializer]) -> dict[str, Any]:
+    """The validated query string. A parameter given twice is refused, as an unknown one is:
+    a QueryDict would silently keep the last value."""
+    repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
+    if repeated:
+        raise serializers.ValidationError({name: ["Given more than once."] for name in repeated})
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class PageQuerySerializer(StrictInputSerializer):

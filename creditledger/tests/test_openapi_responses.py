@@ -7,6 +7,8 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from jsonschema import Draft202012Validator
 
+from apps.projections.consistency import consistency_token_for
+
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
 
@@ -60,3 +62,46 @@ def test_problem_answers_match_the_schema(api, openapi, make_account):
     assert refused.status_code == 422
     assert refused["Content-Type"] == "application/problem+json"
     assert_matches(openapi, "/transfers", "post", 422, refused.json())
+
+
+MISSING_ID = "01900000-0000-7000-8000-000000000000"
+
+
+def operations(openapi: dict, method: str) -> list[str]:
+    return [path for path, item in openapi["paths"].items() if method in item]
+
+
+def test_every_read_refuses_an_unknown_query_parameter_with_its_documented_400(api, openapi):
+    reads = operations(openapi, "get")
+
+    for path in reads:
+        response = api.get(path.format(account_id=MISSING_ID, transfer_id=MISSING_ID), {"unknownParameter": "1"})
+
+        assert response.status_code == 400, (path, response.content)
+        assert response.json()["code"] == "validation_error"
+        assert response.json()["errors"] == [{"field": "unknownParameter", "message": "Unknown field."}]
+        assert_matches(openapi, path, "get", 400, response.json())
+    assert len(reads) == 9
+
+
+def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openapi):
+    writes = operations(openapi, "post")
+
+    for path in writes:
+        response = api.post(path, {"unknownField": 1}, format="json")
+
+        assert response.status_code == 400, (path, response.content)
+        assert response.json()["errors"] == [{"field": "unknownField", "message": "Unknown field."}]
+        assert_matches(openapi, path, "post", 400, response.json())
+    assert writes == ["/accounts", "/currencies", "/transfers"]
+
+
+def test_a_read_the_projection_cannot_serve_yet_matches_its_documented_503(api, openapi, make_account, settings):
+    settings.PROJECTIONS = {**settings.PROJECTIONS, "CONSISTENCY_WAIT_SECONDS": 0.01}
+    account = make_account()
+    token = consistency_token_for([(account.id, 1)])
+
+    response = api.get(f"/accounts/{account.id}/balance", {"consistencyToken": token})
+
+    assert response.status_code == 503
+    assert_matches(openapi, "/accounts/{account_id}/balance", "get", 503, response.json())

@@ -82,6 +82,12 @@ def test_any_overdraft_limit_from_zero_to_2_63_minus_1_or_null_is_accepted(api, 
     ({"currency": "USD", "overdraftLimit": 2**63}, "overdraftLimit"),
     ({"currency": "USD", "name": "x" * 201}, "name"),
     ({"currency": "USD", "externalRef": ["cus_1"]}, "externalRef"),
+    ({"currency": "USD", "externalRef": 123}, "externalRef"),
+    ({"currency": "USD", "name": True}, "name"),
+    ({"currency": "USD", "name": "Acme\x00"}, "name"),
+    ({"currency": "USD", "name": "Acme\nInc"}, "name"),
+    ({"currency": "USD", "externalRef": "cus_\x1b[31m1"}, "externalRef"),
+    ({"currency": "USD", "externalRef": "cus_1\x85"}, "externalRef"),
     ({"currency": "USD", "metadata": ["a"]}, "metadata"),
     ({"currency": "USD", "metadata": "plan=pro"}, "metadata"),
     ({"currency": "USD", "metadata": {"blob": "x" * 4096}}, "metadata"),
@@ -159,6 +165,30 @@ def test_json_nested_deeper_than_the_parser_handles_is_a_400(api, problem):
     raw = '{"currency": "USD", "metadata": {"x": ' + "[" * 5000 + "]" * 5000 + "}}"
 
     problem(post_raw(api, raw), 400, "malformed_request")
+
+
+@pytest.mark.parametrize(("raw", "duplicate"), [
+    ('{"currency": "USD", "currency": "EUR"}', "currency"),
+    ('{"currency": "USD", "overdraftLimit": 0, "overdraftLimit": null}', "overdraftLimit"),
+    ('{"currency": "USD", "metadata": {"plan": {"seats": 5, "seats": 50}}}', "seats"),
+    ('{"currency": "USD", "metadata": {"items": [{"sku": "a"}, {"sku": "a", "sku": "b"}]}}', "sku"),
+])
+def test_a_key_given_twice_in_any_json_object_is_a_malformed_request(api, problem, ledger_state, raw, duplicate):
+    before = ledger_state()
+
+    body = problem(post_raw(api, raw), 400, "malformed_request")
+
+    assert repr(duplicate) in body["detail"]
+    assert ledger_state() == before
+
+
+def test_the_same_key_in_different_objects_is_not_a_duplicate(api):
+    raw = '{"currency": "USD", "name": "Acme", "metadata": {"name": "billing", "contact": {"name": "Ada"}}}'
+
+    response = post_raw(api, raw)
+
+    assert response.status_code == 201
+    assert response.json()["metadata"] == {"name": "billing", "contact": {"name": "Ada"}}
 
 
 @pytest.mark.parametrize("raw", ["[]", '[{"currency": "USD"}]', '"USD"', "42", "null", ""])
@@ -280,9 +310,19 @@ def test_accounts_can_be_filtered_by_currency_status_and_external_ref(api, make_
     ({"status": "deleted"}, "status"),
     ({"currency": "usd"}, "currency"),
     ({"sort": "name"}, "sort"),
+    ({"externalRef": "cus_\x001"}, "externalRef"),
+    ({"currency": ["USD", "EUR"]}, "currency"),
+    ({"limit": ["5", "500"]}, "limit"),
 ])
 def test_bad_list_parameters_are_a_400(api, problem, params, field):
     problem(api.get("/accounts", params), 400, "validation_error", field=field)
+
+
+@pytest.mark.parametrize("path", ["/currencies", f"/accounts/{MISSING_ID}"])
+def test_reads_without_parameters_refuse_unknown_ones(api, problem, path):
+    body = problem(api.get(path, {"format": "json"}), 400, "validation_error", field="format")
+
+    assert body["errors"] == [{"field": "format", "message": "Unknown field."}]
 
 
 def test_the_largest_page_is_accepted(api, make_account):
@@ -335,6 +375,8 @@ def test_registering_an_existing_currency_is_a_409(api, problem):
     ({"code": "GPU", "scale": -1, "name": "GPU"}, "scale"),
     ({"code": "GPU", "scale": 0}, "name"),
     ({"code": "GPU", "scale": 0, "name": "GPU", "symbol": "G"}, "symbol"),
+    ({"code": "GPU", "scale": 0, "name": 0}, "name"),
+    ({"code": "GPU", "scale": 0, "name": "GPU\x00"}, "name"),
 ])
 def test_invalid_currencies_are_a_400(api, problem, body, field):
     problem(api.post("/currencies", body, format="json"), 400, "validation_error", field=field)

@@ -39,3 +39,25 @@ def test_a_malformed_account_id_is_a_404_that_says_why(api, problem):
     body = problem(api.get("/accounts/12345/balance"), 404, "account_not_found")
 
     assert "not a valid account id" in body["detail"]
+
+
+@pytest.mark.django_db  # refused before anything could commit
+@pytest.mark.parametrize(("params", "field"), [
+    ({"currency": "USD"}, "currency"),
+    ({"consistencytoken": "eyJ9"}, "consistencytoken"),  # misspelt: the read would not wait
+    ({"consistencyToken": ["eyJ9", "eyJ9"]}, "consistencyToken"),
+])
+def test_unknown_or_repeated_balance_parameters_are_a_400_as_on_every_other_read(
+    api, make_account, problem, params, field
+):
+    account = make_account()
+
+    problem(api.get(f"/accounts/{account.id}/balance", params), 400, "validation_error", field=field)
+
+
+def test_an_empty_consistency_token_reads_without_waiting(api, make_account):
+    account = make_account()
+
+    response = api.get(f"/accounts/{account.id}/balance", {"consistencyToken": ""})
+
+    assert response.status_code == 200

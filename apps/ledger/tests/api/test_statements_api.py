@@ -110,6 +110,8 @@ def _cursor(raw: bytes) -> str:
     ({"from": "last week"}, "from"),
     ({"to": "2026-02-30T00:00:00Z"}, "to"),
     ({"order": "desc"}, "order"),
+    ({"consistencytoken": "eyJ9"}, "consistencytoken"),
+    ({"limit": [10, 20]}, "limit"),
 ])
 def test_bad_statement_parameters_are_a_400(api, make_account, problem, params, field):
     account = make_account()

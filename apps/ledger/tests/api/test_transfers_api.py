@@ -195,6 +195,26 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api, problem, ledger_state, r
 
 
 @refused_before_commit
+@pytest.mark.parametrize(("raw", "duplicate"), [
+    ('{"from": "%(from)s", "to": "%(to)s", "amount": 5, "amount": 5000, "currency": "USD", "idempotencyKey": "dup"}',
+     "amount"),
+    ('{"from": "%(from)s", "to": "%(to)s", "amount": 5, "currency": "USD", "idempotencyKey": "dup",'
+     ' "metadata": {"order": "A-1", "order": "A-2"}}', "order"),
+])
+def test_a_key_given_twice_in_any_json_object_is_a_malformed_request(
+    api, body, problem, ledger_state, idempotency_records, raw, duplicate
+):
+    before = ledger_state()
+
+    response = problem(api.generic("POST", "/transfers", raw % body, content_type="application/json"),
+                       400, "malformed_request")
+
+    assert repr(duplicate) in response["detail"]
+    assert ledger_state() == before
+    assert idempotency_records() == 0
+
+
+@refused_before_commit
 def test_an_unknown_currency_is_a_400(api, body, problem, ledger_state, idempotency_records):
     before = ledger_state()
 
@@ -377,6 +397,53 @@ def test_a_missing_key_is_a_400(api, body, problem, ledger_state):
     assert ledger_state() == before
 
 
+# One rule for the body field and the header: 1-255 printable ASCII characters, spaces only
+# between others. Nothing is trimmed, so a key is never silently turned into another one.
+INVALID_KEYS = ["pay\x001", "\x00", "pay\n1", "pay\t1", "pay\x7f1", "pay\x851", " pay-1", "pay-1 ", "paiement-é"]
+
+
+@refused_before_commit
+@pytest.mark.parametrize("key", [1234, 12.5, True, None, ["pay-1"], {"key": "pay-1"}, *INVALID_KEYS])
+def test_a_body_key_that_is_not_a_printable_ascii_string_is_a_400(
+    api, body, problem, ledger_state, idempotency_records, key
+):
+    before = ledger_state()
+
+    problem(post_transfer(api, body | {"idempotencyKey": key}), 400, "validation_error", field="idempotencyKey")
+
+    assert ledger_state() == before
+    assert idempotency_records() == 0
+
+
+@refused_before_commit
+@pytest.mark.parametrize("key", INVALID_KEYS)
+def test_a_header_key_is_held_to_the_same_rule_as_the_body_key(
+    api, body, problem, ledger_state, idempotency_records, key
+):
+    del body["idempotencyKey"]
+    before = ledger_state()
+
+    response = problem(post_transfer(api, body, HTTP_IDEMPOTENCY_KEY=key), 400, "invalid_request",
+                       field="Idempotency-Key")
+
+    assert "printable ASCII" in response["detail"]
+    assert ledger_state() == before
+    assert idempotency_records() == 0
+
+
+@pytest.mark.parametrize("key", ["k", "order 42 / attempt 1", "~!@#$%^&*()_+{}|:<>?", "k" * 255])
+def test_any_printable_ascii_key_works_in_the_header_and_the_body_alike(api, body, key):
+    del body["idempotencyKey"]
+
+    first = post_transfer(api, body, HTTP_IDEMPOTENCY_KEY=key)
+    again = post_transfer(api, body | {"idempotencyKey": key})
+
+    assert first.status_code == again.status_code == 201
+    assert first.json()["idempotencyKey"] == key
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert Transfer.objects.count() == 1
+
+
 def test_a_validation_error_is_not_stored_so_the_key_stays_usable(api, body, problem):
     problem(post_transfer(api, body | {"amount": "1234"}), 400, "validation_error")
     problem(post_transfer(api, body | {"currency": "XYZ"}), 400, "unknown_currency")
@@ -476,6 +543,17 @@ def test_listing_the_transfers_of_an_unknown_account_is_a_404(api, problem):
     ({"limit": 501}, "limit"),
     ({"limit": -1}, "limit"),
     ({"page": 2}, "page"),
+    ({"limit": [10, 20]}, "limit"),
+    ({"status": ["posted", "posted"]}, "status"),
 ])
 def test_bad_list_parameters_are_a_400(api, problem, params, field):
     problem(api.get("/transfers", params), 400, "validation_error", field=field)
+
+
+def test_fetching_a_transfer_refuses_query_parameters(api, body, problem):
+    transfer_id = post_transfer(api, body).json()["transferId"]
+
+    refused = problem(api.get(f"/transfers/{transfer_id}", {"expand": "entries"}), 400, "validation_error",
+                      field="expand")
+
+    assert refused["errors"] == [{"field": "expand", "message": "Unknown field."}]
