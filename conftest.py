@@ -186,8 +186,9 @@ def broker(settings, tmp_path: Path) -> Iterator[TansuBroker]:
 def start_consumer(broker) -> Iterator[Callable[[], ConsumerThread]]:
     started: list[ConsumerThread] = []
 
-    def start() -> ConsumerThread:
-        consumer = ConsumerThread(group=f"test-{uuid.uuid4().hex[:8]}")
+    def start(group: str | None = None) -> ConsumerThread:
+        """A consumer of its own group unless given one (the relay reads the configured group's positions)."""
+        consumer = ConsumerThread(group=group or f"test-{uuid.uuid4().hex[:8]}")
         consumer.thread.start()
         started.append(consumer)
         return consumer

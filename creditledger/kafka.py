@@ -9,11 +9,21 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
 
+class KafkaNotConfigured(ImproperlyConfigured):
+    """No broker address: said at once, instead of a client retrying an empty address."""
+
+
 def _base_config() -> dict[str, Any]:
+    if not settings.KAFKA["BOOTSTRAP_SERVERS"]:
+        raise KafkaNotConfigured(
+            "no Kafka broker: KAFKA_BOOTSTRAP_SERVERS is empty and no `make run` stack is running. Start "
+            "`make run` (every other command then uses its embedded broker), or set KAFKA_BOOTSTRAP_SERVERS."
+        )
     return {"bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"]}
 
 

@@ -29,6 +29,13 @@ RELAY_BATCH_DURATION = Histogram("creditledger_relay_batch_duration_seconds", "T
 RELAY_PUBLISHED = Counter("creditledger_relay_published", "Outbox rows delivered to Kafka.")
 RELAY_FAILURES = Counter("creditledger_relay_failures", "Relay runs that could not deliver to Kafka.")
 RELAY_KICK_FAILURES = Counter("creditledger_relay_kick_failures", "Commit-time relay kicks the Celery broker refused.")
+RELAY_HISTORY_LOST = Counter(
+    "creditledger_relay_broker_history_lost",
+    "Times the relay found Kafka had lost what it published (another cluster id, or its topics gone).",
+)
+RELAY_REPUBLISHED = Counter(
+    "creditledger_relay_republished", "Outbox rows published again because Kafka lost them before the consumer applied them."
+)
 
 CONSUMER_LAG = Gauge("creditledger_consumer_lag", "Messages behind the high watermark.", ["topic", "partition"])
 PROJECTION_LATENCY = Histogram(

@@ -27,14 +27,40 @@ class OutboxEvent(models.Model):
         return f"{self.event_type} {self.event_id}"
 
 
+class OutboxDelivery(models.Model):
+    """The relay's latest delivery of an outbox row: its partition, and its relay position
+    (the message's `relay_position` header), which rises in the order the relay produces.
+    If the broker loses its history, the rows delivered after the last position the
+    projection consumer applied on their partition are published again. A table of its own:
+    the ledger's posting function returns outbox_event's row type, so that table keeps its
+    columns."""
+
+    outbox_id = models.BigIntegerField(primary_key=True)
+    relay_position = models.BigIntegerField()
+    partition = models.IntegerField()
+
+    class Meta:
+        db_table = "outbox_delivery"
+
+
 class RelayState(models.Model):
-    """The relay's failure streak and when it may try again: shared by every worker
-    process, so backoff holds across beat runs."""
+    """The relay's failure streak and when it may try again, and the broker it publishes
+    to: shared by every worker process, so backoff and recovery hold across beat runs."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     consecutive_failures = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    cluster_id = models.CharField(
+        max_length=200, null=True, blank=True,
+        help_text="The Kafka cluster id the relay last found it publishes to; null before the first run.",
+    )
+    consumer_positions = models.JSONField(
+        default=dict, blank=True,
+        help_text="{topic: {partition: relay position}} the projection consumer had applied, read just "
+                  "before the relay last found the broker unchanged: what it republishes after if the "
+                  "broker turns out to have lost its history.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -6,6 +6,14 @@ batch of unpublished rows by id (no row is skipped: it never tails by id), produ
 with the idempotent producer, waits for every delivery report, then marks the delivered
 rows published. Rows that failed stay unpublished and go out first on the next run; per
 partition the idempotent producer delivers a prefix, so per-key order holds.
+
+A broker can forget what it acknowledged: the embedded one keeps everything in memory. Each
+delivery carries a relay position (header `relay_position`, from a sequence, in the order
+the relay produces), and the projection consumer records the last one it applied per
+partition. On a new producer, and then at most every BROKER_CHECK_SECONDS, the relay
+compares the broker's cluster id and topics with what it recorded; when the broker has lost
+its history, it marks unpublished again every row delivered after what the consumer had
+applied on that row's partition (docs/adr/0007).
 """
 
 from __future__ import annotations
@@ -18,18 +26,22 @@ from datetime import timedelta
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate, trace
 
-from apps.outbox.models import OutboxEvent, RelayState
-from apps.outbox.topics import ALL_TOPICS
+from apps.outbox.models import RelayState
+from apps.outbox.topics import ALL_TOPICS, RELAY_POSITION_HEADER
+from apps.projections.selectors import projection_applied_positions
 from creditledger import kafka, metrics
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 RELAY_LOCK_KEY = 0x4F555442  # "OUTB"
+#: How often a drain compares the broker with what the relay recorded (a metadata request).
+BROKER_CHECK_SECONDS = 1.0
+METADATA_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,15 +53,22 @@ class RelayResult:
 
 
 class _Producer:
-    """One idempotent producer per process, created on first use; topics ensured once."""
+    """One idempotent producer per process, created on first use. The broker is checked when
+    it is created and then at most every BROKER_CHECK_SECONDS; a broker that lost its history
+    gets a new producer too (an idempotent producer never recovers from a broker that has
+    forgotten it)."""
 
     instance: Producer | None = None
+    checked_at = 0.0
 
     @classmethod
     def get(cls) -> Producer:
-        if cls.instance is None:
-            kafka.topics_ensure([*ALL_TOPICS, settings.KAFKA["DEAD_LETTER_TOPIC"]])
-            cls.instance = kafka.producer_create()
+        now = time.monotonic()
+        if cls.instance is None or now - cls.checked_at >= BROKER_CHECK_SECONDS:
+            producer = cls.instance or kafka.producer_create()
+            if _broker_check(producer):
+                producer = kafka.producer_create()
+            cls.instance, cls.checked_at = producer, now
         return cls.instance
 
     @classmethod
@@ -77,15 +96,14 @@ def _drain(max_batches: int | None) -> RelayResult:
     batches = 0
     batch_size = settings.OUTBOX["RELAY_BATCH_SIZE"]
     try:
-        producer = _Producer.get()
         while max_batches is None or batches < max_batches:
+            producer = _Producer.get()
             rows = _unpublished(batch_size)
             if not rows:
                 break
             started = time.perf_counter()
-            delivered, errors = _publish(producer, rows)
-            if delivered:
-                OutboxEvent.objects.filter(id__in=delivered).update(published_at=timezone.now())
+            delivered, errors = _publish(producer, rows, _positions_draw(len(rows)))
+            _published_mark(delivered)
             published += len(delivered)
             batches += 1
             metrics.RELAY_BATCH_SIZE.observe(len(rows))
@@ -112,33 +130,70 @@ def _unpublished(limit: int) -> list[tuple[int, str, str, str, str]]:
         return cursor.fetchall()
 
 
-def _publish(producer: Producer, rows: list[tuple[int, str, str, str, str]]) -> tuple[list[int], list[KafkaError]]:
-    delivered: list[int] = []
+def _positions_draw(count: int) -> list[int]:
+    """`count` new relay positions, ascending."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('outbox_relay_position') FROM generate_series(1, %s)", [count])
+        return sorted(position for (position,) in cursor.fetchall())
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    row_id: int
+    position: int
+    partition: int
+
+
+def _publish(
+    producer: Producer, rows: list[tuple[int, str, str, str, str]], positions: list[int]
+) -> tuple[list[_Delivery], list[KafkaError]]:
+    """Produce `rows` in order, the n-th with the n-th position, and wait for every report."""
+    delivered: list[_Delivery] = []
     errors: list[KafkaError] = []
 
-    def on_delivery(row_id: int):
-        def report(error: KafkaError | None, _message: Message) -> None:
+    def on_delivery(row_id: int, position: int):
+        def report(error: KafkaError | None, message: Message) -> None:
             if error is None:
-                delivered.append(row_id)
+                delivered.append(_Delivery(row_id, position, message.partition()))
             else:
                 errors.append(error)
 
         return report
 
-    for row_id, topic, key, headers_json, payload in rows:
+    for (row_id, topic, key, headers_json, payload), position in zip(rows, positions, strict=True):
         headers = orjson.loads(headers_json)
         # Continue the trace of the request that wrote the row.
         with tracer.start_as_current_span(
             f"{topic} publish", context=propagate.extract(headers), kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
         ):
-            outgoing = {**headers}
+            outgoing = {**headers, RELAY_POSITION_HEADER: str(position)}
             propagate.inject(outgoing)
-            _produce(producer, topic, key, payload.encode(), kafka.headers_as_list(outgoing), on_delivery(row_id))
+            _produce(producer, topic, key, payload.encode(), kafka.headers_as_list(outgoing),
+                     on_delivery(row_id, position))
     remaining = producer.flush(settings.KAFKA["PRODUCER_CONFIG"]["message.timeout.ms"] / 1000 + 5)
     if remaining:
         errors.append(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} messages still in flight"))
     return delivered, errors
+
+
+def _published_mark(delivered: list[_Delivery]) -> None:
+    """Mark the rows published and record where each delivery went, in one statement."""
+    if not delivered:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """WITH delivered(id, position, partition) AS (
+                        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::int[])),
+                    marked AS (
+                        UPDATE outbox_event o SET published_at = %s FROM delivered d WHERE o.id = d.id)
+               INSERT INTO outbox_delivery (outbox_id, relay_position, partition)
+               SELECT id, position, partition FROM delivered
+               ON CONFLICT (outbox_id) DO UPDATE SET relay_position = EXCLUDED.relay_position,
+                                                     partition = EXCLUDED.partition""",
+            [[d.row_id for d in delivered], [d.position for d in delivered], [d.partition for d in delivered],
+             timezone.now()],
+        )
 
 
 def _produce(producer: Producer, topic: str, key: str, value: bytes, headers, on_delivery) -> None:
@@ -148,6 +203,72 @@ def _produce(producer: Producer, topic: str, key: str, value: bytes, headers, on
             return
         except BufferError:
             producer.poll(0.1)  # local queue full: let deliveries drain
+
+
+def _broker_check(producer: Producer) -> bool:
+    """Compare the broker with what the relay recorded. If it is another cluster, or the
+    ledger topics are gone, it has lost what was published to it: mark unpublished again the
+    rows the projection consumer had not applied, and return True. The first run ever only
+    records the cluster.
+
+    The consumer's positions are read before the metadata request: if the broker is then
+    still the recorded one, the consumer applied them from it, and they become the positions
+    to republish after. Positions read once the broker has changed may come from the new
+    broker, past rows lost with the old one, so a change uses those of the last check."""
+    state, _ = RelayState.objects.get_or_create(id=1)
+    try:
+        applied = projection_applied_positions(consumer_group=settings.KAFKA["CONSUMER_GROUP"], topics=ALL_TOPICS)
+    except DatabaseError:  # the read model's database: publishing must not depend on it
+        logger.warning("could not read the projection consumer's positions; keeping the last ones", exc_info=True)
+        applied = state.consumer_positions
+    metadata = producer.list_topics(timeout=METADATA_TIMEOUT_SECONDS)
+    missing = [topic for topic in ALL_TOPICS if topic not in metadata.topics]
+    lost = state.cluster_id is not None and (metadata.cluster_id != state.cluster_id or bool(missing))
+    if missing or settings.KAFKA["DEAD_LETTER_TOPIC"] not in metadata.topics:
+        kafka.topics_ensure([*missing, settings.KAFKA["DEAD_LETTER_TOPIC"]])
+    if lost:
+        _history_lost(state, cluster_id=metadata.cluster_id, missing=missing)
+    elif (state.cluster_id, state.consumer_positions) != (metadata.cluster_id, applied):
+        state.cluster_id, state.consumer_positions = metadata.cluster_id, applied
+        state.save(update_fields=["cluster_id", "consumer_positions", "updated_at"])
+    return lost
+
+
+def _history_lost(state: RelayState, *, cluster_id: str | None, missing: list[str]) -> None:
+    """Mark unpublished every published row whose latest delivery is not known to be applied:
+    none is recorded, or it came after the consumer's position on its partition (none: 0).
+    Positions follow the order the relay produced, so a row committed late, with a smaller id,
+    counts from when it was delivered. The consumer's positions stay as they were: still
+    applied, and below whatever the relay delivers from now on."""
+    positions = state.consumer_positions
+    applied = [(topic, int(partition), position)
+               for topic, partitions in positions.items() for partition, position in partitions.items()]
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(
+            """WITH applied(topic, partition, position) AS (
+                        SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])),
+                    republished AS (
+                        UPDATE outbox_event o SET published_at = NULL
+                         WHERE o.published_at IS NOT NULL
+                           AND NOT EXISTS (SELECT FROM outbox_delivery d
+                                             JOIN applied a ON a.partition = d.partition AND a.position >= d.relay_position
+                                            WHERE d.outbox_id = o.id AND a.topic = o.topic)
+                        RETURNING o.id)
+               SELECT count(*), min(id) FROM republished""",
+            [[a[0] for a in applied], [a[1] for a in applied], [a[2] for a in applied]],
+        )
+        republished, first_id = cursor.fetchone()
+        previous = state.cluster_id
+        state.cluster_id = cluster_id
+        state.save(update_fields=["cluster_id", "updated_at"])
+    metrics.RELAY_HISTORY_LOST.inc()
+    metrics.RELAY_REPUBLISHED.inc(republished)
+    reason = f"cluster id {cluster_id}, was {previous}" if cluster_id != previous else f"no topic {', '.join(missing)}"
+    logger.warning(
+        "Kafka has lost what the relay published to it (%s): republishing %d outbox rows from id %s, "
+        "those the projection consumer (group %s) had not applied",
+        reason, republished, first_id, settings.KAFKA["CONSUMER_GROUP"],
+    )
 
 
 def _in_backoff() -> bool:

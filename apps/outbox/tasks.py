@@ -9,9 +9,10 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import OutboxDelivery, OutboxEvent
 from apps.outbox.relay import outbox_relay
 from creditledger import metrics
 
@@ -26,9 +27,12 @@ def relay_outbox() -> dict:
 
 @shared_task(name="apps.outbox.tasks.prune_outbox", ignore_result=True)
 def prune_outbox() -> int:
-    """Delete rows published longer ago than the retention."""
+    """Delete rows published longer ago than the retention, with their deliveries."""
     cutoff = timezone.now() - timedelta(hours=settings.OUTBOX["RETENTION_HOURS"])
-    deleted, _ = OutboxEvent.objects.filter(published_at__lt=cutoff).delete()
+    pruned = OutboxEvent.objects.filter(published_at__lt=cutoff)
+    with transaction.atomic(durable=True):
+        OutboxDelivery.objects.filter(outbox_id__in=pruned.values("id")).delete()
+        deleted, _ = pruned.delete()
     if deleted:
         logger.info("pruned %d published outbox rows", deleted)
     return deleted

@@ -1,6 +1,12 @@
 """The projection consumer loop: Kafka in, `projection_batch_apply` on each batch, offsets
 committed only after the database commit. Invalid messages go to the dead-letter topic
-(flushed before the offsets move past them)."""
+(flushed before the offsets move past them).
+
+When the broker restarts empty (the embedded one keeps nothing), librdkafka reconnects and
+the group is joined again; the new broker has no committed offsets, so every partition is
+read from its beginning (auto.offset.reset is earliest), and a fetch position beyond the new
+log resets there too. The loop refreshes the metadata every second, which is how it notices
+topics created after it joined (the relay creates them on a new broker)."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from django.conf import settings
 from django.db import DatabaseError
 from opentelemetry import propagate, trace
@@ -21,6 +27,7 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 LAG_REFRESH_SECONDS = 5.0
+METADATA_REFRESH_SECONDS = 1.0
 DB_RETRY_SECONDS = 1.0
 
 
@@ -36,8 +43,15 @@ def consumed(message: Message) -> ConsumedMessage:
 
 
 def dead_letters_send(producer: Producer, dead_letters: list[DeadLetter]) -> None:
-    """Publish invalid messages, with where they came from and why, and wait for delivery."""
+    """Publish invalid messages, with where they came from and why, and wait for every
+    delivery report: one that failed (timed out, say) is not in flight any more either."""
     topic = settings.KAFKA["DEAD_LETTER_TOPIC"]
+    failed: list[KafkaError] = []
+
+    def report(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failed.append(error)
+
     for dead in dead_letters:
         source = dead.message
         headers = {
@@ -47,12 +61,15 @@ def dead_letters_send(producer: Producer, dead_letters: list[DeadLetter]) -> Non
             "dlq_source_offset": str(source.offset),
             "dlq_reason": dead.reason[:1000],
         }
-        producer.produce(topic, key=source.key, value=source.value, headers=kafka.headers_as_list(headers))
+        producer.produce(topic, key=source.key, value=source.value, headers=kafka.headers_as_list(headers),
+                         on_delivery=report)
+    undelivered = producer.flush(30)
+    if undelivered or failed:
+        raise RuntimeError(f"{undelivered + len(failed)} dead letters not delivered: {failed[:1]}")
+    for dead in dead_letters:
+        source = dead.message
         metrics.DEAD_LETTERS.labels(topic=source.topic).inc()
         logger.warning("dead-lettered %s[%d]@%d: %s", source.topic, source.partition, source.offset, dead.reason)
-    undelivered = producer.flush(30)
-    if undelivered:
-        raise RuntimeError(f"{undelivered} dead letters not delivered")
 
 
 def batch_process(messages: list[ConsumedMessage], *, consumer_group: str, producer: Producer) -> BatchResult:
@@ -98,9 +115,12 @@ def consume_loop(
     batch_size = batch_size or settings.PROJECTIONS["CONSUMER_BATCH_SIZE"]
     kafka.topics_ensure([*topics, settings.KAFKA["DEAD_LETTER_TOPIC"]])
     consumer = kafka.consumer_create(group)
-    producer = kafka.producer_create()
+    # Dead letters need no order, and an idempotent producer is wedged for good by a broker
+    # that restarts with no memory of it (the embedded one).
+    producer = kafka.producer_create(**{"enable.idempotence": False})
     consumer.subscribe(list(topics))
-    lag_refreshed = 0.0
+    lag_refreshed = metadata_refreshed = 0.0
+    cluster_id = None
     try:
         while not should_stop():
             messages = _poll(consumer, batch_size)
@@ -113,6 +133,9 @@ def consume_loop(
                     time.sleep(DB_RETRY_SECONDS)
                     continue
                 _commit(consumer, messages)
+            if time.monotonic() - metadata_refreshed > METADATA_REFRESH_SECONDS:
+                cluster_id = _metadata_refresh(consumer, cluster_id)
+                metadata_refreshed = time.monotonic()
             if time.monotonic() - lag_refreshed > LAG_REFRESH_SECONDS:
                 _lag_refresh(consumer)
                 lag_refreshed = time.monotonic()
@@ -157,6 +180,19 @@ def _commit(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
         )
     except Exception:  # e.g. a rebalance: the batch is applied, redelivery will be a no-op
         logger.warning("offset commit failed; the next owner re-reads already applied events", exc_info=True)
+
+
+def _metadata_refresh(consumer: Consumer, cluster_id: str | None) -> str | None:
+    """Ask the broker for its metadata, so that topics created since the group was joined get
+    assigned; say so when the broker is a new one. Returns the broker's cluster id."""
+    try:
+        metadata = consumer.list_topics(timeout=1.0)
+    except KafkaException:
+        return cluster_id  # the broker is down: librdkafka reconnects
+    if cluster_id is not None and metadata.cluster_id != cluster_id:
+        logger.warning("Kafka is another cluster (%s, was %s): its committed offsets are gone, every partition "
+                       "is read again from its beginning", metadata.cluster_id, cluster_id)
+    return metadata.cluster_id
 
 
 def _lag_refresh(consumer: Consumer) -> None:

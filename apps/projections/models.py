@@ -63,13 +63,21 @@ class ProjectedTransfer(models.Model):
 
 class ConsumerOffset(models.Model):
     """How far a consumer group has applied each partition, written in the same transaction
-    as the projection rows (the eventsourcing library's tracking table)."""
+    as the projection rows (the eventsourcing library's tracking table). The outbox relay
+    reads it: when Kafka loses its history, it publishes again what came after
+    `relay_position` on each partition (docs/adr/0007)."""
 
     pk = models.CompositePrimaryKey("consumer_group", "topic", "partition")
     consumer_group = models.CharField(max_length=200)
     topic = models.CharField(max_length=200)
     partition = models.IntegerField()
-    offset = models.BigIntegerField(help_text="Offset of the last message applied.")
+    offset = models.BigIntegerField(
+        help_text="Kafka offset of the last message applied, on the broker it came from (a new broker starts "
+                  "again at 0); it moves with relay_position."
+    )
+    relay_position = models.BigIntegerField(
+        null=True, help_text="Greatest relay position (header relay_position) applied; it never goes back."
+    )
     updated_at = models.DateTimeField()
 
     class Meta:

@@ -1,12 +1,13 @@
 """Applying events to the read model. Plain functions: the Kafka consumer, the replay
 command and the tests call them with decoded messages, no broker needed.
 
-A batch is applied in one transaction on the `read` alias, together with the offsets it
-reached, so a crash between the database commit and the Kafka offset commit only causes
-redelivery, and redelivery is a no-op:
+A batch is applied in one transaction on the `read` alias, together with how far it got on
+each partition (offset and relay position), so a crash between the database commit and the
+Kafka offset commit only causes redelivery, and redelivery is a no-op:
   * an entry is applied only if its sequence is the account's next one (older: duplicate);
   * statement lines are unique per (account, sequence), transfers per id.
-A sequence gap (an entry event lost upstream) is healed from the ledger, the source of truth.
+A sequence gap (an entry event lost upstream) is healed from the ledger, the source of truth:
+the missing entries, and the transfers they belong to.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 
 from apps.outbox.schemas import InvalidEvent, event_validate
+from apps.outbox.topics import RELAY_POSITION_HEADER
+from apps.projections.ledger_rows import TRANSFER_COLUMNS, transfer_rows_sql
 from apps.projections.routers import READ_ALIAS
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ logger = logging.getLogger(__name__)
 SWAP_LOCK_KEY = 0x4C454447  # "LEDG"
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+#: The SQL types of TRANSFER_COLUMNS.
+_TRANSFER_TYPES = ("uuid", "uuid", "uuid", "bigint", "text", "text", "text", "jsonb", "jsonb", "timestamptz",
+                   "timestamptz")
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ class DeadLetter:
 class BatchResult:
     applied: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
+    #: Entries read from the ledger to fill a sequence gap, and the transfers inserted with them.
     healed: int = 0
+    healed_transfers: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     #: Seconds from each applied entry's posting to its projection.
     latencies: list[float] = field(default_factory=list)
@@ -111,12 +119,15 @@ def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: B
     for event in events:
         by_type[event["type"]].append(event["data"])
     now = timezone.now()
+    healed_entries: list[dict[str, Any]] = []
     if by_type["AccountCreated"]:
         _accounts_apply(cursor, tables, by_type["AccountCreated"], now, result)
     if by_type["EntryPosted"]:
-        _entries_apply(cursor, tables, by_type["EntryPosted"], now, result)
+        healed_entries = _entries_apply(cursor, tables, by_type["EntryPosted"], now, result)
     if by_type["TransferPosted"]:
         _transfers_apply(cursor, tables, by_type["TransferPosted"], now, result)
+    if healed_entries:
+        _transfers_heal(cursor, tables, sorted({entry["transferId"] for entry in healed_entries}), now, result)
 
 
 def _zero_balances_insert(
@@ -140,7 +151,11 @@ def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now:
     result.duplicates += len(accounts) - created
 
 
-def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+def _entries_apply(
+    cursor, tables: Tables, entries: list[dict[str, Any]], now: datetime, result: BatchResult
+) -> list[dict[str, Any]]:
+    """Apply each account's entries in sequence order, from the ledger where a gap is; returns
+    the entries the ledger filled in."""
     by_account: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for entry in entries:
         by_account[entry["accountId"]][entry["sequence"]] = entry
@@ -157,6 +172,7 @@ def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: d
     applied_up_to = {str(account_id): last for account_id, last in cursor.fetchall()}
 
     to_apply: list[dict[str, Any]] = []
+    healed_entries: list[dict[str, Any]] = []
     for account_id in account_ids:
         last = applied_up_to[account_id]
         pending = by_account[account_id]
@@ -168,12 +184,13 @@ def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: d
         if missing:
             healed = _ledger_entries(account_id, missing[0], missing[-1])
             result.healed += len(healed)
+            healed_entries += healed
             pending.update({entry["sequence"]: entry for entry in healed})
             logger.warning("healed %d missing entries of account %s from the ledger", len(healed), account_id)
         to_apply.extend(pending[sequence] for sequence in range(last + 1, newest + 1))
 
     if not to_apply:
-        return
+        return healed_entries
     cursor.execute(
         f"""INSERT INTO {tables.line} (account_id, sequence, entry_id, transfer_id, counterparty_id, currency, amount,
                                         balance_after, created_at, applied_at)
@@ -209,6 +226,7 @@ def _entries_apply(cursor, tables: Tables, entries: list[dict[str, Any]], now: d
     )
     result.applied["EntryPosted"] += len(to_apply)
     result.latencies.extend((now - parse_datetime(e["createdAt"])).total_seconds() for e in to_apply)
+    return healed_entries
 
 
 def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, Any]]:
@@ -247,18 +265,54 @@ def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], no
     result.duplicates += len(transfers) - cursor.rowcount
 
 
+def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: datetime, result: BatchResult) -> None:
+    """Insert the transfers of entries healed from the ledger, read from the ledger too: their
+    TransferPosted was most likely lost with them. One that arrived is left as it is."""
+    with connections["default"].cursor() as ledger:
+        ledger.execute(transfer_rows_sql(where="t.id = ANY(%(ids)s::uuid[])"), {"applied_at": now, "ids": transfer_ids})
+        rows = ledger.fetchall()
+    if not rows:
+        return
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in zip(TRANSFER_COLUMNS, _TRANSFER_TYPES, strict=True))
+    cursor.execute(
+        f"""INSERT INTO {tables.transfer} ({', '.join(TRANSFER_COLUMNS)})
+            SELECT * FROM unnest({arrays})
+            ON CONFLICT (transfer_id) DO NOTHING""",
+        [list(column) for column in zip(*rows, strict=True)],
+    )
+    result.healed_transfers += cursor.rowcount
+    if cursor.rowcount:
+        logger.warning("healed %d transfers of healed entries from the ledger", cursor.rowcount)
+
+
+def _relay_position(message: ConsumedMessage) -> int | None:
+    try:
+        return int(message.headers[RELAY_POSITION_HEADER])
+    except (KeyError, ValueError):
+        return None
+
+
 def _offsets_record(cursor, tables: Tables, consumer_group: str, messages: list[ConsumedMessage]) -> None:
-    reached: dict[tuple[str, int], int] = {}
+    """Record, per partition, the last offset and the greatest relay position of the batch.
+    The position never goes back (a late batch of a previous owner after a rebalance); the
+    offset goes with it, and restarts from 0 when the broker is a new one."""
+    reached: dict[tuple[str, int], tuple[int, int | None]] = {}
     for message in messages:
-        position = (message.topic, message.partition)
-        reached[position] = max(reached.get(position, -1), message.offset)
+        partition = (message.topic, message.partition)
+        offset, position = reached.get(partition, (-1, None))
+        positions = [p for p in (position, _relay_position(message)) if p is not None]
+        reached[partition] = (max(offset, message.offset), max(positions, default=None))
     if not reached:
         return
     cursor.execute(
-        f"""INSERT INTO {tables.offset} (consumer_group, topic, partition, "offset", updated_at)
-            SELECT %s, topic, partition, "offset", now()
-              FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS o(topic, partition, "offset")
+        f"""INSERT INTO {tables.offset} AS t (consumer_group, topic, partition, "offset", relay_position, updated_at)
+            SELECT %s, topic, partition, "offset", relay_position, now()
+              FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[]) AS o(topic, partition, "offset", relay_position)
             ON CONFLICT (consumer_group, topic, partition)
-            DO UPDATE SET "offset" = GREATEST({tables.offset}."offset", EXCLUDED."offset"), updated_at = now()""",
-        [consumer_group, [t for t, _ in reached], [p for _, p in reached], list(reached.values())],
+            DO UPDATE SET "offset" = CASE WHEN t.relay_position IS NULL OR EXCLUDED.relay_position >= t.relay_position
+                                          THEN EXCLUDED."offset" ELSE t."offset" END,
+                          relay_position = GREATEST(t.relay_position, EXCLUDED.relay_position),
+                          updated_at = now()""",
+        [consumer_group, [t for t, _ in reached], [p for _, p in reached],
+         [offset for offset, _ in reached.values()], [position for _, position in reached.values()]],
     )

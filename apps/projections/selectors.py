@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -13,7 +14,7 @@ from django.db.models.functions import Coalesce
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import account_get
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
 from creditledger import errors
 from creditledger.pagination import Page, keyset_page
 
@@ -130,3 +131,16 @@ def projected_transfer_list(
     if currency:
         queryset = queryset.filter(currency=currency)
     return keyset_page(queryset, field="transfer_id", after=after, limit=limit, descending=True)
+
+
+def projection_applied_positions(*, consumer_group: str, topics: Iterable[str]) -> dict[str, dict[str, int]]:
+    """The relay position of the last message `consumer_group` applied from each partition of
+    `topics`, as JSON holds it: {topic: {partition: position}}. A partition it has applied
+    nothing from (with a position) is left out."""
+    positions: dict[str, dict[str, int]] = {}
+    rows = ConsumerOffset.objects.filter(
+        consumer_group=consumer_group, topic__in=list(topics), relay_position__isnull=False
+    ).values_list("topic", "partition", "relay_position")
+    for topic, partition, position in rows:
+        positions.setdefault(topic, {})[str(partition)] = position
+    return positions

@@ -1,6 +1,6 @@
 """Compare the projections (the read model) with the ledger, the source of truth.
 
-Each projection row is recomputed from the ledger with the replay's own SQL (replay.py) and
+Each projection row is recomputed from the ledger with the replay's own SQL (ledger_rows.py) and
 compared with what the projection holds, one set-based FULL JOIN per table:
   * balances: currency, balance, last_sequence, and updated_at once the account has entries.
     An account without entries may have no row: the consumer creates it on AccountCreated,
@@ -26,15 +26,15 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from apps.projections.replay import (
+from apps.projections.ledger_rows import (
     BALANCE_COLUMNS,
-    LEDGER_ALIAS,
     LINE_COLUMNS,
     TRANSFER_COLUMNS,
     balance_rows_sql,
     line_rows_sql,
     transfer_rows_sql,
 )
+from apps.projections.replay import LEDGER_ALIAS
 from apps.projections.routers import READ_ALIAS
 
 DEFAULT_LIMIT = 20

@@ -8,9 +8,9 @@ import orjson
 import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 
-from apps.outbox.models import OutboxEvent, RelayState
+from apps.outbox.models import OutboxDelivery, OutboxEvent, RelayState
 from apps.outbox.relay import RELAY_LOCK_KEY, outbox_relay
 from creditledger.testing import read_topic
 
@@ -26,14 +26,20 @@ def test_the_relay_publishes_in_row_order_with_the_event_id_in_a_header_and_mark
     assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
 
     rows = {str(row.event_id): row for row in OutboxEvent.objects.all()}
+    deliveries = {d.outbox_id: d for d in OutboxDelivery.objects.all()}
     messages = [m for topic in ("ledger.account.v1", "ledger.transfer.v1", "ledger.entry.v1") for m in read_topic(topic)]
     assert len(messages) == len(rows)
+    positions: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for message in messages:
         headers = dict(message.headers())
         row = rows[headers["event_id"].decode()]
         assert message.key() == row.key.encode()
         assert headers["event_type"].decode() == row.event_type
         assert orjson.loads(message.value()) == row.payload
+        delivery = deliveries[row.id]
+        assert (int(headers["relay_position"]), message.partition()) == (delivery.relay_position, delivery.partition)
+        positions.setdefault((message.topic(), message.partition()), []).append((message.offset(), delivery.relay_position))
+    assert all(sorted(p for _, p in pairs) == [p for _, p in sorted(pairs)] for pairs in positions.values())
     by_key: dict[bytes, list[int]] = {}
     for message in read_topic("ledger.entry.v1"):
         by_key.setdefault(message.key(), []).append(orjson.loads(message.value())["data"]["sequence"])
@@ -62,7 +68,7 @@ def test_concurrent_relays_publish_each_row_once(broker, make_account, make_tran
 
     def relay() -> None:
         results.append(outbox_relay())
-        connection.close()
+        connections.close_all()
 
     threads = [threading.Thread(target=relay) for _ in range(4)]
     for thread in threads:

@@ -10,23 +10,26 @@ from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
 from apps.outbox import tasks
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import OutboxDelivery, OutboxEvent
 from creditledger.celery import app
 from creditledger.testing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
 
-def test_prune_deletes_only_rows_published_before_the_retention(settings, make_account):
+def test_prune_deletes_only_rows_published_before_the_retention_with_their_deliveries(settings, make_account):
     settings.OUTBOX = {**settings.OUTBOX, "RETENTION_HOURS": 1}
     for _ in range(3):
         make_account()
     old, recent, unpublished = OutboxEvent.objects.order_by("id")
     OutboxEvent.objects.filter(id=old.id).update(published_at=timezone.now() - timedelta(hours=2))
     OutboxEvent.objects.filter(id=recent.id).update(published_at=timezone.now() - timedelta(minutes=10))
+    OutboxDelivery.objects.bulk_create([OutboxDelivery(outbox_id=row.id, relay_position=row.id, partition=0)
+                                        for row in (old, recent)])
 
     assert tasks.prune_outbox() == 1
     assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, unpublished.id}
+    assert list(OutboxDelivery.objects.values_list("outbox_id", flat=True)) == [recent.id]
 
 
 def test_a_burst_of_commits_kicks_the_relay_once_per_window(settings, monkeypatch, make_account):

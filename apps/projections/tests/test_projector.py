@@ -6,9 +6,11 @@ import orjson
 import pytest
 
 from apps.outbox.models import OutboxEvent
-from apps.outbox.topics import ENTRY_TOPIC
+from apps.outbox.topics import ENTRY_TOPIC, RELAY_POSITION_HEADER
 from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
+from apps.projections.selectors import projection_applied_positions
+from apps.projections.verification import projections_verify
 from creditledger.testing import projection_matches_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
@@ -78,6 +80,35 @@ def test_a_lost_entry_event_is_healed_from_the_ledger(make_account, make_transfe
     assert projection_matches_ledger()
 
 
+def test_a_transfer_whose_events_were_all_lost_is_healed_with_its_entries(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    transfers = [make_transfer(alice, bob, amount) for amount in (10, 20, 30)]
+    lost_id = str(transfers[1].transfer_id)
+    lost = [m for m in outbox_messages()
+            if orjson.loads(m.value)["aggregateId"] == lost_id or orjson.loads(m.value)["data"].get("transferId") == lost_id]
+    assert len(lost) == 3  # its TransferPosted and both EntryPosted
+
+    result = projection_batch_apply([m for m in outbox_messages() if m not in lost], consumer_group="g")
+
+    assert (result.healed, result.healed_transfers) == (2, 1)
+    assert ProjectedTransfer.objects.filter(transfer_id=lost_id).exists()
+    report = projections_verify()
+    assert report.ok, report.summary_lines()
+
+
+def test_healing_entries_leaves_a_transfer_that_arrived_as_it_is(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    for amount in (10, 20):
+        make_transfer(alice, bob, amount)
+    first_entries = [m for m in outbox_messages("EntryPosted") if orjson.loads(m.value)["data"]["sequence"] == 1]
+
+    result = projection_batch_apply([m for m in outbox_messages() if m not in first_entries], consumer_group="g")
+
+    assert (result.healed, result.healed_transfers) == (2, 0)
+    assert ProjectedTransfer.objects.count() == 2
+    assert projections_verify().ok
+
+
 def test_invalid_messages_become_dead_letters_and_the_rest_still_applies(make_account, make_transfer):
     alice, bob = make_account(), make_account()
     make_transfer(alice, bob, 5)
@@ -97,10 +128,19 @@ def test_invalid_messages_become_dead_letters_and_the_rest_still_applies(make_ac
     assert projection_matches_ledger()
 
 
-def test_offsets_are_recorded_with_the_projection_and_never_go_back(make_account):
+def test_the_relay_position_reached_is_recorded_with_the_projection_and_never_goes_back(make_account):
     make_account()
     message = outbox_messages()[0]
-    projection_batch_apply([ConsumedMessage(message.topic, 1, 41, message.key, message.value)], consumer_group="g")
-    projection_batch_apply([ConsumedMessage(message.topic, 1, 7, message.key, message.value)], consumer_group="g")
 
-    assert ConsumerOffset.objects.get(consumer_group="g", topic=message.topic, partition=1).offset == 41
+    def apply(offset: int, position: int | None = None) -> tuple[int, int]:
+        headers = {} if position is None else {RELAY_POSITION_HEADER: str(position).encode()}
+        projection_batch_apply([ConsumedMessage(message.topic, 1, offset, message.key, message.value, headers)],
+                               consumer_group="g")
+        recorded = ConsumerOffset.objects.get(consumer_group="g", topic=message.topic, partition=1)
+        return recorded.offset, recorded.relay_position
+
+    assert apply(41, position=502) == (41, 502)
+    assert apply(7, position=90) == (41, 502)  # a late batch of the partition's previous owner
+    assert apply(0, position=610) == (0, 610)  # a new broker: offsets start again, positions go on
+    assert apply(1) == (0, 610)  # a message that did not come from the relay
+    assert projection_applied_positions(consumer_group="g", topics=[message.topic]) == {message.topic: {"1": 610}}

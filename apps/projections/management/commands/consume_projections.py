@@ -2,10 +2,11 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from apps.projections.consumer import consume_loop
+from creditledger.kafka import KafkaNotConfigured
 from creditledger.metrics import metrics_registry
 from creditledger.telemetry import tracing_configure
 
@@ -27,5 +28,8 @@ class Command(BaseCommand):
             start_http_server(port, registry=metrics_registry(include_outbox=False))
         tracing_configure()
         self.stdout.write(f"consuming into the projections (group {group or settings.KAFKA['CONSUMER_GROUP']})")
-        consume_loop(should_stop=stop.is_set, consumer_group=group, batch_size=batch_size)
+        try:
+            consume_loop(should_stop=stop.is_set, consumer_group=group, batch_size=batch_size)
+        except KafkaNotConfigured as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write("consumer stopped")

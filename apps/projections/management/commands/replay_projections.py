@@ -3,6 +3,8 @@ import signal
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from creditledger.kafka import KafkaNotConfigured
+
 from apps.projections.replay import (
     DEFAULT_WORKERS,
     ReplayError,
@@ -38,7 +40,7 @@ class Command(BaseCommand):
                 result = projections_replay_from_kafka(progress=bars)
             else:
                 result = projections_replay(progress=bars, workers=workers)
-        except ReplayError as exc:
+        except (ReplayError, KafkaNotConfigured) as exc:
             raise CommandError(str(exc)) from exc
         finally:
             bars.close()
