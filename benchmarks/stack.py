@@ -215,10 +215,10 @@ class Stack:
             self.broker_kind = f"redis db {self.options.redis_db}"
         else:
             # As `make run` does without Redis: kombu's SQLAlchemy transport on the same
-            # PostgreSQL database (docs/adr/0009), polled once a second.
+            # PostgreSQL database (docs/adr/0009), polled every 0.1 s.
             from creditledger.devstack import database_broker
 
-            database_broker(env)
+            env["CELERY_BROKER_URL"] = database_broker(env["DATABASE_URL"])
             self.broker_kind = "postgresql (kombu sqlalchemy)" + (
                 " (Redis unreachable)" if self.options.celery_broker == "auto" else "")
         env.update(self.options.extra_env)

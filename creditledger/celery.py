@@ -2,7 +2,10 @@ import os
 
 from celery import Celery, signals
 
+from creditledger.celery_broker import transport_register
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+transport_register()
 
 app = Celery("creditledger")
 app.config_from_object("django.conf:settings", namespace="CELERY")

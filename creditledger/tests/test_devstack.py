@@ -1,0 +1,308 @@
+"""`make run`'s stack, started for real (`python -m creditledger.devstack run`) in a data
+directory and database of its own: the operator commands share it, it serves concurrent
+clients without 5xx, its supervisor brings back any child or the broker killed under load,
+and it loses no event across a kill and a restart."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import environ
+import psutil
+import psycopg
+import pytest
+import requests
+from psycopg import sql
+
+from creditledger.devstack import BASE_DIR, STACK_VARIABLES, _free_port
+
+pytestmark = pytest.mark.slow
+
+#: The stack's own configuration is what it records in stack.env; the suite's must not leak in.
+SUITE_VARIABLES = (*STACK_VARIABLES, "DJANGO_SETTINGS_MODULE", "CREDITLEDGER_DATA_DIR", "PORT")
+
+
+def _connect(database_url: str, dbname: str) -> psycopg.Connection:
+    db = environ.Env.db_url_config(database_url)
+    params = {"dbname": dbname, "user": db["USER"], "password": db["PASSWORD"] or None,
+              "host": db["HOST"] or None, "port": db["PORT"] or None}
+    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+
+
+@pytest.fixture
+def stack_database() -> Iterator[str]:
+    """A fresh database on the suite's PostgreSQL server, dropped afterwards."""
+    suite_url = os.environ["DATABASE_URL"]
+    name = f"creditledger_stack_{uuid.uuid4().hex[:8]}"
+    admin_db = environ.Env.db_url_config(suite_url)["NAME"]
+    with _connect(suite_url, admin_db) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    address, _, query = suite_url.partition("?")
+    yield address.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    with _connect(suite_url, admin_db) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Stack:
+    """One `devstack run` and the commands an operator runs beside it."""
+
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        base = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
+        #: What an operator's shell has: nothing but where the checkout keeps its data.
+        self.shell_env = {**base, "CREDITLEDGER_DATA_DIR": str(data_dir)}
+        self.run_env = {**self.shell_env, "DATABASE_URL": database_url, "PORT": str(self.port),
+                        "WORKER_METRICS_PORT": str(_free_port()), "CONSUMER_METRICS_PORT": str(_free_port())}
+        self.log_path = data_dir / "stack.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "creditledger.devstack", "run"], env=self.run_env,
+                                            cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_until(lambda: self.get("/readyz").status_code == 200, 120, "the stack to serve")
+
+    def stop(self, signum: int = signal.SIGINT) -> None:
+        self.process.send_signal(signum)
+        self.process.wait(timeout=60)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.url + path, timeout=10)
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return requests.post(self.url + path, json=body, timeout=30)
+
+    def manage(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        """`python manage.py ...` as an operator types it: no DATABASE_URL, no broker address."""
+        return subprocess.run([sys.executable, "manage.py", *args], env={**self.shell_env, **extra_env}, cwd=BASE_DIR,
+                              capture_output=True, text=True, timeout=180)
+
+    def child(self, name: str) -> psutil.Process:
+        """The supervised process called `name` (web is gunicorn's master)."""
+        marks = {"web": "gunicorn", "worker": "worker", "beat": "beat", "consumer": "consume_projections",
+                 "broker": "--listener-url"}
+        for process in psutil.Process(self.process.pid).children():
+            with_args = " ".join(process.cmdline())
+            if marks[name] in with_args:
+                return process
+        raise LookupError(f"no {name} child")
+
+    def wait_until(self, condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except (requests.RequestException, LookupError, psutil.Error):
+                pass
+            assert self.process.poll() is None, f"the stack exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+
+    def open_accounts(self, count: int) -> list[str]:
+        return [self.post("/accounts", {"currency": "USD"}).json()["accountId"] for _ in range(count)]
+
+    def assert_consistent(self) -> None:
+        projections = self.manage("verify_projections", "--wait", "30")
+        assert projections.returncode == 0, projections.stdout + projections.stderr
+        ledger = self.manage("verify_ledger")
+        assert ledger.returncode == 0, ledger.stdout + ledger.stderr
+
+
+class Load:
+    """Clients posting transfers both ways between shared accounts until stopped. A refused
+    connection is retried (the web server may be restarting) and counted apart."""
+
+    def __init__(self, stack: Stack, accounts: list[str], clients: int) -> None:
+        self.stack = stack
+        self.accounts = accounts
+        self.statuses: Counter[int] = Counter()
+        self.connection_errors = 0
+        self.stopping = threading.Event()
+        self.keys = itertools.count()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(clients)]
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def _client(self, n: int) -> None:
+        session = requests.Session()
+        pairs = itertools.cycle([(a, b) for a in self.accounts for b in self.accounts if a != b])
+        for _ in range(n):
+            next(pairs)
+        while not self.stopping.is_set():
+            source, destination = next(pairs)
+            body = {"from": source, "to": destination, "amount": 1 + n, "currency": "USD",
+                    "idempotencyKey": f"load-{uuid.uuid4()}"}
+            try:
+                status = session.post(self.stack.url + "/transfers", json=body, timeout=30).status_code
+            except requests.ConnectionError:
+                with self.lock:
+                    self.connection_errors += 1
+                time.sleep(0.2)
+                continue
+            with self.lock:
+                self.statuses[status] += 1
+
+
+@pytest.fixture
+def stack(tmp_path: Path, stack_database: str) -> Iterator[Stack]:
+    running = Stack(tmp_path / "data", stack_database)
+    running.start()
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def test_the_operator_commands_use_the_running_stack(stack):
+    accounts = stack.open_accounts(3)
+    stack.post("/transfers", {"from": accounts[0], "to": accounts[1], "amount": 5, "currency": "USD",
+                              "idempotencyKey": "ops-1"})
+    # With the worker paused, only the operator's relay can publish the next transfer.
+    worker = stack.child("worker")
+    worker.suspend()
+    try:
+        stack.post("/transfers", {"from": accounts[1], "to": accounts[2], "amount": 3, "currency": "USD",
+                                  "idempotencyKey": "ops-2"})
+        relay = stack.manage("relay_outbox")
+        assert relay.returncode == 0, relay.stderr
+        assert "published 0 events" not in relay.stdout
+    finally:
+        worker.resume()
+    # The live consumer saw what the operator's relay published: the broker is the stack's.
+    stack.assert_consistent()
+
+    replay = stack.manage("replay_projections", "--from-kafka", "--no-progress")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    stack.assert_consistent()
+    balance = stack.get(f"/accounts/{accounts[2]}/balance").json()
+    assert balance["balance"] == 3
+
+    superuser = stack.manage("createsuperuser", "--no-input", DJANGO_SUPERUSER_USERNAME="ops",
+                             DJANGO_SUPERUSER_EMAIL="ops@example.com", DJANGO_SUPERUSER_PASSWORD="a-long-passphrase")
+    assert superuser.returncode == 0, superuser.stderr
+    session = requests.Session()
+    login_page = session.get(stack.url + "/admin/login/")
+    logged_in = session.post(stack.url + "/admin/login/?next=/admin/", allow_redirects=False, data={
+        "username": "ops", "password": "a-long-passphrase", "csrfmiddlewaretoken": login_page.cookies["csrftoken"],
+        "next": "/admin/"}, headers={"Referer": stack.url + "/admin/login/"})
+    assert logged_in.status_code == 302 and logged_in.headers["Location"] == "/admin/"
+
+
+def test_concurrent_clients_get_no_server_error(stack):
+    accounts = stack.open_accounts(4)
+    with Load(stack, accounts, clients=64) as load:
+        time.sleep(10)
+    assert load.statuses[201] > 100
+    assert set(load.statuses) <= {201, 422}, load.statuses
+    assert load.connection_errors == 0
+    assert "deadlock" not in stack.log().lower()
+    stack.assert_consistent()
+
+
+def test_the_supervisor_brings_back_every_child_killed_under_load(stack):
+    accounts = stack.open_accounts(4)
+    with Load(stack, accounts, clients=8) as load:
+        for name in ("consumer", "worker", "beat", "broker"):
+            killed = stack.child(name)
+            killed.kill()
+            stack.wait_until(lambda: stack.child(name).pid != killed.pid, 30, f"{name} to be restarted")
+            time.sleep(2)
+        served_without_web_restart = dict(load.statuses)
+        web = stack.child("web")
+        web.kill()
+        stack.wait_until(lambda: stack.child("web").pid != web.pid and stack.get("/readyz").ok, 60, "web to serve again")
+        time.sleep(2)
+    assert set(served_without_web_restart) <= {201, 422}, served_without_web_restart
+    assert set(load.statuses) <= {201, 422}, load.statuses
+    for name in ("consumer", "worker", "beat", "web"):
+        assert f"devstack: {name} exited with -9; restarting it" in stack.log()
+    assert "the embedded broker exited with -9; restarting it" in stack.log()
+    stack.assert_consistent()
+
+
+def test_nothing_is_lost_when_the_stack_stops_with_a_backlog(stack):
+    accounts = stack.open_accounts(4)
+    stack.child("consumer").kill()
+    with Load(stack, accounts, clients=4) as load:
+        time.sleep(3)
+    assert load.statuses[201] > 0
+    stack.stop(signal.SIGINT)  # Ctrl-C: published but unconsumed events die with the in-memory broker
+
+    stack.start()
+    started = time.monotonic()
+    stack.assert_consistent()
+    assert time.monotonic() - started < 30
+    assert _transfers_listed(stack) == load.statuses[201]
+
+
+def _transfers_listed(stack: Stack) -> int:
+    count, cursor = 0, ""
+    while True:
+        page = stack.get(f"/transfers?limit=500{cursor}").json()
+        count += len(page["data"])
+        if not page["nextCursor"]:
+            return count
+        cursor = f"&cursor={page['nextCursor']}"
+
+
+def test_the_readme_credits_recipe_gives_what_it_says(stack):
+    readme = (BASE_DIR / "README.md").read_text()
+    section = readme.split("## Credits in five minutes", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    expected = [json.loads(line[2:]) for line in script.splitlines() if line.startswith("# {")]
+
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("localhost:4000", f"127.0.0.1:{stack.port}")],
+                         capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 0, run.stderr
+    printed, decoder, rest = [], json.JSONDecoder(), run.stdout.strip()
+    while rest:
+        value, end = decoder.raw_decode(rest)
+        printed.append(value)
+        rest = rest[end:].strip()
+    assert len(expected) == 4
+    assert all(value in printed for value in expected), (expected, printed)
+
+
+def test_without_a_stack_commands_use_the_embedded_database_and_refuse_to_guess_a_broker(stack):
+    stack.stop()
+    assert not (stack.data_dir / "stack.env").exists()
+
+    help_text = stack.manage("relay_outbox", "--help")  # nothing set: the embedded PostgreSQL
+    assert help_text.returncode == 0, help_text.stderr
+    assert "Drain the outbox" in help_text.stdout
+
+    database = {"DATABASE_URL": stack.run_env["DATABASE_URL"]}
+    ledger = stack.manage("verify_ledger", **database)
+    assert ledger.returncode == 0, ledger.stderr
+    for command in (["relay_outbox"], ["replay_projections", "--from-kafka", "--no-progress"],
+                    ["consume_projections", "--metrics-port", "0"]):
+        refused = stack.manage(*command, **database)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "CommandError: no Kafka broker" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
