@@ -5,6 +5,7 @@ and it loses no event across a kill and a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ import pytest
 import requests
 from psycopg import sql
 
+from apps.outbox.relay import RELAY_LOCK_KEY
 from creditledger.devstack import BASE_DIR, STACK_VARIABLES, _free_port
 
 pytestmark = pytest.mark.slow
@@ -185,15 +187,12 @@ def test_the_operator_commands_use_the_running_stack(stack):
                               "idempotencyKey": "ops-1"})
     # With the worker paused, only the operator's relay can publish the next transfer.
     worker = stack.child("worker")
-    worker.suspend()
-    try:
+    with _paused_outside_the_relay(stack, worker):
         stack.post("/transfers", {"from": accounts[1], "to": accounts[2], "amount": 3, "currency": "USD",
                                   "idempotencyKey": "ops-2"})
         relay = stack.manage("relay_outbox")
         assert relay.returncode == 0, relay.stderr
         assert "published 0 events" not in relay.stdout
-    finally:
-        worker.resume()
     # The live consumer saw what the operator's relay published: the broker is the stack's.
     stack.assert_consistent()
 
@@ -212,6 +211,30 @@ def test_the_operator_commands_use_the_running_stack(stack):
         "username": "ops", "password": "a-long-passphrase", "csrfmiddlewaretoken": login_page.cookies["csrftoken"],
         "next": "/admin/"}, headers={"Referer": stack.url + "/admin/login/"})
     assert logged_in.status_code == 302 and logged_in.headers["Location"] == "/admin/"
+
+
+@contextlib.contextmanager
+def _paused_outside_the_relay(stack: Stack, worker: psutil.Process) -> Iterator[None]:
+    """SIGSTOP the worker at a moment it does not hold the relay's lock (a paused holder
+    would keep it), checked by asking PostgreSQL who holds the advisory lock."""
+    url = stack.run_env["DATABASE_URL"]
+    for _ in range(50):
+        worker.suspend()
+        with _connect(url, environ.Env.db_url_config(url)["NAME"]) as conn:
+            holders = conn.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.objid = %s AND d.datname = current_database()",
+                [RELAY_LOCK_KEY]).fetchone()[0]
+        if holders == 0:
+            break
+        worker.resume()
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the worker always held the relay lock")
+    try:
+        yield
+    finally:
+        worker.resume()
 
 
 def test_concurrent_clients_get_no_server_error(stack):
