@@ -12,8 +12,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    path("", include("apps.accounts.urls")),
-    path("", include("apps.ledger.urls")),
+    path("", include("apps.api.urls")),
 ]
 
 handler400 = "creditledger.api.exception_handler.bad_request_view"

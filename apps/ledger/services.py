@@ -17,13 +17,13 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
 from apps.ledger.models import Transfer
 from apps.ledger.selectors import transfer_get
-from apps.outbox.tasks import relay_kick
+from apps.outbox.services import outbox_relay_kick_on_commit
 from creditledger import errors, metrics
 from creditledger.db import in_durable_transaction
 from creditledger.ids import new_id
@@ -36,6 +36,9 @@ class TransferOutcome:
     #: The transfer as the API shows it (ledger_transfer_document).
     document: dict[str, Any]
     replayed: bool
+    #: The sequence of the transfer's entry on each of its two accounts: how far the read
+    #: model must have got on each account to include this transfer.
+    positions: dict[UUID, int]
 
     @property
     def transfer_id(self) -> UUID:
@@ -92,7 +95,7 @@ def transfer_create(
             cursor.execute("SELECT ledger_post_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text", arguments)
             result = orjson.loads(cursor.fetchone()[0])
         if result["outcome"] == "posted":
-            transaction.on_commit(relay_kick)
+            outbox_relay_kick_on_commit()
         return result
 
     result = in_durable_transaction(work)
@@ -109,7 +112,9 @@ def transfer_create(
     else:
         if not replayed:
             metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
-        return TransferOutcome(document=result["transfer"], replayed=replayed)
+        document = result["transfer"]
+        positions = {UUID(entry["accountId"]): entry["sequence"] for entry in document["entries"]}
+        return TransferOutcome(document=document, replayed=replayed, positions=positions)
     if not replayed:
         metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()
     raise error

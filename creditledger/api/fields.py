@@ -219,15 +219,3 @@ def encode_cursor(position: UUID | int | None) -> str | None:
         return None
     after = position if isinstance(position, int) else str(position)
     return base64.urlsafe_b64encode(orjson.dumps({"after": after})).decode().rstrip("=")
-
-
-def page_serializer(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
-    """A `{data: [...], nextCursor}` envelope for keyset-paginated lists."""
-    return type(
-        name,
-        (serializers.Serializer,),
-        {
-            "data": item(many=True),
-            "nextCursor": serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."),
-        },
-    )

@@ -12,7 +12,7 @@ import pytest
 from django.db import OperationalError, connection
 from psycopg import sql
 
-from apps.projections.consistency import consistency_token_for
+from apps.api.consistency import consistency_token_for
 from creditledger import errors
 from creditledger.api.exception_handler import PROBLEM_TYPE_BASE
 
@@ -217,7 +217,7 @@ def test_a_read_the_projection_cannot_serve_yet_logs_one_warning_line(api, make_
     path = f"/accounts/{account.id}/balance"
 
     with caplog.at_level(logging.INFO, logger="django.request"):
-        response = api.get(path, {"consistencyToken": consistency_token_for([(account.id, 3)])})
+        response = api.get(path, {"consistencyToken": consistency_token_for({account.id: 3})})
 
     assert response.status_code == 503
     (line,) = request_log_lines(caplog)

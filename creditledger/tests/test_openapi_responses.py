@@ -7,7 +7,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from jsonschema import Draft202012Validator
 
-from apps.projections.consistency import consistency_token_for
+from apps.api.consistency import consistency_token_for
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -99,7 +99,7 @@ def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openap
 def test_a_read_the_projection_cannot_serve_yet_matches_its_documented_503(api, openapi, make_account, settings):
     settings.PROJECTIONS = {**settings.PROJECTIONS, "CONSISTENCY_WAIT_SECONDS": 0.01}
     account = make_account()
-    token = consistency_token_for([(account.id, 1)])
+    token = consistency_token_for({account.id: 1})
 
     response = api.get(f"/accounts/{account.id}/balance", {"consistencyToken": token})
 

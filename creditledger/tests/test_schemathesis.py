@@ -28,7 +28,7 @@ SCHEMATHESIS_CONFIG = {
     },
 }
 
-# The accounts of the POST /transfers example (apps/ledger/apis.py), so that the example and
+# The accounts of the POST /transfers example (apps/api/transfers.py), so that the example and
 # its fuzzed variants reach the posting function instead of stopping at 404.
 EXAMPLE_ACCOUNT_IDS = [UUID("0193a1b2-0000-7000-8000-00000000000a"), UUID("0193a1b2-0000-7000-8000-00000000000b")]
 

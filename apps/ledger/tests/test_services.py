@@ -71,6 +71,20 @@ def test_each_transfer_continues_both_accounts_sequences_and_running_balances(ma
     assert (balance(a), balance(c)) == (-91, 20)
 
 
+def test_the_outcome_names_the_sequence_each_account_reached_and_a_replay_names_it_again(
+    make_account, make_transfer
+):
+    a, b, c = make_account(), make_account(), make_account()
+    make_transfer(a, b, 100)
+
+    posted = make_transfer(b, c, 30, idempotency_key="positions-1")
+    make_transfer(b, c, 5)
+    replayed = make_transfer(b, c, 30, idempotency_key="positions-1")
+
+    assert posted.positions == {b.id: 2, c.id: 1}
+    assert (replayed.replayed, replayed.positions) == (True, posted.positions)
+
+
 def test_every_balance_is_the_sum_of_its_entries(make_account, make_transfer):
     accounts = [make_account() for _ in range(4)]
     for i in range(12):

@@ -1,29 +1,23 @@
-from uuid import UUID
-
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.selectors import account_get
+from apps.api.consistency import TOKEN_HEADER, consistency_token_for
 from apps.ledger import selectors, services
 from apps.ledger.models import TransferStatus
 from apps.projections import selectors as projections
-from apps.projections.consistency import TOKEN_HEADER, consistency_token_for, consistency_token_parse
 from creditledger import errors
 from creditledger.api.fields import (
     IDEMPOTENCY_KEY_SCHEMA,
     CurrencyCodeField,
-    CursorField,
     IdempotencyKeyField,
     MetadataField,
     MinorUnitsField,
-    OverdraftLimitField,
     UUIDStringField,
-    encode_cursor,
-    page_serializer,
 )
 from creditledger.api.ids import parse_path_id
+from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import (
     NoQueryParameters,
@@ -36,18 +30,6 @@ from creditledger.api.serializers import (
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-_ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
-_CONSISTENCY_HEADER_PARAMETER = OpenApiParameter(
-    TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."
-)
-
-
-class ConsistencyQuerySerializer(StrictInputSerializer):
-    consistencyToken = serializers.CharField(
-        required=False, allow_blank=True,
-        help_text="From a POST /transfers answer: wait (up to 2 s) until the read model includes that write, else 503.",
-    )
-
 
 class EntryOutputSerializer(serializers.Serializer):
     entryId = serializers.UUIDField(source="id")
@@ -55,17 +37,6 @@ class EntryOutputSerializer(serializers.Serializer):
     amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
     sequence = serializers.IntegerField(help_text="Gapless per-account sequence number.")
     balanceAfter = serializers.IntegerField(source="balance_after")
-
-
-class StatementLineSerializer(serializers.Serializer):
-    entryId = serializers.UUIDField(source="entry_id")
-    transferId = serializers.UUIDField(source="transfer_id")
-    sequence = serializers.IntegerField()
-    amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
-    side = serializers.ChoiceField(choices=["debit", "credit"])
-    balanceAfter = serializers.IntegerField(source="balance_after")
-    counterparty = serializers.UUIDField(source="counterparty_id")
-    createdAt = serializers.DateTimeField(source="created_at")
 
 
 @keyword_fields(
@@ -115,14 +86,6 @@ class TransferListItemSerializer(serializers.Serializer):
     metadata = MetadataField()
     createdAt = serializers.DateTimeField(source="created_at")
     entries = ProjectedEntrySerializer(many=True)
-
-
-class ConsistencySerializer(serializers.Serializer):
-    projectedSequence = serializers.IntegerField(
-        source="projected_sequence", help_text="Latest entry of this account the read model has applied."
-    )
-    ledgerSequence = serializers.IntegerField(source="ledger_sequence", help_text="Latest entry of this account in the ledger.")
-    upToDate = serializers.BooleanField(source="up_to_date")
 
 
 class TransferListCreateApi(APIView):
@@ -188,9 +151,7 @@ class TransferListCreateApi(APIView):
             currency=data["currency"],
             metadata=data["metadata"],
         )
-        token = consistency_token_for(
-            (UUID(entry["accountId"]), entry["sequence"]) for entry in outcome.document["entries"]
-        )
+        token = consistency_token_for(outcome.positions)
         body = {**outcome.document, "consistencyToken": token}
         headers = {TOKEN_HEADER: token}
         if outcome.replayed:
@@ -215,10 +176,7 @@ class TransferListCreateApi(APIView):
             after=params.get("cursor"),
             limit=params["limit"],
         )
-        return Response({
-            "data": TransferListItemSerializer(page.items, many=True).data,
-            "nextCursor": encode_cursor(page.next_after),
-        })
+        return page_response(page, TransferListItemSerializer)
 
 
 class TransferDetailApi(APIView):
@@ -233,77 +191,6 @@ class TransferDetailApi(APIView):
         transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
         query_params_validate(request, NoQueryParameters)
         return Response(selectors.transfer_document(transfer_id=transfer_uuid))
-
-
-class AccountBalanceApi(APIView):
-    class BalanceOutputSerializer(serializers.Serializer):
-        accountId = serializers.UUIDField(source="account_id")
-        currency = serializers.CharField()
-        balance = serializers.IntegerField(help_text="Posted balance in minor units; negative when overdrawn.")
-        available = serializers.IntegerField(
-            allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
-        )
-        overdraftLimit = OverdraftLimitField(source="overdraft_limit")
-        lastSequence = serializers.IntegerField(source="projected_sequence", help_text="Sequence of the latest entry included.")
-        updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True, help_text="When that entry was posted.")
-        consistency = ConsistencySerializer(source="*")
-
-    @extend_schema(
-        tags=["accounts"],
-        operation_id="accounts_balance",
-        summary="Current balance (read model; pass a consistency token to read your writes)",
-        parameters=[_ACCOUNT_ID_PARAMETER, ConsistencyQuerySerializer, _CONSISTENCY_HEADER_PARAMETER],
-        responses={200: BalanceOutputSerializer, **problem_responses(400, 404, 503)},
-    )
-    def get(self, request, account_id: str):
-        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        params = query_params_validate(request, ConsistencyQuerySerializer)
-        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, params, account_uuid))
-        balance = projections.projected_balance(account_id=account_uuid)
-        return Response(self.BalanceOutputSerializer(balance).data)
-
-
-class AccountStatementApi(APIView):
-    @keyword_fields(
-        **{
-            "from": serializers.DateTimeField(required=False, help_text="Entries at or after (ISO 8601)."),
-            "to": serializers.DateTimeField(required=False, help_text="Entries before (ISO 8601)."),
-        }
-    )
-    class StatementQuerySerializer(PageQuerySerializer, ConsistencyQuerySerializer):
-        cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
-
-    class StatementOutputSerializer(serializers.Serializer):
-        accountId = serializers.UUIDField()
-        currency = serializers.CharField()
-        data = StatementLineSerializer(many=True)
-        nextCursor = serializers.CharField(allow_null=True)
-
-    @extend_schema(
-        tags=["accounts"],
-        operation_id="accounts_statement",
-        summary="Statement: entries in sequence order with running balance (read model)",
-        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer, _CONSISTENCY_HEADER_PARAMETER],
-        responses={200: StatementOutputSerializer, **problem_responses(400, 404, 503)},
-    )
-    def get(self, request, account_id: str):
-        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        params = query_params_validate(request, self.StatementQuerySerializer)
-        account = account_get(account_id=account_uuid)
-        projections.projection_wait(account_id=account_uuid, sequence=_required_sequence(request, params, account_uuid))
-        page = projections.projected_statement_lines(
-            account=account,
-            created_from=params.get("from"),
-            created_to=params.get("to"),
-            after_sequence=params.get("cursor"),
-            limit=params["limit"],
-        )
-        return Response({
-            "accountId": str(account.id),
-            "currency": account.currency_id,
-            "data": StatementLineSerializer(page.items, many=True).data,
-            "nextCursor": encode_cursor(page.next_after),
-        })
 
 
 def _idempotency_key(request, body_key: str | None) -> str:
@@ -329,10 +216,3 @@ def _header_idempotency_key(request) -> str | None:
         message = f"The {IDEMPOTENCY_HEADER} header: {' '.join(exc.detail)}"
         raise errors.InvalidRequest(message, field=IDEMPOTENCY_HEADER) from None
 
-
-def _required_sequence(request, params: dict, account_id) -> int | None:
-    """The entry sequence of `account_id` the caller's consistency token asks for, if any."""
-    raw = params.get("consistencyToken") or request.headers.get(TOKEN_HEADER)
-    if not raw:
-        return None
-    return consistency_token_parse(raw).get(account_id)

@@ -5,23 +5,22 @@ from rest_framework.views import APIView
 
 from apps.accounts import selectors, services
 from apps.accounts.models import AccountStatus
+from apps.api.consistency import TOKEN_HEADER_PARAMETER, ConsistencyQuerySerializer, read_your_writes
+from apps.projections import selectors as projections
 from creditledger import errors
-from creditledger.api.fields import (
-    CurrencyCodeField,
-    MetadataField,
-    OverdraftLimitField,
-    StrictCharField,
-    encode_cursor,
-    page_serializer,
-)
+from creditledger.api.fields import CurrencyCodeField, CursorField, MetadataField, OverdraftLimitField, StrictCharField
 from creditledger.api.ids import parse_path_id
+from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.schema import problem_responses
 from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
     StrictInputSerializer,
+    keyword_fields,
     query_params_validate,
 )
+
+_ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
 
 
 class CurrencyOutputSerializer(serializers.Serializer):
@@ -40,6 +39,25 @@ class AccountOutputSerializer(serializers.Serializer):
     metadata = MetadataField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
+
+
+class StatementLineSerializer(serializers.Serializer):
+    entryId = serializers.UUIDField(source="entry_id")
+    transferId = serializers.UUIDField(source="transfer_id")
+    sequence = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="Signed minor units: negative debits, positive credits.")
+    side = serializers.ChoiceField(choices=["debit", "credit"])
+    balanceAfter = serializers.IntegerField(source="balance_after")
+    counterparty = serializers.UUIDField(source="counterparty_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class ConsistencySerializer(serializers.Serializer):
+    projectedSequence = serializers.IntegerField(
+        source="projected_sequence", help_text="Latest entry of this account the read model has applied."
+    )
+    ledgerSequence = serializers.IntegerField(source="ledger_sequence", help_text="Latest entry of this account in the ledger.")
+    upToDate = serializers.BooleanField(source="up_to_date")
 
 
 class CurrencyListCreateApi(APIView):
@@ -138,10 +156,7 @@ class AccountListCreateApi(APIView):
             after=params.get("cursor"),
             limit=params["limit"],
         )
-        return Response({
-            "data": AccountOutputSerializer(page.items, many=True).data,
-            "nextCursor": encode_cursor(page.next_after),
-        })
+        return page_response(page, AccountOutputSerializer)
 
 
 class AccountDetailApi(APIView):
@@ -149,7 +164,7 @@ class AccountDetailApi(APIView):
         tags=["accounts"],
         operation_id="accounts_retrieve",
         summary="Fetch an account",
-        parameters=[OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")],
+        parameters=[_ACCOUNT_ID_PARAMETER],
         responses={200: AccountOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
@@ -158,3 +173,68 @@ class AccountDetailApi(APIView):
         account = selectors.account_get(account_id=account_uuid)
         return Response(AccountOutputSerializer(account).data)
 
+
+class AccountBalanceApi(APIView):
+    class BalanceOutputSerializer(serializers.Serializer):
+        accountId = serializers.UUIDField(source="account_id")
+        currency = serializers.CharField()
+        balance = serializers.IntegerField(help_text="Posted balance in minor units; negative when overdrawn.")
+        available = serializers.IntegerField(
+            allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
+        )
+        overdraftLimit = OverdraftLimitField(source="overdraft_limit")
+        lastSequence = serializers.IntegerField(source="projected_sequence", help_text="Sequence of the latest entry included.")
+        updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True, help_text="When that entry was posted.")
+        consistency = ConsistencySerializer(source="*")
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_balance",
+        summary="Current balance (read model; pass a consistency token to read your writes)",
+        parameters=[_ACCOUNT_ID_PARAMETER, ConsistencyQuerySerializer, TOKEN_HEADER_PARAMETER],
+        responses={200: BalanceOutputSerializer, **problem_responses(400, 404, 503)},
+    )
+    def get(self, request, account_id: str):
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        params = query_params_validate(request, ConsistencyQuerySerializer)
+        read_your_writes(request, params, account_id=account_uuid)
+        balance = projections.projected_balance(account_id=account_uuid)
+        return Response(self.BalanceOutputSerializer(balance).data)
+
+
+class AccountStatementApi(APIView):
+    @keyword_fields(
+        **{
+            "from": serializers.DateTimeField(required=False, help_text="Entries at or after (ISO 8601)."),
+            "to": serializers.DateTimeField(required=False, help_text="Entries before (ISO 8601)."),
+        }
+    )
+    class StatementQuerySerializer(PageQuerySerializer, ConsistencyQuerySerializer):
+        cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
+
+    class StatementOutputSerializer(serializers.Serializer):
+        accountId = serializers.UUIDField()
+        currency = serializers.CharField()
+        data = StatementLineSerializer(many=True)
+        nextCursor = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_statement",
+        summary="Statement: entries in sequence order with running balance (read model)",
+        parameters=[_ACCOUNT_ID_PARAMETER, StatementQuerySerializer, TOKEN_HEADER_PARAMETER],
+        responses={200: StatementOutputSerializer, **problem_responses(400, 404, 503)},
+    )
+    def get(self, request, account_id: str):
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        params = query_params_validate(request, self.StatementQuerySerializer)
+        account = selectors.account_get(account_id=account_uuid)
+        read_your_writes(request, params, account_id=account_uuid)
+        page = projections.projected_statement_lines(
+            account=account,
+            created_from=params.get("from"),
+            created_to=params.get("to"),
+            after_sequence=params.get("cursor"),
+            limit=params["limit"],
+        )
+        return page_response(page, StatementLineSerializer, accountId=str(account.id), currency=account.currency_id)

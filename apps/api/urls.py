@@ -1,0 +1,13 @@
+from django.urls import path
+
+from apps.api import accounts, transfers
+
+urlpatterns = [
+    path("currencies", accounts.CurrencyListCreateApi.as_view(), name="currencies"),
+    path("accounts", accounts.AccountListCreateApi.as_view(), name="accounts"),
+    path("accounts/<str:account_id>", accounts.AccountDetailApi.as_view(), name="account-detail"),
+    path("accounts/<str:account_id>/balance", accounts.AccountBalanceApi.as_view(), name="account-balance"),
+    path("accounts/<str:account_id>/statements", accounts.AccountStatementApi.as_view(), name="account-statements"),
+    path("transfers", transfers.TransferListCreateApi.as_view(), name="transfers"),
+    path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),
+]
