@@ -55,8 +55,7 @@ schema: $(STAMP) ## write the OpenAPI schema to openapi.yaml
 	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yaml
 
 bench: $(STAMP) ## run every benchmark scenario (~15 min, +10 the first time), then update benchmarks/README.md; BENCH_ARGS=... passes options
-	$(PY) -m benchmarks.run $(BENCH_ARGS)
-	$(PY) -m benchmarks.report
+	$(PY) -m benchmarks.run $(BENCH_ARGS); status=$$?; $(PY) -m benchmarks.report; exit $$status
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP) ## every benchmark scenario at tiny sizes, in a minute or two (results under benchmarks/.work)

@@ -24,7 +24,7 @@ from apps.outbox.models import OutboxEvent
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
 from creditledger.api.exception_handler import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 from creditledger.devstack import TansuBroker
-from creditledger.testing import ConsumerThread
+from tests.support import ConsumerThread
 
 _keys = itertools.count()
 

@@ -189,7 +189,7 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
 
 def projections_build_direct(conn: psycopg.Connection) -> None:
     """Fill the projection tables from the ledger with the rows the consumer would have written
-    (the same column mapping as apps/projections/replay.py). For scenario f, which only reads."""
+    (the same column mapping as apps/projections/ledger_rows.py). For scenario f, which only reads."""
     with conn.transaction():
         conn.execute("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
         conn.execute(

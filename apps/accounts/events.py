@@ -1,14 +1,12 @@
 from apps.accounts.models import Account
+from apps.outbox.registry import ACCOUNT_CREATED
 from apps.outbox.services import OutboxMessage
-from apps.outbox.topics import ACCOUNT_TOPIC
 
 
 def account_created_message(account: Account) -> OutboxMessage:
     return OutboxMessage(
-        topic=ACCOUNT_TOPIC,
+        event_type=ACCOUNT_CREATED,
         key=str(account.id),
-        event_type="AccountCreated",
-        aggregate_type="account",
         occurred_at=account.created_at,
         data={
             "accountId": str(account.id),

@@ -30,8 +30,9 @@ class AccountStatus(models.TextChoices):
 
 
 class Account(models.Model):
-    """A ledger account. `balance` and `last_sequence` are the write model, kept in step
-    with the entries by the transfer service and checked by PostgreSQL at commit."""
+    """A ledger account. `balance` and `last_sequence` are the write model: the posting
+    function `ledger_post_transfer` (apps/ledger/sql) sets them with each entry it writes,
+    and a deferred trigger checks at commit that they are those of the latest entry."""
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, db_column="currency", related_name="+")

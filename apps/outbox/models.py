@@ -32,8 +32,8 @@ class OutboxDelivery(models.Model):
     (the message's `relay_position` header), which rises in the order the relay produces.
     If the broker loses its history, the rows delivered after the last position the
     projection consumer applied on their partition are published again. A table of its own:
-    the ledger's posting function returns outbox_event's row type, so that table keeps its
-    columns."""
+    the envelope builder outbox_event_row returns outbox_event's row type, so that table keeps
+    its columns."""
 
     outbox_id = models.BigIntegerField(primary_key=True)
     relay_position = models.BigIntegerField()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -28,11 +29,11 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from opentelemetry import propagate, trace
 
 from apps.outbox.models import RelayState
 from apps.outbox.topics import ALL_TOPICS, RELAY_POSITION_HEADER
-from apps.projections.selectors import projection_applied_positions
 from creditledger import kafka, metrics
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,11 @@ def _produce(producer: Producer, topic: str, key: str, value: bytes, headers, on
             producer.poll(0.1)  # local queue full: let deliveries drain
 
 
+def consumer_positions(*, consumer_group: str, topics: Iterable[str]) -> dict[str, dict[str, int]]:
+    """The positions the read side says its consumer applied (OUTBOX['CONSUMER_POSITIONS_SELECTOR'])."""
+    return import_string(settings.OUTBOX["CONSUMER_POSITIONS_SELECTOR"])(consumer_group=consumer_group, topics=topics)
+
+
 def _broker_check(producer: Producer) -> bool:
     """Compare the broker with what the relay recorded. If it is another cluster, or the
     ledger topics are gone, it has lost what was published to it: mark unpublished again the
@@ -217,7 +223,7 @@ def _broker_check(producer: Producer) -> bool:
     broker, past rows lost with the old one, so a change uses those of the last check."""
     state, _ = RelayState.objects.get_or_create(id=1)
     try:
-        applied = projection_applied_positions(consumer_group=settings.KAFKA["CONSUMER_GROUP"], topics=ALL_TOPICS)
+        applied = consumer_positions(consumer_group=settings.KAFKA["CONSUMER_GROUP"], topics=ALL_TOPICS)
     except DatabaseError:  # the read model's database: publishing must not depend on it
         logger.warning("could not read the projection consumer's positions; keeping the last ones", exc_info=True)
         applied = state.consumer_positions

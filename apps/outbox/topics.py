@@ -1,11 +1,13 @@
-"""Kafka topics the ledger publishes to, and the header the relay adds to every message.
-Documented in docs/events.md."""
+"""The Kafka names the relay and the consumer use: the topics, read from the event registry,
+and the header the relay adds to every message. Documented in docs/events.md."""
 
-ACCOUNT_TOPIC = "ledger.account.v1"
-TRANSFER_TOPIC = "ledger.transfer.v1"
-ENTRY_TOPIC = "ledger.entry.v1"
+from apps.outbox.registry import ACCOUNT_CREATED, ENTRY_POSTED, TOPICS, TRANSFER_POSTED
 
-ALL_TOPICS = (ACCOUNT_TOPIC, TRANSFER_TOPIC, ENTRY_TOPIC)
+ACCOUNT_TOPIC = ACCOUNT_CREATED.topic
+TRANSFER_TOPIC = TRANSFER_POSTED.topic
+ENTRY_TOPIC = ENTRY_POSTED.topic
+
+ALL_TOPICS = TOPICS
 
 #: The relay's position of a delivery: it increases with every message the relay produces.
 RELAY_POSITION_HEADER = "relay_position"

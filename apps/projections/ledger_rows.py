@@ -1,37 +1,88 @@
 """The projection rows recomputed from the ledger, the source of truth: one SELECT per
-projection, shared by the replay (replay.py), the audit (verification.py) and the
-consumer's gap healing (projector.py). Each takes the parameter `%(applied_at)s`."""
+projection, shared by the replay (replay/), the audit (verification.py) and the consumer's
+gap healing (projector.py). Each takes the parameter `%(applied_at)s`."""
 
 from __future__ import annotations
 
-BALANCE_COLUMNS = ("account_id", "currency", "balance", "last_sequence", "updated_at", "applied_at")
-LINE_COLUMNS = ("account_id", "sequence", "entry_id", "transfer_id", "counterparty_id", "currency", "amount",
-                "balance_after", "created_at", "applied_at")
-TRANSFER_COLUMNS = ("transfer_id", "from_account_id", "to_account_id", "amount", "currency", "status",
-                    "idempotency_key", "metadata", "entries", "created_at", "applied_at")
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from psycopg import sql
+
+#: The database alias of the ledger, where these rows are read.
+LEDGER_ALIAS = "default"
 
 
-def balance_rows_sql(where: str = "TRUE") -> str:
+class BalanceRow(NamedTuple):
+    account_id: UUID
+    currency: str
+    balance: int
+    last_sequence: int
+    updated_at: datetime
+    applied_at: datetime | None
+
+
+class LineRow(NamedTuple):
+    account_id: UUID
+    sequence: int
+    entry_id: UUID
+    transfer_id: UUID
+    counterparty_id: UUID
+    currency: str
+    amount: int
+    balance_after: int
+    created_at: datetime
+    applied_at: datetime | None
+
+
+class TransferRow(NamedTuple):
+    transfer_id: UUID
+    from_account_id: UUID
+    to_account_id: UUID
+    amount: int
+    currency: str
+    status: str
+    idempotency_key: str
+    metadata: Any  # JSON, as text
+    entries: Any  # JSON, as text
+    created_at: datetime
+    applied_at: datetime | None
+
+
+BALANCE_COLUMNS = BalanceRow._fields
+LINE_COLUMNS = LineRow._fields
+TRANSFER_COLUMNS = TransferRow._fields
+
+_EVERY_ROW = sql.SQL("TRUE")
+
+
+def column_list(columns: tuple[str, ...], table: str | None = None) -> sql.Composed:
+    """`a, b, c` or, with `table`, `t.a, t.b, t.c`, each name quoted."""
+    return sql.SQL(", ").join(sql.Identifier(*((table, column) if table else (column,))) for column in columns)
+
+
+def balance_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
     """projection_balance rows (BALANCE_COLUMNS) of the ledger's accounts `a` matching `where`.
     An account without entries has no posting time: it gets its own updated_at."""
-    return f"""
+    return sql.SQL("""
         SELECT a.id, a.currency, a.balance, a.last_sequence, coalesce(e.created_at, a.updated_at),
                %(applied_at)s::timestamptz
           FROM account a
           LEFT JOIN entry e ON e.account_id = a.id AND e.sequence = a.last_sequence
-         WHERE {where}"""
+         WHERE {where}""").format(where=where)
 
 
-def line_rows_sql(where: str = "TRUE") -> str:
+def line_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
     """projection_statement_line rows (LINE_COLUMNS) of the ledger's entries `e` matching `where`."""
-    return f"""
+    return sql.SQL("""
         SELECT e.account_id, e.sequence, e.id, e.transfer_id, e.counterparty_id, e.currency, e.amount,
                e.balance_after, e.created_at, %(applied_at)s::timestamptz
           FROM entry e
-         WHERE {where}"""
+         WHERE {where}""").format(where=where)
 
 
-def transfer_rows_sql(where: str = "TRUE") -> str:
+def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
     """projection_transfer rows (TRANSFER_COLUMNS) of the ledger's transfers `t` matching `where`.
 
     The entries are the array the TransferPosted event carries, debit first, each entry as
@@ -40,7 +91,7 @@ def transfer_rows_sql(where: str = "TRUE") -> str:
     around STABLE calls), and a row to jsonb is cheaper than jsonb_build_object; this halves
     the cost of the largest table. test_replay checks the two stay equal.
     """
-    return f"""
+    return sql.SQL("""
         SELECT t.id, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status, t.idempotency_key,
                t.metadata,
                coalesce((SELECT jsonb_agg(to_jsonb(posted) ORDER BY posted.amount)
@@ -50,4 +101,4 @@ def transfer_rows_sql(where: str = "TRUE") -> str:
                                    FROM entry e WHERE e.transfer_id = t.id) posted), '[]'::jsonb),
                t.created_at, %(applied_at)s::timestamptz
           FROM transfer t
-         WHERE {where}"""
+         WHERE {where}""").format(where=where)

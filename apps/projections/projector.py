@@ -13,8 +13,8 @@ the missing entries, and the transfers they belong to.
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,20 +23,21 @@ import orjson
 from django.db import connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from apps.outbox.registry import ACCOUNT_CREATED, ENTRY_POSTED, TRANSFER_POSTED, EventType
 from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.outbox.topics import RELAY_POSITION_HEADER
-from apps.projections.ledger_rows import TRANSFER_COLUMNS, transfer_rows_sql
+from apps.projections.ledger_rows import TRANSFER_COLUMNS, column_list, transfer_rows_sql
 from apps.projections.routers import READ_ALIAS
 
 logger = logging.getLogger(__name__)
 
-# Held shared by every batch and exclusively by the replay swap (see replay.py), so a swap
+# Held shared by every batch and exclusively by the replay swap (see replay/swap.py), so a swap
 # never interleaves with a batch.
 SWAP_LOCK_KEY = 0x4C454447  # "LEDG"
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 #: The SQL types of TRANSFER_COLUMNS.
 _TRANSFER_TYPES = ("uuid", "uuid", "uuid", "bigint", "text", "text", "text", "jsonb", "jsonb", "timestamptz",
                    "timestamptz")
@@ -71,16 +72,16 @@ class BatchResult:
 
 
 class Tables:
-    """Projection table names, optionally in another schema (the replay builds beside the live ones)."""
+    """Projection table names, quoted, optionally in another schema (the replay builds beside the live ones)."""
 
     def __init__(self, schema: str | None = None) -> None:
-        if schema is not None and not _IDENTIFIER.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
-        prefix = f'"{schema}".' if schema else ""
-        self.balance = f"{prefix}projection_balance"
-        self.line = f"{prefix}projection_statement_line"
-        self.transfer = f"{prefix}projection_transfer"
-        self.offset = f"{prefix}projection_consumer_offset"
+        def table(name: str) -> sql.Identifier:
+            return sql.Identifier(schema, name) if schema else sql.Identifier(name)
+
+        self.balance = table("projection_balance")
+        self.line = table("projection_statement_line")
+        self.transfer = table("projection_transfer")
+        self.offset = table("projection_consumer_offset")
 
 
 def decode(message: ConsumedMessage) -> dict[str, Any]:
@@ -120,12 +121,9 @@ def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: B
         by_type[event["type"]].append(event["data"])
     now = timezone.now()
     healed_entries: list[dict[str, Any]] = []
-    if by_type["AccountCreated"]:
-        _accounts_apply(cursor, tables, by_type["AccountCreated"], now, result)
-    if by_type["EntryPosted"]:
-        healed_entries = _entries_apply(cursor, tables, by_type["EntryPosted"], now, result)
-    if by_type["TransferPosted"]:
-        _transfers_apply(cursor, tables, by_type["TransferPosted"], now, result)
+    for event_type, apply in EVENT_APPLIERS.items():
+        if by_type[event_type.name]:
+            healed_entries += apply(cursor, tables, by_type[event_type.name], now, result) or []
     if healed_entries:
         _transfers_heal(cursor, tables, sorted({entry["transferId"] for entry in healed_entries}), now, result)
 
@@ -135,9 +133,9 @@ def _zero_balances_insert(
 ) -> int:
     """Give each account a zero balance row unless it has one; returns how many were new."""
     cursor.execute(
-        f"""INSERT INTO {tables.balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
+        sql.SQL("""INSERT INTO {balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
             SELECT id, currency, 0, 0, %s, %s FROM unnest(%s::uuid[], %s::text[]) AS a(id, currency)
-            ON CONFLICT (account_id) DO NOTHING""",
+            ON CONFLICT (account_id) DO NOTHING""").format(balance=tables.balance),
         [now, now, account_ids, currencies],
     )
     return cursor.rowcount
@@ -147,7 +145,7 @@ def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now:
     created = _zero_balances_insert(
         cursor, tables, [a["accountId"] for a in accounts], [a["currency"] for a in accounts], now
     )
-    result.applied["AccountCreated"] += created
+    result.applied[ACCOUNT_CREATED.name] += created
     result.duplicates += len(accounts) - created
 
 
@@ -165,8 +163,8 @@ def _entries_apply(
     # Make sure every account has a balance row, then lock them in a fixed order.
     _zero_balances_insert(cursor, tables, account_ids, currencies, now)
     cursor.execute(
-        f"SELECT account_id, last_sequence FROM {tables.balance} WHERE account_id = ANY(%s::uuid[]) "
-        "ORDER BY account_id FOR UPDATE",
+        sql.SQL("SELECT account_id, last_sequence FROM {balance} WHERE account_id = ANY(%s::uuid[]) "
+                "ORDER BY account_id FOR UPDATE").format(balance=tables.balance),
         [account_ids],
     )
     applied_up_to = {str(account_id): last for account_id, last in cursor.fetchall()}
@@ -192,11 +190,11 @@ def _entries_apply(
     if not to_apply:
         return healed_entries
     cursor.execute(
-        f"""INSERT INTO {tables.line} (account_id, sequence, entry_id, transfer_id, counterparty_id, currency, amount,
+        sql.SQL("""INSERT INTO {line} (account_id, sequence, entry_id, transfer_id, counterparty_id, currency, amount,
                                         balance_after, created_at, applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[],
                                      %s::bigint[], %s::bigint[], %s::timestamptz[])
-            ON CONFLICT DO NOTHING""",
+            ON CONFLICT DO NOTHING""").format(line=tables.line),
         [
             now,
             [e["accountId"] for e in to_apply],
@@ -212,10 +210,10 @@ def _entries_apply(
     )
     latest = {e["accountId"]: e for e in to_apply}  # to_apply is in sequence order per account
     cursor.execute(
-        f"""UPDATE {tables.balance} AS b
+        sql.SQL("""UPDATE {balance} AS b
                SET balance = v.balance, last_sequence = v.sequence, updated_at = v.created_at, applied_at = %s
               FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[]) AS v(account_id, balance, sequence, created_at)
-             WHERE b.account_id = v.account_id AND b.last_sequence < v.sequence""",
+             WHERE b.account_id = v.account_id AND b.last_sequence < v.sequence""").format(balance=tables.balance),
         [
             now,
             list(latest),
@@ -224,7 +222,7 @@ def _entries_apply(
             [parse_datetime(e["createdAt"]) for e in latest.values()],
         ],
     )
-    result.applied["EntryPosted"] += len(to_apply)
+    result.applied[ENTRY_POSTED.name] += len(to_apply)
     result.latencies.extend((now - parse_datetime(e["createdAt"])).total_seconds() for e in to_apply)
     return healed_entries
 
@@ -242,11 +240,11 @@ def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, An
 
 def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
     cursor.execute(
-        f"""INSERT INTO {tables.transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
+        sql.SQL("""INSERT INTO {transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
                                             idempotency_key, metadata, entries, created_at, applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
                                      %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
-            ON CONFLICT (transfer_id) DO NOTHING""",
+            ON CONFLICT (transfer_id) DO NOTHING""").format(transfer=tables.transfer),
         [
             now,
             [t["transferId"] for t in transfers],
@@ -261,7 +259,7 @@ def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], no
             [parse_datetime(t["createdAt"]) for t in transfers],
         ],
     )
-    result.applied["TransferPosted"] += cursor.rowcount
+    result.applied[TRANSFER_POSTED.name] += cursor.rowcount
     result.duplicates += len(transfers) - cursor.rowcount
 
 
@@ -269,20 +267,32 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
     """Insert the transfers of entries healed from the ledger, read from the ledger too: their
     TransferPosted was most likely lost with them. One that arrived is left as it is."""
     with connections["default"].cursor() as ledger:
-        ledger.execute(transfer_rows_sql(where="t.id = ANY(%(ids)s::uuid[])"), {"applied_at": now, "ids": transfer_ids})
+        ledger.execute(transfer_rows_sql(where=sql.SQL("t.id = ANY(%(ids)s::uuid[])")),
+                       {"applied_at": now, "ids": transfer_ids})
         rows = ledger.fetchall()
     if not rows:
         return
-    arrays = ", ".join(f"%s::{kind}[]" for _, kind in zip(TRANSFER_COLUMNS, _TRANSFER_TYPES, strict=True))
+    arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind))
+                              for _, kind in zip(TRANSFER_COLUMNS, _TRANSFER_TYPES, strict=True))
     cursor.execute(
-        f"""INSERT INTO {tables.transfer} ({', '.join(TRANSFER_COLUMNS)})
+        sql.SQL("""INSERT INTO {transfer} ({columns})
             SELECT * FROM unnest({arrays})
-            ON CONFLICT (transfer_id) DO NOTHING""",
+            ON CONFLICT (transfer_id) DO NOTHING""").format(
+            transfer=tables.transfer, columns=column_list(TRANSFER_COLUMNS), arrays=arrays),
         [list(column) for column in zip(*rows, strict=True)],
     )
     result.healed_transfers += cursor.rowcount
     if cursor.rowcount:
         logger.warning("healed %d transfers of healed entries from the ledger", cursor.rowcount)
+
+
+#: How each event type of the registry is applied, in this order: accounts, entries (which
+#: return the entries they healed from the ledger), then transfers.
+EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
+    ACCOUNT_CREATED: _accounts_apply,
+    ENTRY_POSTED: _entries_apply,
+    TRANSFER_POSTED: _transfers_apply,
+}
 
 
 def _relay_position(message: ConsumedMessage) -> int | None:
@@ -305,14 +315,14 @@ def _offsets_record(cursor, tables: Tables, consumer_group: str, messages: list[
     if not reached:
         return
     cursor.execute(
-        f"""INSERT INTO {tables.offset} AS t (consumer_group, topic, partition, "offset", relay_position, updated_at)
+        sql.SQL("""INSERT INTO {offset} AS t (consumer_group, topic, partition, "offset", relay_position, updated_at)
             SELECT %s, topic, partition, "offset", relay_position, now()
               FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[]) AS o(topic, partition, "offset", relay_position)
             ON CONFLICT (consumer_group, topic, partition)
             DO UPDATE SET "offset" = CASE WHEN t.relay_position IS NULL OR EXCLUDED.relay_position >= t.relay_position
                                           THEN EXCLUDED."offset" ELSE t."offset" END,
                           relay_position = GREATEST(t.relay_position, EXCLUDED.relay_position),
-                          updated_at = now()""",
+                          updated_at = now()""").format(offset=tables.offset),
         [consumer_group, [t for t, _ in reached], [p for _, p in reached],
          [offset for offset, _ in reached.values()], [position for _, position in reached.values()]],
     )

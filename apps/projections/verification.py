@@ -18,6 +18,7 @@ merely behind the ledger (consumer lag) shows as drift: `wait` retries until it 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -25,16 +26,18 @@ import orjson
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
+from psycopg import sql
 
 from apps.projections.ledger_rows import (
     BALANCE_COLUMNS,
+    LEDGER_ALIAS,
     LINE_COLUMNS,
     TRANSFER_COLUMNS,
     balance_rows_sql,
+    column_list,
     line_rows_sql,
     transfer_rows_sql,
 )
-from apps.projections.replay import LEDGER_ALIAS
 from apps.projections.routers import READ_ALIAS
 
 DEFAULT_LIMIT = 20
@@ -47,23 +50,25 @@ LAG_NOTE = ("A projection that is only behind the ledger (consumer lag) shows as
 class _Check:
     projection: str
     table: str
-    rows_sql: Any
+    rows_sql: Callable[[], sql.Composed]
     columns: tuple[str, ...]
     keys: tuple[str, ...]
     #: column: the SQL condition (on the ledger row `l`) under which it is compared
-    compared: dict[str, str]
+    compared: dict[str, sql.SQL]
     #: when a ledger row may have no projection row
-    missing_ok: str = "FALSE"
+    missing_ok: sql.SQL
 
 
+_ALWAYS, _NEVER = sql.SQL("TRUE"), sql.SQL("FALSE")
 _CHECKS = (
     _Check("balance", "projection_balance", balance_rows_sql, BALANCE_COLUMNS, ("account_id",),
-           {"currency": "TRUE", "balance": "TRUE", "last_sequence": "TRUE", "updated_at": "l.last_sequence > 0"},
-           missing_ok="l.last_sequence = 0"),
+           {"currency": _ALWAYS, "balance": _ALWAYS, "last_sequence": _ALWAYS,
+            "updated_at": sql.SQL("l.last_sequence > 0")},
+           missing_ok=sql.SQL("l.last_sequence = 0")),
     _Check("statement line", "projection_statement_line", line_rows_sql, LINE_COLUMNS, ("account_id", "sequence"),
-           dict.fromkeys(LINE_COLUMNS[2:-1], "TRUE")),
+           dict.fromkeys(LINE_COLUMNS[2:-1], _ALWAYS), missing_ok=_NEVER),
     _Check("transfer", "projection_transfer", transfer_rows_sql, TRANSFER_COLUMNS, ("transfer_id",),
-           dict.fromkeys(TRANSFER_COLUMNS[1:-1], "TRUE")),
+           dict.fromkeys(TRANSFER_COLUMNS[1:-1], _ALWAYS), missing_ok=_NEVER),
 )
 
 
@@ -144,7 +149,7 @@ def _compare(limit: int, copy: bool) -> ProjectionReport:
             ledger_rows = _ledger_rows_copy(cursor)
         else:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            ledger_rows = {check.table: f"({check.rows_sql()})" for check in _CHECKS}
+            ledger_rows = {check.table: sql.SQL("({})").format(check.rows_sql()) for check in _CHECKS}
         drift: dict[str, dict[str, int]] = {}
         examples: list[Drift] = []
         counted: dict[str, int] = {}
@@ -159,36 +164,45 @@ def _compare(limit: int, copy: bool) -> ProjectionReport:
     )
 
 
-def _joined_sql(check: _Check, ledger_rows: str) -> str:
+def _joined_sql(check: _Check, ledger_rows: sql.Composable) -> sql.Composed:
     """The ledger's rows `l` FULL JOIN the projection's `p`, with what is wrong with each pair."""
-    on = " AND ".join(f"p.{key} = l.{key}" for key in check.keys)
-    fields = ", ".join(f"CASE WHEN ({condition}) AND l.{column} IS DISTINCT FROM p.{column} THEN '{column}' END"
-                       for column, condition in check.compared.items())
-    first = check.keys[0]
-    return f"""
-        SELECT {', '.join(f'coalesce(l.{key}, p.{key}) AS {key}' for key in check.keys)},
+    keys = [sql.Identifier(key) for key in check.keys]
+    fields = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN ({condition}) AND l.{column} IS DISTINCT FROM p.{column} THEN {name} END").format(
+            condition=condition, column=sql.Identifier(column), name=sql.Literal(column))
+        for column, condition in check.compared.items()
+    )
+    return sql.SQL("""
+        SELECT {keys},
                l.{first} IS NOT NULL AS in_ledger,
                CASE WHEN l.{first} IS NULL THEN 'extra'
-                    WHEN p.{first} IS NULL THEN CASE WHEN {check.missing_ok} THEN NULL ELSE 'missing' END
+                    WHEN p.{first} IS NULL THEN CASE WHEN {missing_ok} THEN NULL ELSE 'missing' END
                     WHEN cardinality(array_remove(ARRAY[{fields}], NULL)) > 0 THEN 'different'
                END AS kind,
                array_remove(ARRAY[{fields}], NULL) AS fields, l, p
-          FROM {ledger_rows} AS l({', '.join(check.columns)})
-          FULL JOIN {check.table} p ON {on}"""
+          FROM {ledger_rows} AS l({columns})
+          FULL JOIN {table} p ON {on}""").format(
+        keys=sql.SQL(", ").join(sql.SQL("coalesce(l.{0}, p.{0}) AS {0}").format(key) for key in keys),
+        first=keys[0], missing_ok=check.missing_ok, fields=fields, ledger_rows=ledger_rows,
+        columns=column_list(check.columns), table=sql.Identifier(check.table),
+        on=sql.SQL(" AND ").join(sql.SQL("p.{0} = l.{0}").format(key) for key in keys),
+    )
 
 
-def _counts(cursor, joined: str) -> tuple[int, dict[str, int]]:
-    kinds = ", ".join(f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS)
-    cursor.execute(f"SELECT count(*) FILTER (WHERE in_ledger), {kinds} FROM ({joined}) joined", {"applied_at": None})
+def _counts(cursor, joined: sql.Composed) -> tuple[int, dict[str, int]]:
+    kinds = sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE kind = {})").format(sql.Literal(kind))
+                               for kind in KINDS)
+    cursor.execute(sql.SQL("SELECT count(*) FILTER (WHERE in_ledger), {} FROM ({}) joined").format(kinds, joined),
+                   {"applied_at": None})
     checked, *counts = cursor.fetchone()
     return checked, dict(zip(KINDS, counts, strict=True))
 
 
-def _examples(cursor, check: _Check, joined: str, limit: int) -> list[Drift]:
-    keys = ", ".join(check.keys)
+def _examples(cursor, check: _Check, joined: sql.Composed, limit: int) -> list[Drift]:
+    keys = column_list(check.keys)
     cursor.execute(
-        f"""SELECT {keys}, kind, fields, to_jsonb(l), to_jsonb(p) FROM ({joined}) joined
-             WHERE kind IS NOT NULL ORDER BY {keys} LIMIT %(limit)s""",
+        sql.SQL("""SELECT {keys}, kind, fields, to_jsonb(l), to_jsonb(p) FROM ({joined}) joined
+                    WHERE kind IS NOT NULL ORDER BY {keys} LIMIT %(limit)s""").format(keys=keys, joined=joined),
         {"applied_at": None, "limit": limit},
     )
     examples = []
@@ -212,7 +226,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _ledger_rows_copy(cursor) -> dict[str, str]:
+def _ledger_rows_copy(cursor) -> dict[str, sql.Identifier]:
     """The projection rows recomputed on the ledger's database, from one snapshot of it,
     streamed into temporary tables of this transaction (shaped like the projection tables)."""
     copies = {}
@@ -220,14 +234,16 @@ def _ledger_rows_copy(cursor) -> dict[str, str]:
     with transaction.atomic(using=LEDGER_ALIAS), connections[LEDGER_ALIAS].cursor() as source:
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         for check in _CHECKS:
-            copy = copies[check.table] = f"pg_temp.ledger_{check.table}"
-            cursor.execute(f"CREATE TEMPORARY TABLE ledger_{check.table} (LIKE {check.table}) ON COMMIT DROP")
+            copy = copies[check.table] = sql.Identifier("pg_temp", f"ledger_{check.table}")
+            cursor.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                sql.Identifier(f"ledger_{check.table}"), sql.Identifier(check.table)))
             with (
-                source.cursor.copy(f"COPY ({check.rows_sql()}) TO STDOUT (FORMAT BINARY)",
+                source.cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(check.rows_sql()),
                                    {"applied_at": applied_at}) as rows_out,
-                cursor.cursor.copy(f"COPY {copy} ({', '.join(check.columns)}) FROM STDIN (FORMAT BINARY)") as rows_in,
+                cursor.cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                    copy, column_list(check.columns))) as rows_in,
             ):
                 for data in rows_out:
                     rows_in.write(data)
-            cursor.execute(f"ANALYZE {copy}")
+            cursor.execute(sql.SQL("ANALYZE {}").format(copy))
     return copies

@@ -174,6 +174,10 @@ OUTBOX = {
     "KICK_DEBOUNCE_SECONDS": env.float("OUTBOX_KICK_DEBOUNCE_SECONDS", default=0.05),
     "RETENTION_HOURS": env.float("OUTBOX_RETENTION_HOURS", default=24.0),
     "MAX_BACKOFF_SECONDS": env.float("OUTBOX_MAX_BACKOFF_SECONDS", default=30.0),
+    # What the projection consumer has applied, per topic and partition: where the relay
+    # republishes from when Kafka loses its history. Named here, so that the write side
+    # never imports the read model.
+    "CONSUMER_POSITIONS_SELECTOR": "apps.projections.selectors.projection_applied_positions",
 }
 
 PROJECTIONS = {

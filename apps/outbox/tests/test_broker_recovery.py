@@ -20,7 +20,7 @@ from apps.projections.models import ConsumerOffset, ProjectedStatementLine, Proj
 from apps.projections.selectors import projection_applied_positions
 from apps.projections.verification import projections_verify
 from creditledger import metrics
-from creditledger.testing import wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "read"]), pytest.mark.slow]
 
@@ -175,7 +175,7 @@ def test_the_relay_publishes_when_the_consumer_positions_cannot_be_read_and_keep
     def unreachable(**_kwargs):
         raise OperationalError("the read database is down")
 
-    monkeypatch.setattr(relay, "projection_applied_positions", unreachable)
+    monkeypatch.setattr(relay, "consumer_positions", unreachable)
     relay._Producer.reset()
     make_account()
     assert outbox_relay().published == 1

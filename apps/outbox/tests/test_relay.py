@@ -12,7 +12,7 @@ from django.db import connection, connections
 
 from apps.outbox.models import OutboxDelivery, OutboxEvent, RelayState
 from apps.outbox.relay import RELAY_LOCK_KEY, outbox_relay
-from creditledger.testing import read_topic
+from tests.support import read_topic
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

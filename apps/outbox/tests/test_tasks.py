@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.outbox import tasks
 from apps.outbox.models import OutboxDelivery, OutboxEvent
 from creditledger.celery import app
-from creditledger.testing import wait_until
+from tests.support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

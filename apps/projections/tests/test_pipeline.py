@@ -22,7 +22,7 @@ from apps.outbox.topics import ALL_TOPICS, ENTRY_TOPIC
 from apps.projections.models import ProjectedStatementLine, ProjectedTransfer
 from apps.projections.verification import projections_verify
 from creditledger import kafka, metrics
-from creditledger.testing import projection_matches_ledger, read_topic, wait_until
+from tests.support import projection_matches_ledger, read_topic, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "read"]), pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedS
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
 from apps.projections.selectors import projection_applied_positions
 from apps.projections.verification import projections_verify
-from creditledger.testing import projection_matches_ledger
+from tests.support import projection_matches_ledger
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 

@@ -280,7 +280,7 @@ def test_the_swap_gives_up_its_lock_request_behind_a_long_read_and_retries(ledge
     finish_reading = threading.Timer(1.0, reader.rollback)
     finish_reading.start()
     try:
-        with mock.patch("apps.projections.replay.SWAP_LOCK_TIMEOUT", "200ms"):
+        with mock.patch("apps.projections.replay.swap.SWAP_LOCK_TIMEOUT", "200ms"):
             projections_replay()
     finally:
         finish_reading.join()
@@ -307,7 +307,7 @@ def test_a_failed_load_leaves_the_live_projections_as_they_were(ledger, sync_pro
     before = projection_rows()
 
     with (
-        mock.patch("apps.projections.replay._indexes_build", side_effect=RuntimeError("disk full")),
+        mock.patch("apps.projections.replay.from_ledger.indexes_build", side_effect=RuntimeError("disk full")),
         pytest.raises(RuntimeError, match="disk full"),
     ):
         projections_replay()

@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 
 from apps.outbox.relay import outbox_relay
 from creditledger.telemetry import tracing_configure
-from creditledger.testing import wait_until
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "read"]), pytest.mark.slow]
 

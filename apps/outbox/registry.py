@@ -1,0 +1,89 @@
+"""The event registry: every event type the ledger publishes, declared once with its topic,
+version, aggregate and payload JSON Schema (draft 7), and the envelope around it.
+
+Everything else reads it: the `outbox_event_type` table that the SQL envelope builder
+`outbox_event_row` looks types up in (filled after every migrate, see apps.py), the
+consumer's validation (schemas.py), the projector's dispatch, the relay's and consumer's
+topic lists (topics.py) and the test that checks docs/events.md. Pure Python, no Django, so
+schemas.py can be used on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+_INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+_TIME = {"type": "string", "minLength": 20}
+_CURRENCY = {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{2,15}$"}
+
+
+def _object(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+    }
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One event type. Its message key and `aggregateId` are the id of its aggregate."""
+
+    name: str
+    topic: str
+    version: int
+    aggregate_type: str
+    data_schema: dict[str, Any] = field(compare=False)
+
+
+_ENTRY_DATA = _object({
+    "entryId": _UUID, "transferId": _UUID, "accountId": _UUID, "counterpartyId": _UUID, "currency": _CURRENCY,
+    "amount": _INT64, "sequence": {"type": "integer", "minimum": 1}, "balanceAfter": _INT64, "createdAt": _TIME,
+})
+
+ACCOUNT_CREATED = EventType(
+    name="AccountCreated", topic="ledger.account.v1", version=1, aggregate_type="account",
+    data_schema=_object({
+        "accountId": _UUID, "currency": _CURRENCY, "name": {"type": ["string", "null"]},
+        "externalRef": {"type": ["string", "null"]}, "status": {"enum": ["active", "frozen", "closed"]},
+        "overdraftLimit": {"type": ["integer", "null"], "minimum": 0}, "metadata": {"type": "object"},
+    }),
+)
+TRANSFER_POSTED = EventType(
+    name="TransferPosted", topic="ledger.transfer.v1", version=1, aggregate_type="transfer",
+    data_schema=_object({
+        "transferId": _UUID, "idempotencyKey": {"type": "string"}, "from": _UUID, "to": _UUID,
+        "amount": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, "currency": _CURRENCY,
+        "status": {"enum": ["posted"]}, "metadata": {"type": "object"}, "createdAt": _TIME,
+        "entries": {"type": "array", "items": _ENTRY_DATA, "minItems": 2},
+    }),
+)
+#: Keyed by the entry's account, so one account's entries stay in order on one partition.
+ENTRY_POSTED = EventType(
+    name="EntryPosted", topic="ledger.entry.v1", version=1, aggregate_type="account", data_schema=_ENTRY_DATA,
+)
+
+EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (ACCOUNT_CREATED, TRANSFER_POSTED, ENTRY_POSTED)}
+
+#: Every topic an event type is published on, in declaration order.
+TOPICS: tuple[str, ...] = tuple(dict.fromkeys(event.topic for event in EVENT_TYPES.values()))
+
+#: The envelope every event travels in; outbox_event_row (apps/outbox/sql) builds it.
+ENVELOPE_SCHEMA = {
+    **_object({
+        "eventId": _UUID,
+        "type": {"enum": sorted(EVENT_TYPES)},
+        "version": {"type": "integer"},
+        "occurredAt": _TIME,
+        "aggregateType": {"enum": sorted({event.aggregate_type for event in EVENT_TYPES.values()})},
+        "aggregateId": _UUID,
+        "data": {"type": "object"},
+    }),
+    # Each type's own version; `data` is checked against the type's data_schema separately.
+    "allOf": [
+        {"if": {"properties": {"type": {"const": event.name}}}, "then": {"properties": {"version": {"const": event.version}}}}
+        for event in EVENT_TYPES.values()
+    ],
+}
