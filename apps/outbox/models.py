@@ -61,6 +61,11 @@ class RelayState(models.Model):
                   "before the relay last found the broker unchanged: what it republishes after if the "
                   "broker turns out to have lost its history.",
     )
+    kafka_history_complete = models.BooleanField(
+        default=True,
+        help_text="False once the relay has found Kafka lost what it published: its topics then miss "
+                  "events that only the ledger still has, so they cannot rebuild the projections.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -265,8 +265,8 @@ def _history_lost(state: RelayState, *, cluster_id: str | None, missing: list[st
         )
         republished, first_id = cursor.fetchone()
         previous = state.cluster_id
-        state.cluster_id = cluster_id
-        state.save(update_fields=["cluster_id", "updated_at"])
+        state.cluster_id, state.kafka_history_complete = cluster_id, False
+        state.save(update_fields=["cluster_id", "kafka_history_complete", "updated_at"])
     metrics.RELAY_HISTORY_LOST.inc()
     metrics.RELAY_REPUBLISHED.inc(republished)
     reason = f"cluster id {cluster_id}, was {previous}" if cluster_id != previous else f"no topic {', '.join(missing)}"

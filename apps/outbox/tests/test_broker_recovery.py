@@ -70,6 +70,7 @@ def test_events_acknowledged_but_not_consumed_are_published_again_when_the_broke
                        if position != positions_before[row_id]}
     assert delivered_again == unconsumed
     assert RelayState.objects.get().cluster_id == broker.cluster_id
+    assert not RelayState.objects.get().kafka_history_complete
     start_consumer(group)
     projections_converge()
     assert ProjectedTransfer.objects.count() == Transfer.objects.count() == 27

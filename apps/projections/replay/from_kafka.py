@@ -10,6 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from django.db import connections, transaction
 
 from apps.outbox.schemas import InvalidEvent
+from apps.outbox.selectors import outbox_kafka_history_complete
 from apps.outbox.topics import ALL_TOPICS
 from apps.projections.consumer import consumed
 from apps.projections.projector import BatchResult, Tables, decode, events_apply
@@ -46,6 +47,11 @@ def projections_replay_from_kafka(
     too low. Invalid messages are counted and skipped. Events published after that point
     are the live consumer's: whatever it applied is merged in at the swap.
     """
+    if not outbox_kafka_history_complete():
+        raise ReplayError(
+            "Kafka has lost events the relay published to it (a broker restarted without its data; the embedded "
+            "one keeps nothing), so its topics cannot rebuild the projections; replay from the ledger instead"
+        )
     started = time.monotonic()
     report = progress or no_progress
     result = ReplayResult(source="kafka")

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 
 from apps.ledger.models import Entry, Transfer
-from apps.outbox.models import OutboxEvent
+from apps.outbox.models import OutboxEvent, RelayState
 from apps.outbox.relay import outbox_relay
 from apps.outbox.topics import ENTRY_TOPIC
 from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
@@ -358,6 +358,18 @@ def test_a_replay_from_kafka_builds_what_the_replay_from_the_ledger_builds(broke
     assert (result.balances, result.statement_lines, result.transfers) == (6, 18, 9)
     assert projection_rows() == from_the_ledger
     assert projections_verify().ok
+    assert leftover_schemas() == []
+
+
+def test_a_replay_from_kafka_refuses_once_kafka_has_lost_events(ledger, sync_projections):
+    sync_projections()
+    before = projection_rows()
+    RelayState.objects.update_or_create(id=1, defaults={"kafka_history_complete": False})
+
+    with pytest.raises(ReplayError, match="replay from the ledger instead"):
+        projections_replay_from_kafka(idle_timeout=1)
+
+    assert projection_rows() == before
     assert leftover_schemas() == []
 
 
