@@ -262,20 +262,19 @@ def _stack_forget() -> None:
 
 
 @contextlib.contextmanager
-def command_environment(base: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
-    """The environment of an operator command: what the caller set, else the running stack's,
-    else the embedded PostgreSQL. Never a broker of its own: without a stack, Kafka's address
-    is left empty, and creditledger.kafka refuses to connect, saying why."""
-    env = dict(os.environ if base is None else base)
-    stack = running_stack() or {}
+def command_environment() -> Iterator[dict[str, str]]:
+    """The environment of an operator command: the running stack's, unless the caller names a
+    database of their own (then nothing of the stack's: its broker carries another database's
+    events), else the embedded PostgreSQL. Never a broker of its own: without one, Kafka's
+    address is left empty, and creditledger.kafka refuses to connect, saying why."""
+    env = dict(os.environ)
+    stack = running_stack()
+    if stack and not env.get("DATABASE_URL"):
+        env.update({name: value for name, value in stack.items() if not env.get(name)})
     with contextlib.ExitStack() as services:
         if not env.get("DATABASE_URL"):
-            if stack.get("DATABASE_URL"):
-                env.update({name: value for name, value in stack.items() if not env.get(name)})
-            else:
-                env["DATABASE_URL"] = services.enter_context(embedded_postgres())
-        if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            env["KAFKA_BOOTSTRAP_SERVERS"] = stack.get("KAFKA_BOOTSTRAP_SERVERS", "")
+            env["DATABASE_URL"] = services.enter_context(embedded_postgres())
+        env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "")
         if not env.get("CELERY_BROKER_URL"):
             _use_database_broker(env)
         yield env
@@ -431,10 +430,9 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def run(*, reload: bool) -> int:
-    other = running_stack()
-    if other is not None:
-        _say(f"a stack is already running for this checkout (pid {STACK_FILE.read_text().split('DEVSTACK_PID=')[1].split()[0]}); "
-             "stop it first, or use `make` targets and `python manage.py`, which share it")
+    if running_stack() is not None:
+        _say(f"a stack is already running for this checkout ({STACK_FILE}); stop it first, "
+             "or use the `make` targets and `python manage.py`, which share it")
         return 1
     env = dict(os.environ)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
