@@ -402,6 +402,7 @@ class Supervisor:
         for child in self.children:
             code = child.process.poll()
             if code is not None and child.restart_at is None:
+                _orphans_kill(child)
                 if now - child.started_at > STABLE_SECONDS:
                     child.backoff = 1.0
                 child.restart_at = now + child.backoff
@@ -421,6 +422,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+
+
+def _orphans_kill(child: Child) -> None:
+    """Kill what a dead child left in its process group: gunicorn's workers outlive a killed
+    master and keep the port, so a new web server could not bind it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.process.pid, signal.SIGKILL)
 
 
 def migrate(env: dict[str, str]) -> None:
