@@ -194,16 +194,22 @@ def _use_database_broker(env: dict[str, str], database_name: str | None = None) 
     env["CELERY_BROKER_URL"] = database_broker(env["DATABASE_URL"], database_name)
 
 
+def database_connect(database_url: str, dbname: str | None = None):
+    """An autocommit psycopg connection to the server of `database_url`, to its database or `dbname`."""
+    import environ
+    import psycopg
+
+    db = environ.Env.db_url_config(database_url)
+    params = {"dbname": dbname or db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
+              "host": db["HOST"], "port": db["PORT"]}
+    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
+
+
 def _database_create(database_url: str, name: str) -> None:
     import psycopg
     from psycopg import sql
 
-    import environ
-
-    db = environ.Env.db_url_config(database_url)
-    params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"] or None,
-              "host": db["HOST"] or None, "port": db["PORT"] or None}
-    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+    with database_connect(database_url) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -19,15 +19,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import environ
 import psutil
-import psycopg
 import pytest
 import requests
 from psycopg import sql
 
 from apps.outbox.relay import RELAY_LOCK_KEY
-from creditledger.devstack import BASE_DIR, STACK_VARIABLES, _free_port
+from creditledger.devstack import BASE_DIR, STACK_VARIABLES, _free_port, database_connect
 
 pytestmark = pytest.mark.slow
 
@@ -35,24 +33,16 @@ pytestmark = pytest.mark.slow
 SUITE_VARIABLES = (*STACK_VARIABLES, "DJANGO_SETTINGS_MODULE", "CREDITLEDGER_DATA_DIR", "PORT")
 
 
-def _connect(database_url: str, dbname: str) -> psycopg.Connection:
-    db = environ.Env.db_url_config(database_url)
-    params = {"dbname": dbname, "user": db["USER"], "password": db["PASSWORD"] or None,
-              "host": db["HOST"] or None, "port": db["PORT"] or None}
-    return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
-
-
 @pytest.fixture
 def stack_database() -> Iterator[str]:
     """A fresh database on the suite's PostgreSQL server, dropped afterwards."""
     suite_url = os.environ["DATABASE_URL"]
     name = f"creditledger_stack_{uuid.uuid4().hex[:8]}"
-    admin_db = environ.Env.db_url_config(suite_url)["NAME"]
-    with _connect(suite_url, admin_db) as conn:
+    with database_connect(suite_url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     address, _, query = suite_url.partition("?")
     yield address.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    with _connect(suite_url, admin_db) as conn:
+    with database_connect(suite_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -220,7 +210,7 @@ def _paused_outside_the_relay(stack: Stack, worker: psutil.Process) -> Iterator[
     url = stack.run_env["DATABASE_URL"]
     for _ in range(50):
         worker.suspend()
-        with _connect(url, environ.Env.db_url_config(url)["NAME"]) as conn:
+        with database_connect(url) as conn:
             holders = conn.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                 "WHERE l.locktype = 'advisory' AND l.objid = %s AND d.datname = current_database()",
