@@ -121,7 +121,7 @@ def ledger_state() -> Callable[[], dict[str, Any]]:
 
 @pytest.fixture
 def idempotency_records() -> Callable[[], int]:
-    return lambda: IdempotencyRecord.objects.count()
+    return IdempotencyRecord.objects.count
 
 
 @pytest.fixture
@@ -138,8 +138,10 @@ def problem() -> Callable[..., dict[str, Any]]:
         assert body["status"] == status
         assert body["code"] == code
         assert body["type"] == PROBLEM_TYPE_BASE + code.replace("_", "-")
-        assert isinstance(body["title"], str) and body["title"]
-        assert isinstance(body["detail"], str) and body["detail"]
+        assert isinstance(body["title"], str)
+        assert body["title"]
+        assert isinstance(body["detail"], str)
+        assert body["detail"]
         if field is not None:
             assert field in [error["field"] for error in body["errors"]], body
             assert all(error["message"] for error in body["errors"])
@@ -155,8 +157,9 @@ def sync_projections() -> Callable[[], None]:
 
     def sync() -> None:
         messages = [
-            ConsumedMessage(topic=row.topic, partition=0, offset=row.id, key=row.key.encode(),
-                            value=orjson.dumps(row.payload))
+            ConsumedMessage(
+                topic=row.topic, partition=0, offset=row.id, key=row.key.encode(), value=orjson.dumps(row.payload)
+            )
             for row in OutboxEvent.objects.order_by("id")
         ]
         projection_batch_apply(messages, consumer_group="tests")
@@ -173,8 +176,11 @@ def broker(settings, tmp_path: Path) -> Iterator[TansuBroker]:
         **settings.KAFKA,
         "BOOTSTRAP_SERVERS": tansu.bootstrap_servers,
         "PRODUCER_CONFIG": {**settings.KAFKA["PRODUCER_CONFIG"], "message.timeout.ms": 3000},
-        "CONSUMER_CONFIG": {**settings.KAFKA["CONSUMER_CONFIG"], "session.timeout.ms": 2000,
-                            "heartbeat.interval.ms": 500},
+        "CONSUMER_CONFIG": {
+            **settings.KAFKA["CONSUMER_CONFIG"],
+            "session.timeout.ms": 2000,
+            "heartbeat.interval.ms": 500,
+        },
     }
     relay._Producer.reset()
     yield tansu

@@ -26,8 +26,10 @@ def accounts(count: int, currency: str = "USD", batch: int = 2000) -> list[str]:
         size = min(batch, count - start)
         with transaction.atomic(durable=True):
             created = Account.objects.bulk_create(
-                [Account(currency_id=currency, name=f"bench-{start + n}", overdraft_limit=None, metadata={})
-                 for n in range(size)]
+                [
+                    Account(currency_id=currency, name=f"bench-{start + n}", overdraft_limit=None, metadata={})
+                    for n in range(size)
+                ]
             )
             outbox_messages_add(*(account_created_message(account) for account in created))
         ids += [str(account.id) for account in created]

@@ -88,7 +88,7 @@ def _parse(buf: bytearray, head_end: int, meta: dict) -> int | None:
                 return line_end + 4
             if len(buf) < line_end + 2 + size + 2:
                 return None
-            body += buf[line_end + 2:line_end + 2 + size]
+            body += buf[line_end + 2 : line_end + 2 + size]
             at = line_end + 2 + size + 2
     if meta["length"] is None:
         return None  # until the server closes
@@ -146,7 +146,7 @@ class Connection:
                 data = await loop.sock_recv(sock, 65536)
             if not data:  # the server closed
                 if head_end >= 0 and meta.get("length") is None and not meta.get("chunked"):
-                    body = bytes(buf[head_end + 4:])
+                    body = bytes(buf[head_end + 4 :])
                     buf.clear()
                     self.close()
                     return meta["status"], body, False
@@ -239,11 +239,10 @@ class Recorder:
 def classify(status: int, body: bytes) -> str:
     if status < 400:
         return str(status)
-    code = "?"
     try:
         code = json.loads(body).get("code", "?")
-    except Exception:  # noqa: BLE001 - not JSON: the status alone
-        pass
+    except ValueError:  # not JSON: the status alone
+        code = "?"
     return f"{status} {code}"
 
 

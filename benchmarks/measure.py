@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import platform
@@ -92,8 +93,15 @@ class CpuMeter:
     other users of a shared machine.
     """
 
-    def __init__(self, roots: dict[str, list[int]], *, pg=None, databases: set[str] | None = None,
-                 harness_pids: set[int] | None = None, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        roots: dict[str, list[int]],
+        *,
+        pg=None,
+        databases: set[str] | None = None,
+        harness_pids: set[int] | None = None,
+        interval: float = 0.5,
+    ) -> None:
         self.roots = dict(roots)
         self.roots["harness"] = [os.getpid(), *(pid for pid in (harness_pids or ()) if pid)]
         self.pg = pg
@@ -190,12 +198,19 @@ class CpuMeter:
             groups[entry["group"]] = groups.get(entry["group"], 0.0) + max(0.0, entry["last"] - entry["first"])
         ours = sum(groups.values())
         components = {
-            name: {"cpu_s": round(cpu, 3), "cores": round(cpu / wall, 3), "share_pct": round(100 * cpu / (wall * ncpu), 1)}
+            name: {
+                "cpu_s": round(cpu, 3),
+                "cores": round(cpu / wall, 3),
+                "share_pct": round(100 * cpu / (wall * ncpu), 1),
+            }
             for name, cpu in sorted(groups.items(), key=lambda item: -item[1])
         }
         other = max(0.0, busy - ours)
-        components["other (not ours)"] = {"cpu_s": round(other, 3), "cores": round(other / wall, 3),
-                                          "share_pct": round(100 * other / (wall * ncpu), 1)}
+        components["other (not ours)"] = {
+            "cpu_s": round(other, 3),
+            "cores": round(other / wall, 3),
+            "share_pct": round(100 * other / (wall * ncpu), 1),
+        }
         return {
             "wall_s": round(wall, 3),
             "cpus": ncpu,
@@ -213,8 +228,10 @@ class CpuMeter:
 class OutboxSampler:
     """Every `interval` s: the unpublished outbox rows and the age of the oldest one."""
 
-    QUERY = ("SELECT count(*), coalesce(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0) "
-             "FROM outbox_event WHERE published_at IS NULL")
+    QUERY = (
+        "SELECT count(*), coalesce(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0) "
+        "FROM outbox_event WHERE published_at IS NULL"
+    )
 
     def __init__(self, connect, interval: float = 0.2) -> None:
         self.connect = connect
@@ -234,8 +251,8 @@ class OutboxSampler:
                 try:
                     count, age = conn.execute(self.QUERY).fetchone()
                     self.samples.append((round(started - t0, 3), int(count), float(age)))
-                except Exception:  # noqa: BLE001 - keep sampling
-                    pass
+                except Exception:
+                    logging.getLogger(__name__).debug("backlog sample failed", exc_info=True)
                 self._stop.wait(max(0.0, self.interval - (time.perf_counter() - started)))
 
     def start(self) -> OutboxSampler:
@@ -285,10 +302,16 @@ def machine_info(pg=None) -> dict[str, Any]:
         info["postgres_settings"] = pg.settings
     with contextlib.suppress(Exception):
         root = Path(__file__).resolve().parent.parent
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                            text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         info["git_dirty_files"] = [line[3:] for line in dirty.splitlines() if line.strip()]
     info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     return info

@@ -12,9 +12,11 @@ from typing import Any
 from benchmarks.measure import CpuMeter
 from benchmarks.stack import PostgresServer
 
-TPS = re.compile(r"^tps = ([0-9.]+) \((?:without initial connection time|excluding connections establishing)\)", re.M)
-LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
-FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
+TPS = re.compile(
+    r"^tps = ([0-9.]+) \((?:without initial connection time|excluding connections establishing)\)", re.MULTILINE
+)
+LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
+FAILED = re.compile(r"^number of failed transactions: (\d+)", re.MULTILINE)
 
 
 def _args(pg: PostgresServer) -> tuple[list[str], dict[str, str]]:
@@ -28,8 +30,9 @@ def pgbench_init(pg: PostgresServer, database: str, *, scale: int) -> dict[str, 
     pg.recreate(database)
     common, env = _args(pg)
     binary = pg.pgbench_binary()
-    done = subprocess.run([binary, "-i", "-s", str(scale), "-q", *common, database], env=env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [binary, "-i", "-s", str(scale), "-q", *common, database], env=env, capture_output=True, text=True, check=True
+    )
     return {"binary": binary, "scale": scale, "init_output_tail": done.stderr.strip().splitlines()[-1:]}
 
 

@@ -36,12 +36,27 @@ class Profiler:
         for name in ("web", "worker", "consumer"):
             for pid in pids.get(name, [])[:1]:
                 raw = outdir / f"{label}-{name}.txt"
-                cmd = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--duration", str(int(seconds) + 1),
-                       "--format", "raw", "--output", str(raw), "--nonblocking", "--gil"]
+                cmd = [
+                    binary,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(int(seconds) + 1),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                    "--gil",
+                ]
                 if name == "web":
                     cmd.append("--subprocesses")
-                self.processes.append((name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                                       raw))
+                self.processes.append(
+                    (name, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw)
+                )
 
     def stop(self) -> dict[str, dict]:
         summaries = {}
@@ -78,7 +93,9 @@ def summarise_collapsed(path: Path, top: int = 30) -> dict:
     return {
         "samples": total,
         "own": [(frame, n, round(100 * n / total, 1)) for frame, n in own.most_common(top)] if total else [],
-        "inclusive": [(frame, n, round(100 * n / total, 1)) for frame, n in inclusive.most_common(top)] if total else [],
+        "inclusive": [(frame, n, round(100 * n / total, 1)) for frame, n in inclusive.most_common(top)]
+        if total
+        else [],
         "project": [(frame, n, round(100 * n / total, 1)) for frame, n in project.most_common(top)] if total else [],
     }
 

@@ -22,8 +22,19 @@ BENCH_DIR = Path(__file__).resolve().parent
 START = "<!-- bench-results:start -->"
 END = "<!-- bench-results:end -->"
 SCENARIOS = "abcdef"
-COMPONENTS = ["web", "postgres", "worker", "consumer", "kafka", "beat", "redis (celery broker, shared)", "loadgen",
-              "harness", "replay", "other (not ours)"]
+COMPONENTS = [
+    "web",
+    "postgres",
+    "worker",
+    "consumer",
+    "kafka",
+    "beat",
+    "redis (celery broker, shared)",
+    "loadgen",
+    "harness",
+    "replay",
+    "other (not ours)",
+]
 
 
 def latest(results_dir: Path, include_smoke: bool = False) -> dict[str, dict[str, Any]]:
@@ -63,7 +74,8 @@ def spread_text(stat: dict[str, Any] | None, digits: int = 1) -> str:
         return "–"
     if stat.get("n", 1) <= 1:
         return fmt(stat["median"], digits)
-    return f"{fmt(stat['median'], digits)} ({fmt(stat['min'], digits)}–{fmt(stat['max'], digits)}, CV {stat['cv_pct']:.0f}%)"
+    spread = f"{fmt(stat['min'], digits)}–{fmt(stat['max'], digits)}, CV {stat['cv_pct']:.0f}%"
+    return f"{fmt(stat['median'], digits)} ({spread})"
 
 
 def triple(summary: dict[str, Any], prefix: str) -> str:
@@ -101,13 +113,13 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         f"Linux {machine.get('kernel')}, Python {machine.get('python')}, PostgreSQL {machine.get('postgres')}. "
         f"Stack: {settings.get('web_server')} {settings.get('web_workers')} workers x {settings.get('web_threads')} "
         f"threads, Celery broker {settings.get('celery_broker')}, Kafka {settings.get('kafka')}. "
-        f"Commit {str(machine.get('git_commit', ''))[:10]}"
-        + _dirty_text(machine.get("git_dirty_files") or [])
-        + ".\n"
+        f"Commit {str(machine.get('git_commit', ''))[:10]}" + _dirty_text(machine.get("git_dirty_files") or []) + ".\n"
     )
     lines.append("Medians of the repeats; in brackets min–max and the coefficient of variation of the repeats.\n")
-    lines.append("| scenario | repeats | transfers/s end to end | HTTP p50 / p95 / p99 ms | commit→projection p50 / p95 / p99 ms "
-                 "| outbox max backlog / oldest s | errors | targets |")
+    lines.append(
+        "| scenario | repeats | transfers/s end to end | HTTP p50 / p95 / p99 ms "
+        "| commit→projection p50 / p95 / p99 ms | outbox max backlog / oldest s | errors | targets |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|")
     for scenario in "abcd":
         data = results.get(scenario)
@@ -116,9 +128,10 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         s = data["summary"]
         errors = ", ".join(f"{k}: {v}" for k, v in s.get("errors_by_class", {}).items()) or "0"
         lines.append(
-            f"| **{scenario}** {data['title']} ({data['date']}) | {len(data['repeats'])} | {spread_text(s.get('e2e_tps'))} "
-            f"| {triple(s, 'http')} | {triple(s, 'c2p')} "
-            f"| {fmt(med(s, 'outbox_max_backlog'), 0)} / {fmt(med(s, 'outbox_max_age_s'), 2)} | {errors} | {verdict(data)} |"
+            f"| **{scenario}** {data['title']} ({data['date']}) | {len(data['repeats'])} "
+            f"| {spread_text(s.get('e2e_tps'))} | {triple(s, 'http')} | {triple(s, 'c2p')} "
+            f"| {fmt(med(s, 'outbox_max_backlog'), 0)} / {fmt(med(s, 'outbox_max_age_s'), 2)} "
+            f"| {errors} | {verdict(data)} |"
         )
     c = results.get("c")
     if c:
@@ -129,7 +142,10 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
             f"server, same clients: {spread_text(s.get('pgbench_tps'), 0)} tps; our end-to-end rate is "
             f"{spread_text(s.get('pgbench_ratio'), 2)} x pgbench. Per step (first repeat):\n"
         )
-        lines.append("| clients | transfers/s end to end | HTTP transfers/s | HTTP p50 / p95 / p99 ms | commit→projection p95 ms | loadgen CPU (cores) |")
+        lines.append(
+            "| clients | transfers/s end to end | HTTP transfers/s | HTTP p50 / p95 / p99 ms "
+            "| commit→projection p95 ms | loadgen CPU (cores) |"
+        )
         lines.append("|---|---|---|---|---|---|")
         for step in c["repeats"][0].get("steps", []):
             http = step["http_latency_ms"]
@@ -169,12 +185,18 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         )
         lines.append("| read | p50 / p95 / p99 ms | requests/s |")
         lines.append("|---|---|---|")
-        for kind in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range"):
-            if f"{kind}_p50_ms" in s:
-                lines.append(f"| {kind} | {triple(s, kind)} | {spread_text(s.get(f'{kind}_rps'))} |")
+        lines.extend(
+            f"| {kind} | {triple(s, kind)} | {spread_text(s.get(f'{kind}_rps'))} |"
+            for kind in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range")
+            if f"{kind}_p50_ms" in s
+        )
     lines.append("")
     lines.append("CPU by component, in cores (of 2), median of the repeats, over load + drain:\n")
-    present = [c for c in COMPONENTS if any(c in (results.get(x, {}).get("summary", {}).get("cpu_cores") or {}) for x in "abcd")]
+    present = [
+        c
+        for c in COMPONENTS
+        if any(c in (results.get(x, {}).get("summary", {}).get("cpu_cores") or {}) for x in "abcd")
+    ]
     lines.append("| scenario | " + " | ".join(present) + " | machine busy % |")
     lines.append("|---|" + "---|" * (len(present) + 1))
     for scenario in "abcd":
@@ -182,8 +204,11 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         if not data:
             continue
         cores = data["summary"].get("cpu_cores", {})
-        lines.append(f"| {scenario} | " + " | ".join(fmt(cores.get(c), 2) for c in present)
-                     + f" | {fmt(med(data['summary'], 'machine_busy_pct'))} |")
+        lines.append(
+            f"| {scenario} | "
+            + " | ".join(fmt(cores.get(c), 2) for c in present)
+            + f" | {fmt(med(data['summary'], 'machine_busy_pct'))} |"
+        )
     lines.append("")
     lines.append("CPU by component per transfer made visible, in milliseconds (median of the repeats):\n")
     lines.append("| scenario | " + " | ".join(present) + " | ours in all |")
@@ -212,10 +237,10 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
 
     ax = axes[0][0]
     meds = [med(results[s]["summary"], "e2e_tps") or 0 for s in load]
-    lows = [m - (results[s]["summary"]["e2e_tps"].get("min") or m) for s, m in zip(load, meds)]
-    highs = [(results[s]["summary"]["e2e_tps"].get("max") or m) - m for s, m in zip(load, meds)]
+    lows = [m - (results[s]["summary"]["e2e_tps"].get("min") or m) for s, m in zip(load, meds, strict=False)]
+    highs = [(results[s]["summary"]["e2e_tps"].get("max") or m) - m for s, m in zip(load, meds, strict=False)]
     ax.bar(load, meds, yerr=[lows, highs], capsize=6, color="#4c72b0")
-    for x, m in zip(load, meds):
+    for x, m in zip(load, meds, strict=False):
         ax.text(x, m, f"{m:.0f}", ha="center", va="bottom")
     if "c" in results and med(results["c"]["summary"], "pgbench_tps"):
         tps = med(results["c"]["summary"], "pgbench_tps")
@@ -229,10 +254,15 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
     width = 0.13
     series = [("http", "p50"), ("http", "p95"), ("http", "p99"), ("c2p", "p50"), ("c2p", "p95"), ("c2p", "p99")]
     colors = ["#8fb3de", "#4c72b0", "#23395d", "#a6d8a6", "#55a868", "#2a5a33"]
-    for i, ((kind, q), color) in enumerate(zip(series, colors)):
+    for i, ((kind, q), color) in enumerate(zip(series, colors, strict=False)):
         values = [med(results[s]["summary"], f"{kind}_{q}_ms") or 0 for s in load]
-        ax.bar([j + (i - 2.5) * width for j in range(len(load))], values, width, color=color,
-               label=f"{'HTTP' if kind == 'http' else 'commit→projection'} {q}")
+        ax.bar(
+            [j + (i - 2.5) * width for j in range(len(load))],
+            values,
+            width,
+            color=color,
+            label=f"{'HTTP' if kind == 'http' else 'commit→projection'} {q}",
+        )
     ax.set_xticks(range(len(load)), load)
     ax.set_yscale("log")
     ax.axhline(20, color="#4c72b0", linestyle=":", linewidth=1)
@@ -242,14 +272,25 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
 
     ax = axes[1][0]
     bottom = [0.0] * len(load)
-    palette = ["#4c72b0", "#c44e52", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
-               "#64b5cd", "#dddddd"]
-    for component, color in zip(COMPONENTS, palette):
+    palette = [
+        "#4c72b0",
+        "#c44e52",
+        "#dd8452",
+        "#55a868",
+        "#8172b3",
+        "#937860",
+        "#da8bc3",
+        "#8c8c8c",
+        "#ccb974",
+        "#64b5cd",
+        "#dddddd",
+    ]
+    for component, color in zip(COMPONENTS, palette, strict=False):
         values = [(results[s]["summary"].get("cpu_cores") or {}).get(component) or 0 for s in load]
         if not any(values):
             continue
         ax.bar(load, values, bottom=bottom, color=color, label=component)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=False)]
     ax.axhline(2, color="black", linewidth=1)
     ax.set_ylim(0, 2.9)
     ax.set_title("CPU by component, cores (the machine has 2)")
@@ -258,12 +299,22 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
     ax = axes[1][1]
     if "f" in results:
         s = results["f"]["summary"]
-        kinds = [k for k in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range")
-                 if f"{k}_p50_ms" in s]
-        for i, (q, color) in enumerate(zip(("p50", "p95", "p99"), ("#8fb3de", "#4c72b0", "#23395d"))):
-            ax.bar([j + (i - 1) * 0.25 for j in range(len(kinds))], [med(s, f"{k}_{q}_ms") or 0 for k in kinds], 0.25,
-                   color=color, label=q)
-        ax.set_xticks(range(len(kinds)), [k.replace("statement_", "stmt ").replace("_", " ") for k in kinds], fontsize=8)
+        kinds = [
+            k
+            for k in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range")
+            if f"{k}_p50_ms" in s
+        ]
+        for i, (q, color) in enumerate(zip(("p50", "p95", "p99"), ("#8fb3de", "#4c72b0", "#23395d"), strict=False)):
+            ax.bar(
+                [j + (i - 1) * 0.25 for j in range(len(kinds))],
+                [med(s, f"{k}_{q}_ms") or 0 for k in kinds],
+                0.25,
+                color=color,
+                label=q,
+            )
+        ax.set_xticks(
+            range(len(kinds)), [k.replace("statement_", "stmt ").replace("_", " ") for k in kinds], fontsize=8
+        )
         ax.axhline(10, color="#c44e52", linestyle="--", label="target p95 10 ms")
         title = "f: reads of an account with 1,000,000 entries, ms"
         if "e" in results:

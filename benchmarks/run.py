@@ -105,8 +105,11 @@ class Bench:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.run_id = uuid.uuid4().hex[:6]
         self.options = StackOptions(
-            server=args.server, web_workers=args.web_workers, web_threads=args.web_threads,
-            redis_db=args.redis_db, kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            server=args.server,
+            web_workers=args.web_workers,
+            web_threads=args.web_threads,
+            redis_db=args.redis_db,
+            kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             celery_broker=args.broker,
         )
 
@@ -134,8 +137,9 @@ class Bench:
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
             spec_path.write_text(json.dumps(spec))
-            process = subprocess.Popen([PYTHON, "-m", "benchmarks.loadgen", str(spec_path), str(out_path)],
-                                       cwd=BASE_DIR)
+            process = subprocess.Popen(
+                [PYTHON, "-m", "benchmarks.loadgen", str(spec_path), str(out_path)], cwd=BASE_DIR
+            )
             if meter is not None:
                 meter.roots["loadgen"] = [process.pid]
             limit = float(spec.get("duration", 60)) + float(spec.get("timeout", 30)) + 120
@@ -152,13 +156,15 @@ class Bench:
         """Wait until every committed transfer with `prefix` has its projection_transfer row and
         both statement lines: (committed transfers, seconds waited)."""
         started = time.perf_counter()
-        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.timezone.utc)
+        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.UTC)
         while True:
             committed, projected, lines_missing = conn.execute(
                 """SELECT count(*), count(p.transfer_id),
                           (SELECT count(*) FROM entry e JOIN transfer t2 ON t2.id = e.transfer_id
-                             LEFT JOIN projection_statement_line l ON l.account_id = e.account_id AND l.sequence = e.sequence
-                            WHERE t2.created_at >= %(since)s AND t2.idempotency_key LIKE %(like)s AND l.account_id IS NULL)
+                             LEFT JOIN projection_statement_line l
+                                    ON l.account_id = e.account_id AND l.sequence = e.sequence
+                            WHERE t2.created_at >= %(since)s AND t2.idempotency_key LIKE %(like)s
+                              AND l.account_id IS NULL)
                      FROM transfer t LEFT JOIN projection_transfer p ON p.transfer_id = t.id
                     WHERE t.created_at >= %(since)s AND t.idempotency_key LIKE %(like)s""",
                 {"since": since_ts, "like": prefix + "-%"},
@@ -173,8 +179,8 @@ class Bench:
 
     def visibility(self, conn, prefix: str, since: float) -> list[tuple[float, float | None]]:
         """Per committed transfer: (created_at, visible_at) epochs; visible_at None if not fully projected."""
-        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.timezone.utc)
-        rows = conn.execute(
+        since_ts = dt.datetime.fromtimestamp(since - 5, tz=dt.UTC)
+        return conn.execute(
             """SELECT extract(epoch FROM t.created_at)::float8,
                       CASE WHEN p.applied_at IS NOT NULL AND count(l.account_id) = 2
                            THEN extract(epoch FROM greatest(p.applied_at, max(l.applied_at)))::float8 END
@@ -186,7 +192,6 @@ class Bench:
                 GROUP BY t.id, t.created_at, p.applied_at""",
             {"since": since_ts, "like": prefix + "-%"},
         ).fetchall()
-        return rows
 
     def wait_idle(self, stack: Stack, conn, timeout: float = 120.0) -> None:
         """Until the outbox is drained and the consumer has applied what was relayed."""
@@ -217,14 +222,20 @@ class Bench:
         try:
             log_offset = (stack.logdir / "web.log").stat().st_size
             sampler = OutboxSampler(stack.connect).start()
-            meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database},
-                             harness_pids={monitor_pid, sampler.backend_pid}).start()
+            meter = CpuMeter(
+                stack.component_pids(),
+                pg=self.pg,
+                databases={stack.database},
+                harness_pids={monitor_pid, sampler.backend_pid},
+            ).start()
             started = time.time()
             profiler = None
             if self.args.py_spy:
                 from benchmarks.profile import Profiler
 
-                profiler = Profiler(Path(self.args.py_spy), prefix, stack.component_pids(), float(spec.get("duration", 10)))
+                profiler = Profiler(
+                    Path(self.args.py_spy), prefix, stack.component_pids(), float(spec.get("duration", 10))
+                )
             result = self.loadgen(stack, spec, meter)
             load_end = time.time()
             profiles = profiler.stop() if profiler else None
@@ -268,16 +279,28 @@ class Bench:
             "transaction_retries_logged": retries,
             "cpu": cpu,
             # CPU milliseconds each visible transfer cost, by component: robust to a busy machine.
-            "cpu_ms_per_transfer": {name: round(1000 * c["cpu_s"] / len(visible_at), 3)
-                                    for name, c in cpu["components"].items()} if visible_at else {},
+            "cpu_ms_per_transfer": {
+                name: round(1000 * c["cpu_s"] / len(visible_at), 3) for name, c in cpu["components"].items()
+            }
+            if visible_at
+            else {},
             "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
             "answers_per_second": result["answers_per_second"],
-            **({"py_spy": {name: {"samples": p["samples"], "own_top10": p["own"][:10]} for name, p in profiles.items()}}
-               if profiles else {}),
+            **(
+                {
+                    "py_spy": {
+                        name: {"samples": p["samples"], "own_top10": p["own"][:10]} for name, p in profiles.items()
+                    }
+                }
+                if profiles
+                else {}
+            ),
         }
-        log(f"  {prefix}: e2e {phase['e2e_tps']}/s, http {phase['http_tps']}/s, http p95 {http['p95']} ms, "
+        log(
+            f"  {prefix}: e2e {phase['e2e_tps']}/s, http {phase['http_tps']}/s, http p95 {http['p95']} ms, "
             f"c2p p95 {c2p_summary['p95']} ms, backlog max {outbox['max_backlog']}, errors {phase['errors_total']}, "
-            f"loadgen {phase['loadgen_cpu_cores']} cores")
+            f"loadgen {phase['loadgen_cpu_cores']} cores"
+        )
         return phase
 
     # -- scenarios ---------------------------------------------------------------------------
@@ -303,8 +326,15 @@ class Bench:
         if not seconds:
             return
         prefix = f"warm-{self.run_id}-{uuid.uuid4().hex[:4]}"
-        self.loadgen(stack, {"mode": "closed", "duration": seconds, "concurrency": concurrency,
-                             "requests": {**requests, "key_prefix": prefix}})
+        self.loadgen(
+            stack,
+            {
+                "mode": "closed",
+                "duration": seconds,
+                "concurrency": concurrency,
+                "requests": {**requests, "key_prefix": prefix},
+            },
+        )
         conn, _ = self.monitor(stack)
         try:
             self.wait_visible(conn, prefix, time.time() - seconds - 10, timeout=60)
@@ -326,13 +356,21 @@ class Bench:
             if scenario == "a":
                 ids = self.accounts(stack, 2)
                 requests = {"kind": "transfer", "pattern": "pair", "accounts": ids}
-                spec = {"mode": "closed", "concurrency": sizes["clients"], "think_ms": sizes["think_ms"],
-                        "duration": self.size("a", "duration")}
+                spec = {
+                    "mode": "closed",
+                    "concurrency": sizes["clients"],
+                    "think_ms": sizes["think_ms"],
+                    "duration": self.size("a", "duration"),
+                }
                 concurrency = sizes["clients"]
             elif scenario in "bc":
                 ids = self.accounts(stack, sizes["accounts"])
                 requests = {"kind": "transfer", "pattern": "random", "accounts": ids}
-                spec = {"mode": "open", "rate": sizes["rate"], "duration": self.size("b", "duration")} if scenario == "b" else None
+                spec = (
+                    {"mode": "open", "rate": sizes["rate"], "duration": self.size("b", "duration")}
+                    if scenario == "b"
+                    else None
+                )
                 concurrency = 16
             elif scenario == "d":
                 clients = sizes["clients"]
@@ -340,17 +378,25 @@ class Bench:
                 requests = {"kind": "transfer", "pattern": "hot", "hot": ids[0], "sources": ids[1:]}
                 spec = {"mode": "closed", "concurrency": clients, "duration": self.size("d", "duration")}
                 concurrency = clients
-            out["scenario_settings"] = {**sizes, "accounts_created": len(ids), "duration": self.size(scenario, "duration")}
+            out["scenario_settings"] = {
+                **sizes,
+                "accounts_created": len(ids),
+                "duration": self.size(scenario, "duration"),
+            }
             self.warmup(stack, requests, concurrency)
             if scenario == "c" and self.size("c", "pgbench_seconds"):
-                out["pgbench_init"] = pgbench_init(self.pg, self.args.db_prefix + "_pgbench", scale=sizes["pgbench_scale"])
+                out["pgbench_init"] = pgbench_init(
+                    self.pg, self.args.db_prefix + "_pgbench", scale=sizes["pgbench_scale"]
+                )
             for repeat in range(1, self.repeats(scenario) + 1):
                 log(f"scenario {scenario} repeat {repeat}")
                 if scenario == "c":
                     out["repeats"].append(self.ramp(stack, requests, repeat))
                 else:
                     prefix = f"{scenario}-{self.run_id}-r{repeat}"
-                    out["repeats"].append(self.phase(stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix))
+                    out["repeats"].append(
+                        self.phase(stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix)
+                    )
         finally:
             stack.stop()
             out["deadlocks"] = self.deadlocks(stack.database)
@@ -368,19 +414,34 @@ class Bench:
         steps = []
         for concurrency in self.size("c", "steps"):
             prefix = f"c-{self.run_id}-r{repeat}-c{concurrency}"
-            spec = {"mode": "closed", "concurrency": concurrency, "duration": self.size("c", "duration"),
-                    "requests": {**requests, "key_prefix": prefix}}
+            spec = {
+                "mode": "closed",
+                "concurrency": concurrency,
+                "duration": self.size("c", "duration"),
+                "requests": {**requests, "key_prefix": prefix},
+            }
             steps.append(self.phase(stack, spec, prefix))
         best = max(steps, key=lambda s: s["e2e_tps"])
         clients = best["load"]["concurrency"]
         seconds = self.size("c", "pgbench_seconds")
         if not seconds:
-            return {**best, "best_concurrency": clients, "steps": steps, "pgbench": {"tps": None}, "pgbench_ratio": None}
+            return {
+                **best,
+                "best_concurrency": clients,
+                "steps": steps,
+                "pgbench": {"tps": None},
+                "pgbench_ratio": None,
+            }
         log(f"  pgbench tpcb-like, {clients} clients, {seconds} s")
         bench = pgbench_run(self.pg, self.args.db_prefix + "_pgbench", clients=clients, seconds=seconds)
         log(f"  pgbench: {bench['tps']:.0f} tps; ratio {best['e2e_tps'] / bench['tps']:.2f}")
-        return {**best, "best_concurrency": clients, "steps": steps, "pgbench": bench,
-                "pgbench_ratio": round(best["e2e_tps"] / bench["tps"], 3) if bench["tps"] else None}
+        return {
+            **best,
+            "best_concurrency": clients,
+            "steps": steps,
+            "pgbench": bench,
+            "pgbench_ratio": round(best["e2e_tps"] / bench["tps"], 3) if bench["tps"] else None,
+        }
 
     # -- e: replay -----------------------------------------------------------------------------
 
@@ -420,7 +481,9 @@ class Bench:
         report = json.loads(verified.stdout)
         if not report["ok"]:
             raise RuntimeError(f"the seeded ledger does not verify: {report}")
-        info["verify_ledger"] = {k: report[k] for k in ("ok", "accounts", "entries", "transfers", "idempotency_records")}
+        info["verify_ledger"] = {
+            k: report[k] for k in ("ok", "accounts", "entries", "transfers", "idempotency_records")
+        }
         with self.pg.connect(name + "_tmp") as conn:
             conn.execute("CREATE TABLE bench_seed_info (info jsonb)")
             conn.execute("INSERT INTO bench_seed_info VALUES (%s)", [json.dumps(info)])
@@ -437,8 +500,9 @@ class Bench:
         sizes = self.sizes["e"]
 
         def build(conn):
-            info = seeding.seed_ledger(conn, layout="spread", accounts=sizes["accounts"], transfers=sizes["transfers"],
-                                       progress=log)
+            info = seeding.seed_ledger(
+                conn, layout="spread", accounts=sizes["accounts"], transfers=sizes["transfers"], progress=log
+            )
             seeding.projections_build_direct(conn)
             return info
 
@@ -454,18 +518,34 @@ class Bench:
             for repeat in range(1, self.repeats("e") + 1):
                 log(f"scenario e repeat {repeat}: replay over {info['entries']} entries")
                 conn, monitor_pid = self.monitor(stack)
-                meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database},
-                                 harness_pids={monitor_pid}).start()
+                meter = CpuMeter(
+                    stack.component_pids(), pg=self.pg, databases={stack.database}, harness_pids={monitor_pid}
+                ).start()
                 started = time.perf_counter()
                 if command.exists():
                     how = "manage.py replay_projections"
-                    process = subprocess.Popen([PYTHON, "manage.py", "replay_projections"], cwd=BASE_DIR, env=stack.env,
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    process = subprocess.Popen(
+                        [PYTHON, "manage.py", "replay_projections"],
+                        cwd=BASE_DIR,
+                        env=stack.env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
                 else:
                     how = "apps.projections.replay.projections_replay() (the command is not there yet)"
-                    code = "import django; django.setup(); from apps.projections.replay import projections_replay as r; print(r())"
-                    process = subprocess.Popen([PYTHON, "-c", code], cwd=BASE_DIR, env=stack.env,
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    code = (
+                        "import django; django.setup(); "
+                        "from apps.projections.replay import projections_replay as r; print(r())"
+                    )
+                    process = subprocess.Popen(
+                        [PYTHON, "-c", code],
+                        cwd=BASE_DIR,
+                        env=stack.env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
                 meter.roots["replay"] = [process.pid]
                 output, _ = process.communicate()
                 seconds = time.perf_counter() - started
@@ -476,9 +556,17 @@ class Bench:
                 check = self.projection_check(conn)
                 conn.close()
                 log(f"  replay: {seconds:.1f} s via {how}; projection matches ledger: {check['matches']}")
-                out["repeats"].append({"replay_seconds": round(seconds, 2), "how": how, "output_tail": output[-1500:],
-                                       "entries": info["entries"], "entries_per_s": round(info["entries"] / seconds),
-                                       "projection_check": check, "cpu": cpu})
+                out["repeats"].append(
+                    {
+                        "replay_seconds": round(seconds, 2),
+                        "how": how,
+                        "output_tail": output[-1500:],
+                        "entries": info["entries"],
+                        "entries_per_s": round(info["entries"] / seconds),
+                        "projection_check": check,
+                        "cpu": cpu,
+                    }
+                )
         finally:
             stack.stop()
             if not self.args.keep_db:
@@ -494,9 +582,15 @@ class Bench:
                       (SELECT count(*) FROM account)"""
         ).fetchone()
         entries, lines, transfers, projected, balances_ok, accounts = row
-        return {"entries": entries, "statement_lines": lines, "transfers": transfers, "projected_transfers": projected,
-                "balances_matching": balances_ok, "accounts": accounts,
-                "matches": entries == lines and transfers == projected and balances_ok == accounts}
+        return {
+            "entries": entries,
+            "statement_lines": lines,
+            "transfers": transfers,
+            "projected_transfers": projected,
+            "balances_matching": balances_ok,
+            "accounts": accounts,
+            "matches": entries == lines and transfers == projected and balances_ok == accounts,
+        }
 
     # -- f: reads ------------------------------------------------------------------------------
 
@@ -504,8 +598,9 @@ class Bench:
         sizes = self.sizes["f"]
 
         def build(conn):
-            info = seeding.seed_ledger(conn, layout="hot", accounts=sizes["counterparties"] + 1,
-                                       transfers=sizes["transfers"], progress=log)
+            info = seeding.seed_ledger(
+                conn, layout="hot", accounts=sizes["counterparties"] + 1, transfers=sizes["transfers"], progress=log
+            )
             seeding.projections_build_direct(conn)
             return info
 
@@ -519,23 +614,43 @@ class Bench:
             account = info["first_account"]
             with stack.connect() as conn:
                 entries = conn.execute("SELECT last_sequence FROM account WHERE id = %s", [account]).fetchone()[0]
-                middle = conn.execute("SELECT created_at FROM entry WHERE account_id = %s AND sequence = %s",
-                                      [account, entries // 2]).fetchone()[0]
-            start = middle.astimezone(dt.timezone.utc)
+                middle = conn.execute(
+                    "SELECT created_at FROM entry WHERE account_id = %s AND sequence = %s", [account, entries // 2]
+                ).fetchone()[0]
+            start = middle.astimezone(dt.UTC)
             end = start + dt.timedelta(days=1)
             fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
-            cursor = base64.urlsafe_b64encode(json.dumps({"after": sizes["deep_after"]}, separators=(",", ":")).encode()).decode().rstrip("=")
+            cursor = (
+                base64.urlsafe_b64encode(json.dumps({"after": sizes["deep_after"]}, separators=(",", ":")).encode())
+                .decode()
+                .rstrip("=")
+            )
             kinds = {
                 "balance": f"/accounts/{account}/balance",
                 "statement_first_page": f"/accounts/{account}/statements?limit=50",
                 "statement_deep_cursor": f"/accounts/{account}/statements?limit=50&cursor={cursor}",
-                "statement_time_range": f"/accounts/{account}/statements?limit=50&from={start.strftime(fmt)}&to={end.strftime(fmt)}",
+                "statement_time_range": (
+                    f"/accounts/{account}/statements?limit=50&from={start.strftime(fmt)}&to={end.strftime(fmt)}"
+                ),
             }
-            out["scenario_settings"] = {**sizes, "account": account, "account_entries": entries, "paths": kinds,
-                                        "seed": info}
+            out["scenario_settings"] = {
+                **sizes,
+                "account": account,
+                "account_entries": entries,
+                "paths": kinds,
+                "seed": info,
+            }
             for path in kinds.values():  # warm-up, and a check that each answers 200 with data
-                self.loadgen(stack, {"mode": "closed", "concurrency": 1, "duration": 5, "max_requests": 3,
-                                     "requests": {"kind": "get", "paths": [path]}})
+                self.loadgen(
+                    stack,
+                    {
+                        "mode": "closed",
+                        "concurrency": 1,
+                        "duration": 5,
+                        "max_requests": 3,
+                        "requests": {"kind": "get", "paths": [path]},
+                    },
+                )
             self.check_reads(stack, kinds)
             for repeat in range(1, self.repeats("f") + 1):
                 log(f"scenario f repeat {repeat}")
@@ -543,21 +658,40 @@ class Bench:
                 all_latencies: list[float] = []
                 for kind, path in kinds.items():
                     meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database}).start()
-                    result = self.loadgen(stack, {"mode": "closed", "concurrency": sizes["clients"],
-                                                  "duration": sizes["duration"],
-                                                  "requests": {"kind": "get", "paths": [path]}}, meter)
+                    result = self.loadgen(
+                        stack,
+                        {
+                            "mode": "closed",
+                            "concurrency": sizes["clients"],
+                            "duration": sizes["duration"],
+                            "requests": {"kind": "get", "paths": [path]},
+                        },
+                        meter,
+                    )
                     cpu = meter.stop()
                     summary = latency_summary(result["ok_latencies_ms"])
                     all_latencies += result["ok_latencies_ms"]
-                    per_kind[kind] = {"latency_ms": summary, "requests": result["requests"], "ok": result["ok"],
-                                      "rps": round(result["ok"] / result["elapsed_s"], 1),
-                                      "errors": {k: v for k, v in result["outcomes"].items() if k != "200"},
-                                      "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3), "cpu": cpu}
-                    log(f"  {kind}: p50 {summary['p50']} p95 {summary['p95']} p99 {summary['p99']} ms, "
-                        f"{per_kind[kind]['rps']} req/s")
-                out["repeats"].append({"kinds": per_kind, "all": latency_summary(all_latencies),
-                                       "read_p95_ms": max(k["latency_ms"]["p95"] for k in per_kind.values()),
-                                       "errors_total": sum(sum(k["errors"].values()) for k in per_kind.values())})
+                    per_kind[kind] = {
+                        "latency_ms": summary,
+                        "requests": result["requests"],
+                        "ok": result["ok"],
+                        "rps": round(result["ok"] / result["elapsed_s"], 1),
+                        "errors": {k: v for k, v in result["outcomes"].items() if k != "200"},
+                        "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
+                        "cpu": cpu,
+                    }
+                    log(
+                        f"  {kind}: p50 {summary['p50']} p95 {summary['p95']} p99 {summary['p99']} ms, "
+                        f"{per_kind[kind]['rps']} req/s"
+                    )
+                out["repeats"].append(
+                    {
+                        "kinds": per_kind,
+                        "all": latency_summary(all_latencies),
+                        "read_p95_ms": max(k["latency_ms"]["p95"] for k in per_kind.values()),
+                        "errors_total": sum(sum(k["errors"].values()) for k in per_kind.values()),
+                    }
+                )
         finally:
             stack.stop()
             if not self.args.keep_db:
@@ -581,6 +715,7 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
     reps = out["repeats"]
     s: dict[str, Any] = {}
     if scenario in "abcd":
+
         def pick(path):
             values = []
             for rep in reps:
@@ -601,10 +736,13 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
         s["errors"] = pick(["errors_total"])
         s["loadgen_cpu_cores"] = pick(["loadgen_cpu_cores"])
         components = sorted({name for rep in reps for name in rep["cpu"]["components"]})
-        s["cpu_cores"] = {name: spread([rep["cpu"]["components"].get(name, {}).get("cores") for rep in reps])["median"]
-                          for name in components}
-        s["cpu_ms_per_transfer"] = {name: spread([rep["cpu_ms_per_transfer"].get(name) for rep in reps])["median"]
-                                    for name in components}
+        s["cpu_cores"] = {
+            name: spread([rep["cpu"]["components"].get(name, {}).get("cores") for rep in reps])["median"]
+            for name in components
+        }
+        s["cpu_ms_per_transfer"] = {
+            name: spread([rep["cpu_ms_per_transfer"].get(name) for rep in reps])["median"] for name in components
+        }
         s["machine_busy_pct"] = pick(["cpu", "machine_busy_pct"])
         errors: dict[str, int] = {}
         for rep in reps:
@@ -644,8 +782,12 @@ def evaluate(scenario: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
             value = sum(summary["errors_by_class"].values())
         passed = None
         if value is not None:
-            passed = {"<": value < threshold, "<=": value <= threshold, ">=": value >= threshold,
-                      "==": value == threshold}[op]
+            passed = {
+                "<": value < threshold,
+                "<=": value <= threshold,
+                ">=": value >= threshold,
+                "==": value == threshold,
+            }[op]
         checks.append({"metric": metric, "target": f"{op} {threshold}", "value": value, "pass": passed})
     return checks
 
@@ -659,20 +801,34 @@ def latest_c_median(results_dir: Path) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("--scenario", default="all", help="a, b, c, d, e, f, a comma list, or all")
     parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3 for a-d, 1 for e-f)")
     parser.add_argument("--duration", type=float, default=None, help="load seconds of a, b, d and of each step of c")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds per scenario")
-    parser.add_argument("--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", DEFAULT_WEB_WORKERS)))
+    parser.add_argument(
+        "--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", DEFAULT_WEB_WORKERS))
+    )
     parser.add_argument("--web-threads", type=int, default=DEFAULT_WEB_THREADS)
-    parser.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn",
-                        help="web server; granian is not a project dependency: .venv/bin/pip install granian")
+    parser.add_argument(
+        "--server",
+        choices=["gunicorn", "granian"],
+        default="gunicorn",
+        help="web server; granian is not a project dependency: .venv/bin/pip install granian",
+    )
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database number of the Celery broker")
-    parser.add_argument("--broker", choices=["auto", "redis", "database"], default="auto",
-                        help="Celery broker: Redis if it answers (auto), else kombu's SQLAlchemy transport on the "
-                             "scenario's PostgreSQL database, as make run")
+    parser.add_argument(
+        "--broker",
+        choices=["auto", "redis", "database"],
+        default="auto",
+        help="Celery broker: Redis if it answers (auto), else kombu's SQLAlchemy transport on the "
+        "scenario's PostgreSQL database, as make run",
+    )
     parser.add_argument("--steps", default=None, help="client counts of c's ramp, e.g. 8,16,32,64")
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="pgbench run length in c (0: skip pgbench)")
     parser.add_argument("--db-prefix", default="creditledger_bench", help="prefix of the databases the harness owns")
@@ -680,8 +836,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default=str(BENCH_DIR / ".work"), help="logs, embedded PostgreSQL, temp files")
     parser.add_argument("--keep-db", action="store_true", help="keep each scenario's database afterwards")
     parser.add_argument("--reseed", action="store_true", help="rebuild the seeded templates of e and f")
-    parser.add_argument("--py-spy", default=None, metavar="DIR",
-                        help="profile web, worker and consumer with py-spy during each load phase, into DIR")
+    parser.add_argument(
+        "--py-spy",
+        default=None,
+        metavar="DIR",
+        help="profile web, worker and consumer with py-spy during each load phase, into DIR",
+    )
     parser.add_argument("--tag", default="", help="added to the result file names: <date>-<scenario><tag>.json")
     args = parser.parse_args(argv)
 
@@ -715,8 +875,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {
                 "scenario": scenario,
                 "title": TITLES[scenario],
-                "date": dt.date.today().isoformat(),
-                "started_at": dt.datetime.fromtimestamp(started, tz=dt.timezone.utc).isoformat(),
+                "date": dt.datetime.now(tz=dt.UTC).date().isoformat(),
+                "started_at": dt.datetime.fromtimestamp(started, tz=dt.UTC).isoformat(),
                 "wall_seconds": round(time.time() - started, 1),
                 "smoke": args.smoke,
                 "machine": machine,
@@ -728,12 +888,14 @@ def main(argv: list[str] | None = None) -> int:
                 "repeats": out["repeats"],
                 **({"pgbench_init": out["pgbench_init"]} if "pgbench_init" in out else {}),
             }
-            path = results_dir / f"{dt.date.today().isoformat()}-{scenario}{args.tag}.json"
+            path = results_dir / f"{dt.datetime.now(tz=dt.UTC).date().isoformat()}-{scenario}{args.tag}.json"
             path.write_text(json.dumps(result, indent=1, default=str))
             log(f"wrote {path}")
             for check in checks:
-                log(f"  target {check['metric']} {check['target']}: {check['value']} -> "
-                    f"{'PASS' if check['pass'] else 'FAIL' if check['pass'] is False else 'n/a'}")
+                log(
+                    f"  target {check['metric']} {check['target']}: {check['value']} -> "
+                    f"{'PASS' if check['pass'] else 'FAIL' if check['pass'] is False else 'n/a'}"
+                )
             failures += sum(1 for check in checks if check["pass"] is False)
     finally:
         if not args.keep_db:

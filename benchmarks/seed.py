@@ -33,12 +33,16 @@ from collections.abc import Callable
 import psycopg
 
 # 32 hex digits: 48-bit unix ms, version 7, 12 bits of sub-ms order, variant, 60 random bits.
-UUID7_SQL = ("(lpad(to_hex((extract(epoch FROM {ts}) * 1000)::bigint), 12, '0') || '7' || "
-             "lpad(to_hex(mod({n}, 4096)), 3, '0') || to_hex(8 + mod({n}, 4)) || "
-             "substr(md5(({n})::text || '{salt}' || random()::text), 1, 15))::uuid")
+UUID7_SQL = (
+    "(lpad(to_hex((extract(epoch FROM {ts}) * 1000)::bigint), 12, '0') || '7' || "
+    "lpad(to_hex(mod({n}, 4096)), 3, '0') || to_hex(8 + mod({n}, 4)) || "
+    "substr(md5(({n})::text || '{salt}' || random()::text), 1, 15))::uuid"
+)
 
-FINGERPRINT_SQL = ("encode(sha256(convert_to('{\"amount\":' || amount || ',\"currency\":\"' || currency || "
-                   "'\",\"from\":\"' || from_id || '\",\"metadata\":{},\"to\":\"' || to_id || '\"}', 'UTF8')), 'hex')")
+FINGERPRINT_SQL = (
+    'encode(sha256(convert_to(\'{"amount":\' || amount || \',"currency":"\' || currency || '
+    '\'","from":"\' || from_id || \'","metadata":{},"to":"\' || to_id || \'"}\', \'UTF8\')), \'hex\')'
+)
 
 SPAN = "interval '30 days'"
 
@@ -53,9 +57,18 @@ def _guard(work, errors: list):
     return run
 
 
-def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfers: int, chunk: int = 50_000,
-                currency: str = "USD", key_prefix: str = "seed", parallel: int = 2,
-                progress: Callable[[str], None] = print) -> dict:
+def seed_ledger(
+    conn: psycopg.Connection,
+    *,
+    layout: str,
+    accounts: int,
+    transfers: int,
+    chunk: int = 50_000,
+    currency: str = "USD",
+    key_prefix: str = "seed",
+    parallel: int = 2,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Seed the ledger; `parallel` connections load disjoint partitions ("spread" only)."""
     started = time.perf_counter()
     errors: list[BaseException] = []
@@ -68,7 +81,7 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
     with conn.transaction():
         conn.execute(
             f"""INSERT INTO seed_account (n, id)
-                SELECT n, {UUID7_SQL.format(ts=base, n='n', salt='a')} FROM generate_series(0, %s - 1) n""",
+                SELECT n, {UUID7_SQL.format(ts=base, n="n", salt="a")} FROM generate_series(0, %s - 1) n""",
             [accounts],
         )
         conn.execute(
@@ -89,8 +102,10 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
     elif layout == "hot":
         parallel = 1
         # Even i: the hot account pays a counterparty; odd i: the counterparty pays it back.
-        pair = (f"CASE WHEN mod(i, 2) = 0 THEN 0 ELSE 1 + mod(i / 2, {accounts} - 1) END",
-                f"CASE WHEN mod(i, 2) = 0 THEN 1 + mod(i / 2, {accounts} - 1) ELSE 0 END")
+        pair = (
+            f"CASE WHEN mod(i, 2) = 0 THEN 0 ELSE 1 + mod(i / 2, {accounts} - 1) END",
+            f"CASE WHEN mod(i, 2) = 0 THEN 1 + mod(i / 2, {accounts} - 1) ELSE 0 END",
+        )
     else:
         raise ValueError(layout)
     from_n, to_n = pair
@@ -111,14 +126,16 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
                 hi = min(transfers, lo + chunk)
                 t0 = time.perf_counter()
                 _chunk(own, lo, hi, part)
-                progress(f"seed: part {part}: up to transfer {hi}/{transfers} "
-                         f"({(hi - lo) / parallel / (time.perf_counter() - t0):.0f}/s)")
+                progress(
+                    f"seed: part {part}: up to transfer {hi}/{transfers} "
+                    f"({(hi - lo) / parallel / (time.perf_counter() - t0):.0f}/s)"
+                )
 
     def _chunk(own: psycopg.Connection, lo: int, hi: int, part: int) -> None:
         with own.transaction():
             own.execute(
                 f"""CREATE TEMP TABLE seed_tx ON COMMIT DROP AS
-                    SELECT x.*, {UUID7_SQL.format(ts='x.created_at', n='x.i', salt='t')} AS id
+                    SELECT x.*, {UUID7_SQL.format(ts="x.created_at", n="x.i", salt="t")} AS id
                       FROM (SELECT i, fa.id AS from_id, ta.id AS to_id, 1 + mod(i * 31337, 10000) AS amount,
                                    %(currency)s::text AS currency, {base} + i * {step} AS created_at
                               FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) i
@@ -129,7 +146,7 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
             )
             own.execute(
                 f"""CREATE TEMP TABLE seed_entry ON COMMIT DROP AS
-                    SELECT {UUID7_SQL.format(ts='s.created_at', n='2 * s.i + s.side', salt='e')} AS id,
+                    SELECT {UUID7_SQL.format(ts="s.created_at", n="2 * s.i + s.side", salt="e")} AS id,
                            s.transfer_id, s.account_id, s.counterparty_id, s.currency, s.amount, s.created_at,
                            a.last_sequence + row_number() OVER w AS sequence,
                            a.balance + sum(s.amount) OVER w AS balance_after
@@ -183,8 +200,14 @@ def seed_ledger(conn: psycopg.Connection, *, layout: str, accounts: int, transfe
     conn.execute("ANALYZE entry")
     conn.execute("ANALYZE idempotency_record")
     hot_id = conn.execute("SELECT id FROM seed_account WHERE n = 0").fetchone()[0]
-    return {"layout": layout, "accounts": accounts, "transfers": transfers, "entries": 2 * transfers,
-            "first_account": str(hot_id), "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "layout": layout,
+        "accounts": accounts,
+        "transfers": transfers,
+        "entries": 2 * transfers,
+        "first_account": str(hot_id),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def projections_build_direct(conn: psycopg.Connection) -> None:
@@ -213,8 +236,9 @@ def projections_build_direct(conn: psycopg.Connection) -> None:
                                   'entryId', e.id, 'transferId', e.transfer_id, 'accountId', e.account_id,
                                   'counterpartyId', e.counterparty_id, 'currency', e.currency, 'amount', e.amount,
                                   'sequence', e.sequence, 'balanceAfter', e.balance_after,
-                                  'createdAt', replace(to_char(e.created_at AT TIME ZONE 'UTC',
-                                                               'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || '+00:00')
+                                  'createdAt',
+                                  replace(to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                                          '.000000', '') || '+00:00')
                                   ORDER BY e.amount)
                          FROM entry e WHERE e.transfer_id = t.id),
                       t.created_at, now()

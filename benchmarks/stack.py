@@ -66,11 +66,13 @@ class PostgresServer:
         with self.connect("postgres") as conn:
             self.version = conn.execute("SHOW server_version").fetchone()[0]
             self.version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-            self.settings = dict(conn.execute(
-                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
-                "('synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections', "
-                "'commit_delay', 'full_page_writes', 'wal_level', 'max_wal_size', 'work_mem', 'jit')"
-            ).fetchall())
+            self.settings = dict(
+                conn.execute(
+                    "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
+                    "('synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections', "
+                    "'commit_delay', 'full_page_writes', 'wal_level', 'max_wal_size', 'work_mem', 'jit')"
+                ).fetchall()
+            )
 
     def url(self, database: str) -> str:
         """A DATABASE_URL for `database`, in the form config/settings/base.py reads."""
@@ -163,8 +165,16 @@ def redis_available(url: str) -> bool:
 class Stack:
     """gunicorn + Celery worker + beat + consumer (+ Tansu) against one fresh database."""
 
-    def __init__(self, pg: PostgresServer, database: str, options: StackOptions, workdir: Path, *,
-                 template: str | None = None, fresh: bool = True) -> None:
+    def __init__(
+        self,
+        pg: PostgresServer,
+        database: str,
+        options: StackOptions,
+        workdir: Path,
+        *,
+        template: str | None = None,
+        fresh: bool = True,
+    ) -> None:
         self.pg = pg
         self.database = database
         self.options = options
@@ -190,27 +200,45 @@ class Stack:
             self.pg.recreate(self.database, template=self.template)
 
     def build_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "OTEL_", "KAFKA_", "CELERY_", "PROMETHEUS_", "OUTBOX_",
-                                    "PROJECTION", "WEB_", "READ_DATABASE"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                (
+                    "DJANGO_",
+                    "OTEL_",
+                    "KAFKA_",
+                    "CELERY_",
+                    "PROMETHEUS_",
+                    "OUTBOX_",
+                    "PROJECTION",
+                    "WEB_",
+                    "READ_DATABASE",
+                )
+            )
+        }
         env.pop("DATABASE_URL", None)
-        env.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            # Plain HTTP on loopback, as in the compose demo.
-            "DJANGO_SECURE_COOKIES": "false",
-            "DATABASE_URL": self.pg.url(self.database),
-            "WORKER_METRICS_PORT": str(free_port()),
-            "CONSUMER_METRICS_PORT": str(free_port()),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WEB_WORKERS": str(self.options.web_workers),
-            "WEB_THREADS": str(self.options.web_threads),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings.production",
+                "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                # Plain HTTP on loopback, as in the compose demo.
+                "DJANGO_SECURE_COOKIES": "false",
+                "DATABASE_URL": self.pg.url(self.database),
+                "WORKER_METRICS_PORT": str(free_port()),
+                "CONSUMER_METRICS_PORT": str(free_port()),
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "WEB_WORKERS": str(self.options.web_workers),
+                "WEB_THREADS": str(self.options.web_threads),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         redis_url = f"redis://127.0.0.1:6379/{self.options.redis_db}"
-        if self.options.celery_broker == "redis" or (self.options.celery_broker == "auto" and redis_available(redis_url)):
+        if self.options.celery_broker == "redis" or (
+            self.options.celery_broker == "auto" and redis_available(redis_url)
+        ):
             env["CELERY_BROKER_URL"] = redis_url
             self.broker_kind = f"redis db {self.options.redis_db}"
         else:
@@ -220,7 +248,8 @@ class Stack:
 
             env["CELERY_BROKER_URL"] = database_broker(env["DATABASE_URL"])
             self.broker_kind = "postgresql (kombu sqlalchemy)" + (
-                " (Redis unreachable)" if self.options.celery_broker == "auto" else "")
+                " (Redis unreachable)" if self.options.celery_broker == "auto" else ""
+            )
         env.update(self.options.extra_env)
         return env
 
@@ -250,10 +279,23 @@ class Stack:
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
         self._spawn("web", self.web_command(), {"PROMETHEUS_MULTIPROC_DIR": str(prom)})
-        self._spawn("worker", [PYTHON, "-m", "celery", "-A", "creditledger", "worker", "--pool=solo",
-                               "--loglevel=warning"])
-        self._spawn("beat", [PYTHON, "-m", "celery", "-A", "creditledger", "beat", "--loglevel=warning",
-                             "--schedule", str(self.logdir / "celerybeat-schedule")])
+        self._spawn(
+            "worker", [PYTHON, "-m", "celery", "-A", "creditledger", "worker", "--pool=solo", "--loglevel=warning"]
+        )
+        self._spawn(
+            "beat",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "creditledger",
+                "beat",
+                "--loglevel=warning",
+                "--schedule",
+                str(self.logdir / "celerybeat-schedule"),
+            ],
+        )
         self._spawn("consumer", [PYTHON, "manage.py", "consume_projections"])
         self.wait_ready()
 
@@ -261,30 +303,61 @@ class Stack:
         if self.options.server == "gunicorn":
             return [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "creditledger.wsgi:application"]
         if self.options.server == "granian":
-            return [str(Path(PYTHON).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--workers", str(self.options.web_workers),
-                    "--blocking-threads", str(self.options.web_threads), "--no-ws", "--log-level", "warning",
-                    "creditledger.wsgi:application"]
+            return [
+                str(Path(PYTHON).parent / "granian"),
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.options.web_workers),
+                "--blocking-threads",
+                str(self.options.web_threads),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "creditledger.wsgi:application",
+            ]
         raise ValueError(f"unknown server {self.options.server}")
 
     def _spawn(self, name: str, cmd: list[str], extra: dict[str, str] | None = None) -> None:
         log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.processes[name] = subprocess.Popen(
-            cmd, cwd=BASE_DIR, env={**self.env, **(extra or {})}, stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=BASE_DIR,
+            env={**self.env, **(extra or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
-    def run_manage(self, *args: str, timeout: float | None = None, capture: bool = False) -> subprocess.CompletedProcess:
+    def run_manage(
+        self, *args: str, timeout: float | None = None, capture: bool = False
+    ) -> subprocess.CompletedProcess:
         with open(self.logdir / "manage.log", "ab") as log:
             return subprocess.run(
-                [PYTHON, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, timeout=timeout,
-                stdout=subprocess.PIPE if capture else log, stderr=log,
+                [PYTHON, "manage.py", *args],
+                cwd=BASE_DIR,
+                env=self.env,
+                check=True,
+                timeout=timeout,
+                stdout=subprocess.PIPE if capture else log,
+                stderr=log,
             )
 
     def run_python(self, module: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         with open(self.logdir / "manage.log", "ab") as log:
-            return subprocess.run([PYTHON, "-m", module, *args], cwd=BASE_DIR, env=self.env, check=True,
-                                  timeout=timeout, stdout=subprocess.PIPE, stderr=log)
+            return subprocess.run(
+                [PYTHON, "-m", module, *args],
+                cwd=BASE_DIR,
+                env=self.env,
+                check=True,
+                timeout=timeout,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -296,10 +369,12 @@ class Stack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.base_url + "/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.base_url + "/readyz", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.2)
         raise RuntimeError(f"the web server did not become ready on {self.base_url}")
 
@@ -335,7 +410,9 @@ class Stack:
         if self.tansu is not None and self.tansu.process is not None:
             pids["kafka"] = [self.tansu.process.pid]
         if self.broker_kind.startswith("redis"):
-            redis_pids = [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("redis-server")]
+            redis_pids = [
+                p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("redis-server")
+            ]
             if redis_pids:
                 pids["redis (celery broker, shared)"] = redis_pids
         return pids

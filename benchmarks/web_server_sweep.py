@@ -55,19 +55,41 @@ def main() -> int:
         for name in names:
             print(f"--- round {round_}: {name}", flush=True)
             subprocess.run(
-                [sys.executable, "-m", "benchmarks.run", "--scenario", "c", "--repeat", "1", "--pgbench-seconds", "0",
-                 "--steps", args.steps, "--duration", str(args.duration), "--results-dir", str(results_dir),
-                 f"--tag=-{name}-r{round_}", *CONFIGS[name]],
-                cwd=BASE_DIR, env=os.environ, check=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.run",
+                    "--scenario",
+                    "c",
+                    "--repeat",
+                    "1",
+                    "--pgbench-seconds",
+                    "0",
+                    "--steps",
+                    args.steps,
+                    "--duration",
+                    str(args.duration),
+                    "--results-dir",
+                    str(results_dir),
+                    f"--tag=-{name}-r{round_}",
+                    *CONFIGS[name],
+                ],
+                cwd=BASE_DIR,
+                env=os.environ,
+                check=True,
             )
     print(table(results_dir, names))
     return 0
 
 
 def table(results_dir: Path, names: list[str]) -> str:
-    rows = ["| configuration | rounds | best transfers/s e2e (each round) | at clients | HTTP p50 / p95 ms | "
-            "web CPU ms/transfer | stack CPU ms/transfer | not-ours CPU, cores |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        (
+            "| configuration | rounds | best transfers/s e2e (each round) | at clients | HTTP p50 / p95 ms | "
+            "web CPU ms/transfer | stack CPU ms/transfer | not-ours CPU, cores |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob(f"*-c-{name}-r*.json"))]
         if not runs:
@@ -80,8 +102,10 @@ def table(results_dir: Path, names: list[str]) -> str:
         stack = statistics.median(sum(b["cpu_ms_per_transfer"].get(c, 0) for c in OURS) for b in best)
         other = statistics.median(b["cpu"]["components"].get("other (not ours)", {}).get("cores", 0) for b in best)
         clients = [b["best_concurrency"] for b in best]
-        rows.append(f"| {name} | {len(runs)} | {statistics.median(tps):.0f} ({', '.join(f'{t:.0f}' for t in tps)}) "
-                    f"| {clients} | {p50:.0f} / {p95:.0f} | {web:.2f} | {stack:.2f} | {other:.2f} |")
+        rows.append(
+            f"| {name} | {len(runs)} | {statistics.median(tps):.0f} ({', '.join(f'{t:.0f}' for t in tps)}) "
+            f"| {clients} | {p50:.0f} / {p95:.0f} | {web:.2f} | {stack:.2f} | {other:.2f} |"
+        )
     return "\n".join(rows)
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '4000')}"
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '4000')}"
 # 2 processes x 4 threads: the best throughput, latency and CPU per transfer measured on two
 # cores (docs/adr/0012-web-server.md).
 workers = int(os.environ.get("WEB_WORKERS", "2"))

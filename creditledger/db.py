@@ -36,5 +36,5 @@ def in_durable_transaction(work: Callable[[], T], *, retries: int | None = None)
             if _sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:
                 raise
             logger.warning("retrying transaction after %s (attempt %d/%d)", _sqlstate(exc), attempt, attempts)
-            time.sleep(random.uniform(0, 0.005 * 2**attempt))
+            time.sleep(random.uniform(0, 0.005 * 2**attempt))  # noqa: S311 (jitter, not a secret)
     raise AssertionError("unreachable")

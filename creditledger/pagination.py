@@ -20,9 +20,7 @@ class Page(Generic[T]):
     next_after: Any | None
 
 
-def keyset_page(
-    queryset: QuerySet, *, field: str, after: Any | None, limit: int, descending: bool
-) -> Page:
+def keyset_page(queryset: QuerySet, *, field: str, after: Any | None, limit: int, descending: bool) -> Page:
     """Rows of `queryset` ordered by the unique `field`, starting after the value `after`."""
     if after is not None:
         queryset = queryset.filter(**{f"{field}__{'lt' if descending else 'gt'}": after})

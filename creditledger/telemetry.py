@@ -19,7 +19,7 @@ def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
     `span_processor` replaces the OTLP exporter (tests pass an in-memory one; once tracing
     is on, it is added beside the exporter). Returns whether tracing is on.
     """
-    global _configured
+    global _configured  # noqa: PLW0603 (once per process, under the lock)
     if span_processor is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return False
     with _lock:

@@ -27,7 +27,7 @@ class ConsumerThread:
     def _run(self) -> None:
         try:
             consume_loop(should_stop=self.stop_event.is_set, consumer_group=self.group)
-        except BaseException as exc:  # surfaced by stop()
+        except BaseException as exc:  # noqa: BLE001 (surfaced by stop(), in the test's thread)
             self.error = exc
         finally:
             connections.close_all()
@@ -43,8 +43,13 @@ class ConsumerThread:
 def read_topic(topic: str, idle_seconds: float = 2.0) -> list:
     """Every message now on `topic`, read from the beginning of each partition until the
     topic stays quiet. (Not up to the high watermarks: Tansu reports them wrong.)"""
-    reader = Consumer({"bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"], "group.id": "test-reader",
-                       "enable.auto.commit": False})
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"],
+            "group.id": "test-reader",
+            "enable.auto.commit": False,
+        }
+    )
     partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
     reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     messages = []
@@ -59,15 +64,19 @@ def projection_matches_ledger() -> bool:
     """Every entry is a statement line with the same amount and balance, nothing extra, and
     every balance equals its account's latest entry."""
     entries = {(e.account_id, e.sequence): (e.amount, e.balance_after) for e in Entry.objects.all()}
-    lines = {(line.account_id, line.sequence): (line.amount, line.balance_after)
-             for line in ProjectedStatementLine.objects.all()}
+    lines = {
+        (line.account_id, line.sequence): (line.amount, line.balance_after)
+        for line in ProjectedStatementLine.objects.all()
+    }
     if entries != lines:
         return False
     latest: dict = {}
     for (account_id, sequence), (_, balance_after) in entries.items():
         if sequence > latest.get(account_id, (0, 0))[0]:
             latest[account_id] = (sequence, balance_after)
-    projected = {b.account_id: (b.last_sequence, b.balance) for b in ProjectedBalance.objects.filter(last_sequence__gt=0)}
+    projected = {
+        b.account_id: (b.last_sequence, b.balance) for b in ProjectedBalance.objects.filter(last_sequence__gt=0)
+    }
     return projected == latest
 
 

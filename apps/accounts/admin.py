@@ -17,8 +17,16 @@ class CurrencyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Account)
 class AccountAdmin(LedgerTableAdmin):
-    list_display = ("id", "name", "external_ref", "status", "balance_display", "overdraft_limit", "last_sequence",
-                    "created_at")
+    list_display = (
+        "id",
+        "name",
+        "external_ref",
+        "status",
+        "balance_display",
+        "overdraft_limit",
+        "last_sequence",
+        "created_at",
+    )
     list_filter = ("currency", "status", "created_at")
     # Ids and external references are matched exactly (indexed); names by substring.
     search_fields = ("id", "external_ref", "name__icontains")
@@ -28,8 +36,10 @@ class AccountAdmin(LedgerTableAdmin):
     sortable_by = ("id",)
     readonly_fields = ("statement", "transfers")
     fieldsets = (
-        (None, {"fields": ("id", "name", "external_ref", "currency", "status", "metadata", "created_at",
-                           "updated_at")}),
+        (
+            None,
+            {"fields": ("id", "name", "external_ref", "currency", "status", "metadata", "created_at", "updated_at")},
+        ),
         ("Balance", {"fields": ("balance", "overdraft_limit", "last_sequence", "statement", "transfers")}),
     )
 

@@ -8,7 +8,9 @@ class Currency(models.Model):
     """A unit balances are kept in: an ISO 4217 currency or a custom credit type."""
 
     code = models.CharField(primary_key=True, max_length=16)
-    scale = models.PositiveSmallIntegerField(help_text="Digits after the decimal point: 2 for USD, 0 for JPY or CREDITS.")
+    scale = models.PositiveSmallIntegerField(
+        help_text="Digits after the decimal point: 2 for USD, 0 for JPY or CREDITS."
+    )
     name = models.CharField(max_length=100)
 
     class Meta:
@@ -53,7 +55,8 @@ class Account(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(status__in=AccountStatus.values), name="account_status_valid"),
             models.CheckConstraint(
-                condition=Q(overdraft_limit__isnull=True) | Q(overdraft_limit__gte=0), name="account_overdraft_limit_non_negative"
+                condition=Q(overdraft_limit__isnull=True) | Q(overdraft_limit__gte=0),
+                name="account_overdraft_limit_non_negative",
             ),
             models.CheckConstraint(
                 condition=Q(overdraft_limit__isnull=True) | Q(balance__gte=-models.F("overdraft_limit")),

@@ -56,12 +56,13 @@ class ConsistencySerializer(serializers.Serializer):
     projectedSequence = serializers.IntegerField(
         source="projected_sequence", help_text="Latest entry of this account the read model has applied."
     )
-    ledgerSequence = serializers.IntegerField(source="ledger_sequence", help_text="Latest entry of this account in the ledger.")
+    ledgerSequence = serializers.IntegerField(
+        source="ledger_sequence", help_text="Latest entry of this account in the ledger."
+    )
     upToDate = serializers.BooleanField(source="up_to_date")
 
 
 class CurrencyListCreateApi(APIView):
-
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
         scale = serializers.IntegerField(min_value=0, max_value=18)
@@ -83,7 +84,9 @@ class CurrencyListCreateApi(APIView):
         summary="Register a custom credit unit",
         request=CurrencyCreateInputSerializer,
         responses={201: CurrencyOutputSerializer, **problem_responses(400, 409, 413, 503)},
-        examples=[OpenApiExample("GPU hours", value={"code": "GPU_HOURS", "scale": 3, "name": "GPU hours"}, request_only=True)],
+        examples=[
+            OpenApiExample("GPU hours", value={"code": "GPU_HOURS", "scale": 3, "name": "GPU hours"}, request_only=True)
+        ],
     )
     def post(self, request):
         serializer = self.CurrencyCreateInputSerializer(data=request.data)
@@ -93,13 +96,13 @@ class CurrencyListCreateApi(APIView):
 
 
 class AccountListCreateApi(APIView):
-
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()
         name = StrictCharField(required=False, allow_null=True, max_length=200)
         externalRef = StrictCharField(required=False, allow_null=True, max_length=200)
         overdraftLimit = OverdraftLimitField(
-            required=False, default=None,
+            required=False,
+            default=None,
             help_text="null (default): unlimited; 0: the balance never goes negative; N: it may go down to -N.",
         )
         metadata = MetadataField(required=False, default=dict)
@@ -121,8 +124,13 @@ class AccountListCreateApi(APIView):
             OpenApiExample("Seed walkthrough", value={"currency": "USD"}, request_only=True),
             OpenApiExample(
                 "Prepaid credits wallet",
-                value={"currency": "CREDITS", "name": "Acme prepaid", "externalRef": "cus_123", "overdraftLimit": 0,
-                       "metadata": {"plan": "pro"}},
+                value={
+                    "currency": "CREDITS",
+                    "name": "Acme prepaid",
+                    "externalRef": "cus_123",
+                    "overdraftLimit": 0,
+                    "metadata": {"plan": "pro"},
+                },
                 request_only=True,
             ),
         ],
@@ -183,8 +191,12 @@ class AccountBalanceApi(APIView):
             allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
         )
         overdraftLimit = OverdraftLimitField(source="overdraft_limit")
-        lastSequence = serializers.IntegerField(source="projected_sequence", help_text="Sequence of the latest entry included.")
-        updatedAt = serializers.DateTimeField(source="updated_at", allow_null=True, help_text="When that entry was posted.")
+        lastSequence = serializers.IntegerField(
+            source="projected_sequence", help_text="Sequence of the latest entry included."
+        )
+        updatedAt = serializers.DateTimeField(
+            source="updated_at", allow_null=True, help_text="When that entry was posted."
+        )
         consistency = ConsistencySerializer(source="*")
 
     @extend_schema(

@@ -20,7 +20,7 @@ from apps.projections.selectors import projection_wait
 from creditledger import errors
 from creditledger.api.serializers import StrictInputSerializer
 
-TOKEN_HEADER = "Consistency-Token"
+TOKEN_HEADER = "Consistency-Token"  # noqa: S105 (a header name, not a secret)
 
 TOKEN_HEADER_PARAMETER = OpenApiParameter(
     TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."
@@ -29,9 +29,10 @@ TOKEN_HEADER_PARAMETER = OpenApiParameter(
 
 class ConsistencyQuerySerializer(StrictInputSerializer):
     consistencyToken = serializers.CharField(
-        required=False, allow_blank=True,
-        help_text="From a POST /transfers answer: wait (at most the server's PROJECTION_CONSISTENCY_WAIT_SECONDS) until the "
-                  "read model includes that write, else 503.",
+        required=False,
+        allow_blank=True,
+        help_text="From a POST /transfers answer: wait (at most the server's PROJECTION_CONSISTENCY_WAIT_SECONDS) "
+        "until the read model includes that write, else 503.",
     )
 
 
@@ -51,7 +52,10 @@ def consistency_token_parse(raw: str) -> dict[UUID, int]:
         positions = {UUID(account_id): sequence for account_id, sequence in payload.items()}
     except (binascii.Error, ValueError, AttributeError, TypeError, orjson.JSONDecodeError):
         raise invalid from None
-    if not all(isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0 for sequence in positions.values()):
+    if not all(
+        isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
+        for sequence in positions.values()
+    ):
         raise invalid
     return positions
 

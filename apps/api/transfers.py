@@ -89,7 +89,6 @@ class TransferListItemSerializer(serializers.Serializer):
 
 
 class TransferListCreateApi(APIView):
-
     @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
     class TransferCreateInputSerializer(StrictInputSerializer):
         to = UUIDStringField(help_text="Account credited.")
@@ -120,8 +119,13 @@ class TransferListCreateApi(APIView):
         summary="Post a transfer (exactly once per idempotency key)",
         request=TransferCreateInputSerializer,
         parameters=[
-            OpenApiParameter(IDEMPOTENCY_HEADER, dict(IDEMPOTENCY_KEY_SCHEMA), OpenApiParameter.HEADER, required=False,
-                             description="Alternative to the idempotencyKey body field, with the same rules."),
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                dict(IDEMPOTENCY_KEY_SCHEMA),
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Alternative to the idempotencyKey body field, with the same rules.",
+            ),
         ],
         responses={
             201: OpenApiResponse(
@@ -133,8 +137,13 @@ class TransferListCreateApi(APIView):
         examples=[
             OpenApiExample(
                 "Seed walkthrough",
-                value={"from": "0193a1b2-0000-7000-8000-00000000000a", "to": "0193a1b2-0000-7000-8000-00000000000b",
-                       "amount": 1234, "currency": "USD", "idempotencyKey": "demo-1"},
+                value={
+                    "from": "0193a1b2-0000-7000-8000-00000000000a",
+                    "to": "0193a1b2-0000-7000-8000-00000000000b",
+                    "amount": 1234,
+                    "currency": "USD",
+                    "idempotencyKey": "demo-1",
+                },
                 request_only=True,
             ),
         ],
@@ -215,4 +224,3 @@ def _header_idempotency_key(request) -> str | None:
     except serializers.ValidationError as exc:
         message = f"The {IDEMPOTENCY_HEADER} header: {' '.join(exc.detail)}"
         raise errors.InvalidRequest(message, field=IDEMPOTENCY_HEADER) from None
-

@@ -57,8 +57,16 @@ class TransferAdmin(LedgerTableAdmin):
 
 @admin.register(Entry)
 class EntryAdmin(EntryAmountsMixin, LedgerTableAdmin):
-    list_display = ("id", "created_at", "account_link", "sequence", "amount_display", "balance_after_display",
-                    "transfer_link", "counterparty_link")
+    list_display = (
+        "id",
+        "created_at",
+        "account_link",
+        "sequence",
+        "amount_display",
+        "balance_after_display",
+        "transfer_link",
+        "counterparty_link",
+    )
     list_select_related = ("account", "counterparty")
     list_filter = ("currency", "created_at")
     search_fields = ("id", "account", "transfer")

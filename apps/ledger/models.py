@@ -22,7 +22,9 @@ class Transfer(models.Model):
     from_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
     to_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
     amount = models.BigIntegerField()
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False)
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False
+    )
     status = models.CharField(max_length=16, choices=TransferStatus.choices)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
@@ -54,7 +56,9 @@ class Entry(models.Model):
     # (account, sequence) is unique, which indexes account lookups already.
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
     counterparty = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False)
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False
+    )
     amount = models.BigIntegerField()
     sequence = models.BigIntegerField()
     balance_after = models.BigIntegerField()
@@ -72,12 +76,12 @@ class Entry(models.Model):
             models.Index(fields=["account", "created_at"], name="entry_account_created_at"),
         ]
 
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.amount:+d} {self.currency_id} on {self.account_id}"
+
     @property
     def side(self) -> str:
         return "credit" if self.amount > 0 else "debit"
-
-    def __str__(self) -> str:
-        return f"#{self.sequence} {self.amount:+d} {self.currency_id} on {self.account_id}"
 
 
 class IdempotencyRecord(models.Model):

@@ -53,8 +53,13 @@ def request_fingerprint(
     *, from_account_id: UUID, to_account_id: UUID, amount: int, currency: str, metadata: dict[str, Any]
 ) -> str:
     canonical = orjson.dumps(
-        {"from": str(from_account_id), "to": str(to_account_id), "amount": amount, "currency": currency,
-         "metadata": metadata},
+        {
+            "from": str(from_account_id),
+            "to": str(to_account_id),
+            "amount": amount,
+            "currency": currency,
+            "metadata": metadata,
+        },
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(canonical).hexdigest()
@@ -80,14 +85,26 @@ def transfer_create(
     if amount < 1 or amount > INT64_MAX:
         raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
     fingerprint = request_fingerprint(
-        from_account_id=from_account_id, to_account_id=to_account_id, amount=amount, currency=currency,
+        from_account_id=from_account_id,
+        to_account_id=to_account_id,
+        amount=amount,
+        currency=currency,
         metadata=metadata,
     )
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     arguments = [
-        idempotency_key, fingerprint, from_account_id, to_account_id, amount, currency, Jsonb(metadata),
-        new_id(), [new_id(), new_id()], [new_id(), new_id(), new_id()], Jsonb(trace_headers),
+        idempotency_key,
+        fingerprint,
+        from_account_id,
+        to_account_id,
+        amount,
+        currency,
+        Jsonb(metadata),
+        new_id(),
+        [new_id(), new_id()],
+        [new_id(), new_id(), new_id()],
+        Jsonb(trace_headers),
     ]
 
     def work() -> dict[str, Any]:

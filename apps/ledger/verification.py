@@ -240,9 +240,7 @@ def _account_details(row: dict[str, Any]) -> list[str]:
 def _transfer_details(row: dict[str, Any]) -> list[str]:
     if row["transfer_missing"]:
         return [f"{row['entry_count']} entries belong to a transfer that does not exist"]
-    details = [
-        f"entries in {currency} sum to {total}, not 0" for currency, total in sorted(row["unbalanced"].items())
-    ]
+    details = [f"entries in {currency} sum to {total}, not 0" for currency, total in sorted(row["unbalanced"].items())]
     if row["status"] == TransferStatus.POSTED and not row["entry_count"] == row["matching"] == 2:
         details.append(
             f"a posted transfer has exactly 2 entries, -{row['amount']} {row['currency']} on "
@@ -254,9 +252,11 @@ def _transfer_details(row: dict[str, Any]) -> list[str]:
 
 def _idempotency_problem(row: dict[str, Any]) -> Problem:
     if row["key"] is None:
-        return Problem("transfer", row["transfer_id"], [
-            f"no idempotency record points to it (its key is {row['idempotency_key']!r})"
-        ])
+        return Problem(
+            "transfer",
+            row["transfer_id"],
+            [f"no idempotency record points to it (its key is {row['idempotency_key']!r})"],
+        )
     if row["transfer_id"] is None:
         detail = f"points to transfer {row['record_transfer_id']}, which does not exist"
     else:

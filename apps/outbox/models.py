@@ -20,7 +20,9 @@ class OutboxEvent(models.Model):
         db_table = "outbox_event"
         indexes = [
             models.Index(fields=["id"], condition=Q(published_at__isnull=True), name="outbox_event_unpublished"),
-            models.Index(fields=["published_at"], condition=Q(published_at__isnull=False), name="outbox_event_published"),
+            models.Index(
+                fields=["published_at"], condition=Q(published_at__isnull=False), name="outbox_event_published"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -42,6 +44,9 @@ class OutboxDelivery(models.Model):
     class Meta:
         db_table = "outbox_delivery"
 
+    def __str__(self) -> str:
+        return f"outbox row {self.outbox_id} at position {self.relay_position} on partition {self.partition}"
+
 
 class RelayState(models.Model):
     """The relay's failure streak and when it may try again, and the broker it publishes
@@ -52,22 +57,28 @@ class RelayState(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     cluster_id = models.CharField(
-        max_length=200, null=True, blank=True,
+        max_length=200,
+        null=True,
+        blank=True,
         help_text="The Kafka cluster id the relay last found it publishes to; null before the first run.",
     )
     consumer_positions = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="{topic: {partition: relay position}} the projection consumer had applied, read just "
-                  "before the relay last found the broker unchanged: what it republishes after if the "
-                  "broker turns out to have lost its history.",
+        "before the relay last found the broker unchanged: what it republishes after if the "
+        "broker turns out to have lost its history.",
     )
     kafka_history_complete = models.BooleanField(
         default=True,
         help_text="False once the relay has found Kafka lost what it published: its topics then miss "
-                  "events that only the ledger still has, so they cannot rebuild the projections.",
+        "events that only the ledger still has, so they cannot rebuild the projections.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "outbox_relay_state"
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="outbox_relay_state_singleton")]
+
+    def __str__(self) -> str:
+        return f"relay on cluster {self.cluster_id or '(none yet)'}, {self.consecutive_failures} failures in a row"

@@ -38,31 +38,64 @@ class EventType:
     data_schema: dict[str, Any] = field(compare=False)
 
 
-_ENTRY_DATA = _object({
-    "entryId": _UUID, "transferId": _UUID, "accountId": _UUID, "counterpartyId": _UUID, "currency": _CURRENCY,
-    "amount": _INT64, "sequence": {"type": "integer", "minimum": 1}, "balanceAfter": _INT64, "createdAt": _TIME,
-})
+_ENTRY_DATA = _object(
+    {
+        "entryId": _UUID,
+        "transferId": _UUID,
+        "accountId": _UUID,
+        "counterpartyId": _UUID,
+        "currency": _CURRENCY,
+        "amount": _INT64,
+        "sequence": {"type": "integer", "minimum": 1},
+        "balanceAfter": _INT64,
+        "createdAt": _TIME,
+    }
+)
 
 ACCOUNT_CREATED = EventType(
-    name="AccountCreated", topic="ledger.account.v1", version=1, aggregate_type="account",
-    data_schema=_object({
-        "accountId": _UUID, "currency": _CURRENCY, "name": {"type": ["string", "null"]},
-        "externalRef": {"type": ["string", "null"]}, "status": {"enum": ["active", "frozen", "closed"]},
-        "overdraftLimit": {"type": ["integer", "null"], "minimum": 0}, "metadata": {"type": "object"},
-    }),
+    name="AccountCreated",
+    topic="ledger.account.v1",
+    version=1,
+    aggregate_type="account",
+    data_schema=_object(
+        {
+            "accountId": _UUID,
+            "currency": _CURRENCY,
+            "name": {"type": ["string", "null"]},
+            "externalRef": {"type": ["string", "null"]},
+            "status": {"enum": ["active", "frozen", "closed"]},
+            "overdraftLimit": {"type": ["integer", "null"], "minimum": 0},
+            "metadata": {"type": "object"},
+        }
+    ),
 )
 TRANSFER_POSTED = EventType(
-    name="TransferPosted", topic="ledger.transfer.v1", version=1, aggregate_type="transfer",
-    data_schema=_object({
-        "transferId": _UUID, "idempotencyKey": {"type": "string"}, "from": _UUID, "to": _UUID,
-        "amount": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, "currency": _CURRENCY,
-        "status": {"enum": ["posted"]}, "metadata": {"type": "object"}, "createdAt": _TIME,
-        "entries": {"type": "array", "items": _ENTRY_DATA, "minItems": 2},
-    }),
+    name="TransferPosted",
+    topic="ledger.transfer.v1",
+    version=1,
+    aggregate_type="transfer",
+    data_schema=_object(
+        {
+            "transferId": _UUID,
+            "idempotencyKey": {"type": "string"},
+            "from": _UUID,
+            "to": _UUID,
+            "amount": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+            "currency": _CURRENCY,
+            "status": {"enum": ["posted"]},
+            "metadata": {"type": "object"},
+            "createdAt": _TIME,
+            "entries": {"type": "array", "items": _ENTRY_DATA, "minItems": 2},
+        }
+    ),
 )
 #: Keyed by the entry's account, so one account's entries stay in order on one partition.
 ENTRY_POSTED = EventType(
-    name="EntryPosted", topic="ledger.entry.v1", version=1, aggregate_type="account", data_schema=_ENTRY_DATA,
+    name="EntryPosted",
+    topic="ledger.entry.v1",
+    version=1,
+    aggregate_type="account",
+    data_schema=_ENTRY_DATA,
 )
 
 EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (ACCOUNT_CREATED, TRANSFER_POSTED, ENTRY_POSTED)}
@@ -72,18 +105,23 @@ TOPICS: tuple[str, ...] = tuple(dict.fromkeys(event.topic for event in EVENT_TYP
 
 #: The envelope every event travels in; outbox_event_row (apps/outbox/sql) builds it.
 ENVELOPE_SCHEMA = {
-    **_object({
-        "eventId": _UUID,
-        "type": {"enum": sorted(EVENT_TYPES)},
-        "version": {"type": "integer"},
-        "occurredAt": _TIME,
-        "aggregateType": {"enum": sorted({event.aggregate_type for event in EVENT_TYPES.values()})},
-        "aggregateId": _UUID,
-        "data": {"type": "object"},
-    }),
+    **_object(
+        {
+            "eventId": _UUID,
+            "type": {"enum": sorted(EVENT_TYPES)},
+            "version": {"type": "integer"},
+            "occurredAt": _TIME,
+            "aggregateType": {"enum": sorted({event.aggregate_type for event in EVENT_TYPES.values()})},
+            "aggregateId": _UUID,
+            "data": {"type": "object"},
+        }
+    ),
     # Each type's own version; `data` is checked against the type's data_schema separately.
     "allOf": [
-        {"if": {"properties": {"type": {"const": event.name}}}, "then": {"properties": {"version": {"const": event.version}}}}
+        {
+            "if": {"properties": {"type": {"const": event.name}}},
+            "then": {"properties": {"version": {"const": event.version}}},
+        }
         for event in EVENT_TYPES.values()
     ],
 }

@@ -165,13 +165,16 @@ def _publish(
         headers = orjson.loads(headers_json)
         # Continue the trace of the request that wrote the row.
         with tracer.start_as_current_span(
-            f"{topic} publish", context=propagate.extract(headers), kind=trace.SpanKind.PRODUCER,
+            f"{topic} publish",
+            context=propagate.extract(headers),
+            kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
         ):
             outgoing = {**headers, RELAY_POSITION_HEADER: str(position)}
             propagate.inject(outgoing)
-            _produce(producer, topic, key, payload.encode(), kafka.headers_as_list(outgoing),
-                     on_delivery(row_id, position))
+            _produce(
+                producer, topic, key, payload.encode(), kafka.headers_as_list(outgoing), on_delivery(row_id, position)
+            )
     remaining = producer.flush(settings.KAFKA["PRODUCER_CONFIG"]["message.timeout.ms"] / 1000 + 5)
     if remaining:
         errors.append(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} messages still in flight"))
@@ -192,8 +195,12 @@ def _published_mark(delivered: list[_Delivery]) -> None:
                SELECT id, position, partition FROM delivered
                ON CONFLICT (outbox_id) DO UPDATE SET relay_position = EXCLUDED.relay_position,
                                                      partition = EXCLUDED.partition""",
-            [[d.row_id for d in delivered], [d.position for d in delivered], [d.partition for d in delivered],
-             timezone.now()],
+            [
+                [d.row_id for d in delivered],
+                [d.position for d in delivered],
+                [d.partition for d in delivered],
+                timezone.now(),
+            ],
         )
 
 
@@ -247,8 +254,11 @@ def _history_lost(state: RelayState, *, cluster_id: str | None, missing: list[st
     counts from when it was delivered. The consumer's positions stay as they were: still
     applied, and below whatever the relay delivers from now on."""
     positions = state.consumer_positions
-    applied = [(topic, int(partition), position)
-               for topic, partitions in positions.items() for partition, position in partitions.items()]
+    applied = [
+        (topic, int(partition), position)
+        for topic, partitions in positions.items()
+        for partition, position in partitions.items()
+    ]
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         cursor.execute(
             """WITH applied(topic, partition, position) AS (
@@ -257,7 +267,8 @@ def _history_lost(state: RelayState, *, cluster_id: str | None, missing: list[st
                         UPDATE outbox_event o SET published_at = NULL
                          WHERE o.published_at IS NOT NULL
                            AND NOT EXISTS (SELECT FROM outbox_delivery d
-                                             JOIN applied a ON a.partition = d.partition AND a.position >= d.relay_position
+                                             JOIN applied a
+                                               ON a.partition = d.partition AND a.position >= d.relay_position
                                             WHERE d.outbox_id = o.id AND a.topic = o.topic)
                         RETURNING o.id)
                SELECT count(*), min(id) FROM republished""",
@@ -273,7 +284,10 @@ def _history_lost(state: RelayState, *, cluster_id: str | None, missing: list[st
     logger.warning(
         "Kafka has lost what the relay published to it (%s): republishing %d outbox rows from id %s, "
         "those the projection consumer (group %s) had not applied",
-        reason, republished, first_id, settings.KAFKA["CONSUMER_GROUP"],
+        reason,
+        republished,
+        first_id,
+        settings.KAFKA["CONSUMER_GROUP"],
     )
 
 
@@ -292,7 +306,9 @@ def _record_failure(exc: Exception) -> None:
     metrics.RELAY_FAILURES.inc()
     logger.error(
         "outbox relay could not deliver to Kafka (%s); %d failures in a row, next attempt in %.1f s",
-        exc, state.consecutive_failures, delay,
+        exc,
+        state.consecutive_failures,
+        delay,
     )
     _Producer.reset()
 

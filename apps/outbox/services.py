@@ -44,7 +44,8 @@ def outbox_messages_add(*messages: OutboxMessage) -> None:
                SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
                  FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[])
                         AS m(event_id, event_type, key, occurred_at, data),
-                      LATERAL outbox_event_row(m.event_id, m.event_type, m.key, m.occurred_at, m.data, %s::jsonb) AS r""",
+                      LATERAL outbox_event_row(m.event_id, m.event_type, m.key, m.occurred_at, m.data, %s::jsonb)
+                        AS r""",
             [
                 [message.event_id for message in messages],
                 [message.event_type.name for message in messages],

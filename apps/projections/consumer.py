@@ -61,8 +61,9 @@ def dead_letters_send(producer: Producer, dead_letters: list[DeadLetter]) -> Non
             "dlq_source_offset": str(source.offset),
             "dlq_reason": dead.reason[:1000],
         }
-        producer.produce(topic, key=source.key, value=source.value, headers=kafka.headers_as_list(headers),
-                         on_delivery=report)
+        producer.produce(
+            topic, key=source.key, value=source.value, headers=kafka.headers_as_list(headers), on_delivery=report
+        )
     undelivered = producer.flush(30)
     if undelivered or failed:
         raise RuntimeError(f"{undelivered + len(failed)} dead letters not delivered: {failed[:1]}")
@@ -78,10 +79,15 @@ def batch_process(messages: list[ConsumedMessage], *, consumer_group: str, produ
     spans = [
         tracer.start_span(
             f"{message.topic} process",
-            context=propagate.extract({name: value.decode(errors="replace") for name, value in message.headers.items()}),
+            context=propagate.extract(
+                {name: value.decode(errors="replace") for name, value in message.headers.items()}
+            ),
             kind=trace.SpanKind.CONSUMER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": message.topic,
-                        "messaging.kafka.message.offset": message.offset},
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": message.topic,
+                "messaging.kafka.message.offset": message.offset,
+            },
         )
         for message in messages
     ]
@@ -175,9 +181,7 @@ def _commit(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
     for message in messages:
         next_offsets[(message.topic, message.partition)] = message.offset + 1
     try:
-        consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
-        )
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False)
     except Exception:  # e.g. a rebalance: the batch is applied, redelivery will be a no-op
         logger.warning("offset commit failed; the next owner re-reads already applied events", exc_info=True)
 
@@ -190,8 +194,12 @@ def _metadata_refresh(consumer: Consumer, cluster_id: str | None) -> str | None:
     except KafkaException:
         return cluster_id  # the broker is down: librdkafka reconnects
     if cluster_id is not None and metadata.cluster_id != cluster_id:
-        logger.warning("Kafka is another cluster (%s, was %s): its committed offsets are gone, every partition "
-                       "is read again from its beginning", metadata.cluster_id, cluster_id)
+        logger.warning(
+            "Kafka is another cluster (%s, was %s): its committed offsets are gone, every partition "
+            "is read again from its beginning",
+            metadata.cluster_id,
+            cluster_id,
+        )
     return metadata.cluster_id
 
 

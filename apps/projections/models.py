@@ -16,6 +16,9 @@ class ProjectedBalance(models.Model):
     class Meta:
         db_table = "projection_balance"
 
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.balance} {self.currency} at #{self.last_sequence}"
+
 
 class ProjectedStatementLine(models.Model):
     pk = models.CompositePrimaryKey("account_id", "sequence")
@@ -33,6 +36,9 @@ class ProjectedStatementLine(models.Model):
     class Meta:
         db_table = "projection_statement_line"
         indexes = [models.Index(fields=["account_id", "created_at"], name="projection_line_account_time")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} #{self.sequence} {self.amount:+d} {self.currency}"
 
     @property
     def side(self) -> str:
@@ -60,6 +66,9 @@ class ProjectedTransfer(models.Model):
             models.Index(fields=["created_at"], name="projection_transfer_time"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.transfer_id}: {self.amount} {self.currency} {self.from_account_id} -> {self.to_account_id}"
+
 
 class ConsumerOffset(models.Model):
     """How far a consumer group has applied each partition, written in the same transaction
@@ -73,7 +82,7 @@ class ConsumerOffset(models.Model):
     partition = models.IntegerField()
     offset = models.BigIntegerField(
         help_text="Kafka offset of the last message applied, on the broker it came from (a new broker starts "
-                  "again at 0); it moves with relay_position."
+        "again at 0); it moves with relay_position."
     )
     relay_position = models.BigIntegerField(
         null=True, help_text="Greatest relay position (header relay_position) applied; it never goes back."
@@ -82,3 +91,6 @@ class ConsumerOffset(models.Model):
 
     class Meta:
         db_table = "projection_consumer_offset"
+
+    def __str__(self) -> str:
+        return f"{self.consumer_group} {self.topic}[{self.partition}] at offset {self.offset}"

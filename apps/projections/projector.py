@@ -39,8 +39,19 @@ logger = logging.getLogger(__name__)
 SWAP_LOCK_KEY = 0x4C454447  # "LEDG"
 
 #: The SQL types of TRANSFER_COLUMNS.
-_TRANSFER_TYPES = ("uuid", "uuid", "uuid", "bigint", "text", "text", "text", "jsonb", "jsonb", "timestamptz",
-                   "timestamptz")
+_TRANSFER_TYPES = (
+    "uuid",
+    "uuid",
+    "uuid",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "jsonb",
+    "timestamptz",
+    "timestamptz",
+)
 
 
 @dataclass(frozen=True)
@@ -128,9 +139,7 @@ def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: B
         _transfers_heal(cursor, tables, sorted({entry["transferId"] for entry in healed_entries}), now, result)
 
 
-def _zero_balances_insert(
-    cursor, tables: Tables, account_ids: list[str], currencies: list[str], now: datetime
-) -> int:
+def _zero_balances_insert(cursor, tables: Tables, account_ids: list[str], currencies: list[str], now: datetime) -> int:
     """Give each account a zero balance row unless it has one; returns how many were new."""
     cursor.execute(
         sql.SQL("""INSERT INTO {balance} (account_id, currency, balance, last_sequence, updated_at, applied_at)
@@ -163,8 +172,10 @@ def _entries_apply(
     # Make sure every account has a balance row, then lock them in a fixed order.
     _zero_balances_insert(cursor, tables, account_ids, currencies, now)
     cursor.execute(
-        sql.SQL("SELECT account_id, last_sequence FROM {balance} WHERE account_id = ANY(%s::uuid[]) "
-                "ORDER BY account_id FOR UPDATE").format(balance=tables.balance),
+        sql.SQL(
+            "SELECT account_id, last_sequence FROM {balance} WHERE account_id = ANY(%s::uuid[]) "
+            "ORDER BY account_id FOR UPDATE"
+        ).format(balance=tables.balance),
         [account_ids],
     )
     applied_up_to = {str(account_id): last for account_id, last in cursor.fetchall()}
@@ -212,7 +223,8 @@ def _entries_apply(
     cursor.execute(
         sql.SQL("""UPDATE {balance} AS b
                SET balance = v.balance, last_sequence = v.sequence, updated_at = v.created_at, applied_at = %s
-              FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[]) AS v(account_id, balance, sequence, created_at)
+              FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::timestamptz[])
+                   AS v(account_id, balance, sequence, created_at)
              WHERE b.account_id = v.account_id AND b.last_sequence < v.sequence""").format(balance=tables.balance),
         [
             now,
@@ -238,7 +250,9 @@ def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, An
         return [orjson.loads(data) for (data,) in cursor.fetchall()]
 
 
-def _transfers_apply(cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+def _transfers_apply(
+    cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult
+) -> None:
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
                                             idempotency_key, metadata, entries, created_at, applied_at)
@@ -267,18 +281,21 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
     """Insert the transfers of entries healed from the ledger, read from the ledger too: their
     TransferPosted was most likely lost with them. One that arrived is left as it is."""
     with connections["default"].cursor() as ledger:
-        ledger.execute(transfer_rows_sql(where=sql.SQL("t.id = ANY(%(ids)s::uuid[])")),
-                       {"applied_at": now, "ids": transfer_ids})
+        ledger.execute(
+            transfer_rows_sql(where=sql.SQL("t.id = ANY(%(ids)s::uuid[])")), {"applied_at": now, "ids": transfer_ids}
+        )
         rows = ledger.fetchall()
     if not rows:
         return
-    arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind))
-                              for _, kind in zip(TRANSFER_COLUMNS, _TRANSFER_TYPES, strict=True))
+    arrays = sql.SQL(", ").join(
+        sql.SQL("%s::{}[]").format(sql.SQL(kind)) for _, kind in zip(TRANSFER_COLUMNS, _TRANSFER_TYPES, strict=True)
+    )
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} ({columns})
             SELECT * FROM unnest({arrays})
             ON CONFLICT (transfer_id) DO NOTHING""").format(
-            transfer=tables.transfer, columns=column_list(TRANSFER_COLUMNS), arrays=arrays),
+            transfer=tables.transfer, columns=column_list(TRANSFER_COLUMNS), arrays=arrays
+        ),
         [list(column) for column in zip(*rows, strict=True)],
     )
     result.healed_transfers += cursor.rowcount
@@ -317,12 +334,18 @@ def _offsets_record(cursor, tables: Tables, consumer_group: str, messages: list[
     cursor.execute(
         sql.SQL("""INSERT INTO {offset} AS t (consumer_group, topic, partition, "offset", relay_position, updated_at)
             SELECT %s, topic, partition, "offset", relay_position, now()
-              FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[]) AS o(topic, partition, "offset", relay_position)
+              FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[])
+                   AS o(topic, partition, "offset", relay_position)
             ON CONFLICT (consumer_group, topic, partition)
             DO UPDATE SET "offset" = CASE WHEN t.relay_position IS NULL OR EXCLUDED.relay_position >= t.relay_position
                                           THEN EXCLUDED."offset" ELSE t."offset" END,
                           relay_position = GREATEST(t.relay_position, EXCLUDED.relay_position),
                           updated_at = now()""").format(offset=tables.offset),
-        [consumer_group, [t for t, _ in reached], [p for _, p in reached],
-         [offset for offset, _ in reached.values()], [position for _, position in reached.values()]],
+        [
+            consumer_group,
+            [t for t, _ in reached],
+            [p for _, p in reached],
+            [offset for offset, _ in reached.values()],
+            [position for _, position in reached.values()],
+        ],
     )

@@ -57,7 +57,9 @@ def projection_wait(*, account_id: UUID, sequence: int | None) -> None:
         if time.monotonic() >= deadline:
             raise errors.ProjectionNotReady(
                 f"The read model has reached entry {reached} of account {account_id}, not yet {sequence}.",
-                retryAfter=1, projectedSequence=reached, requiredSequence=sequence,
+                retryAfter=1,
+                projectedSequence=reached,
+                requiredSequence=sequence,
             )
         time.sleep(pause)
         pause = min(pause * 2, 0.05)

@@ -42,8 +42,10 @@ from apps.projections.routers import READ_ALIAS
 
 DEFAULT_LIMIT = 20
 KINDS = ("missing", "extra", "different")
-LAG_NOTE = ("A projection that is only behind the ledger (consumer lag) shows as drift too: "
-            "--wait SECONDS retries until it is clean.")
+LAG_NOTE = (
+    "A projection that is only behind the ledger (consumer lag) shows as drift too: "
+    "--wait SECONDS retries until it is clean."
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,38 @@ class _Check:
 
 _ALWAYS, _NEVER = sql.SQL("TRUE"), sql.SQL("FALSE")
 _CHECKS = (
-    _Check("balance", "projection_balance", balance_rows_sql, BALANCE_COLUMNS, ("account_id",),
-           {"currency": _ALWAYS, "balance": _ALWAYS, "last_sequence": _ALWAYS,
-            "updated_at": sql.SQL("l.last_sequence > 0")},
-           missing_ok=sql.SQL("l.last_sequence = 0")),
-    _Check("statement line", "projection_statement_line", line_rows_sql, LINE_COLUMNS, ("account_id", "sequence"),
-           dict.fromkeys(LINE_COLUMNS[2:-1], _ALWAYS), missing_ok=_NEVER),
-    _Check("transfer", "projection_transfer", transfer_rows_sql, TRANSFER_COLUMNS, ("transfer_id",),
-           dict.fromkeys(TRANSFER_COLUMNS[1:-1], _ALWAYS), missing_ok=_NEVER),
+    _Check(
+        "balance",
+        "projection_balance",
+        balance_rows_sql,
+        BALANCE_COLUMNS,
+        ("account_id",),
+        {
+            "currency": _ALWAYS,
+            "balance": _ALWAYS,
+            "last_sequence": _ALWAYS,
+            "updated_at": sql.SQL("l.last_sequence > 0"),
+        },
+        missing_ok=sql.SQL("l.last_sequence = 0"),
+    ),
+    _Check(
+        "statement line",
+        "projection_statement_line",
+        line_rows_sql,
+        LINE_COLUMNS,
+        ("account_id", "sequence"),
+        dict.fromkeys(LINE_COLUMNS[2:-1], _ALWAYS),
+        missing_ok=_NEVER,
+    ),
+    _Check(
+        "transfer",
+        "projection_transfer",
+        transfer_rows_sql,
+        TRANSFER_COLUMNS,
+        ("transfer_id",),
+        dict.fromkeys(TRANSFER_COLUMNS[1:-1], _ALWAYS),
+        missing_ok=_NEVER,
+    ),
 )
 
 
@@ -114,8 +140,10 @@ class ProjectionReport:
             f"entries checked: {self.entries}",
             f"transfers checked: {self.transfers}",
         ]
-        lines += [f"{projection}s: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-                  for projection, kinds in self.drift.items()]
+        lines += [
+            f"{projection}s: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+            for projection, kinds in self.drift.items()
+        ]
         lines.append(f"drift found: {self.drift_count}")
         lines += [f"  {example}" for example in self.examples]
         if self.drift_count > len(self.examples):
@@ -159,8 +187,11 @@ def _compare(limit: int, copy: bool) -> ProjectionReport:
             if sum(drift[check.projection].values()):
                 examples += _examples(cursor, check, joined, limit)
     return ProjectionReport(
-        accounts=counted["balance"], entries=counted["statement line"], transfers=counted["transfer"],
-        drift=drift, examples=examples,
+        accounts=counted["balance"],
+        entries=counted["statement line"],
+        transfers=counted["transfer"],
+        drift=drift,
+        examples=examples,
     )
 
 
@@ -169,7 +200,8 @@ def _joined_sql(check: _Check, ledger_rows: sql.Composable) -> sql.Composed:
     keys = [sql.Identifier(key) for key in check.keys]
     fields = sql.SQL(", ").join(
         sql.SQL("CASE WHEN ({condition}) AND l.{column} IS DISTINCT FROM p.{column} THEN {name} END").format(
-            condition=condition, column=sql.Identifier(column), name=sql.Literal(column))
+            condition=condition, column=sql.Identifier(column), name=sql.Literal(column)
+        )
         for column, condition in check.compared.items()
     )
     return sql.SQL("""
@@ -183,17 +215,22 @@ def _joined_sql(check: _Check, ledger_rows: sql.Composable) -> sql.Composed:
           FROM {ledger_rows} AS l({columns})
           FULL JOIN {table} p ON {on}""").format(
         keys=sql.SQL(", ").join(sql.SQL("coalesce(l.{0}, p.{0}) AS {0}").format(key) for key in keys),
-        first=keys[0], missing_ok=check.missing_ok, fields=fields, ledger_rows=ledger_rows,
-        columns=column_list(check.columns), table=sql.Identifier(check.table),
+        first=keys[0],
+        missing_ok=check.missing_ok,
+        fields=fields,
+        ledger_rows=ledger_rows,
+        columns=column_list(check.columns),
+        table=sql.Identifier(check.table),
         on=sql.SQL(" AND ").join(sql.SQL("p.{0} = l.{0}").format(key) for key in keys),
     )
 
 
 def _counts(cursor, joined: sql.Composed) -> tuple[int, dict[str, int]]:
-    kinds = sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE kind = {})").format(sql.Literal(kind))
-                               for kind in KINDS)
-    cursor.execute(sql.SQL("SELECT count(*) FILTER (WHERE in_ledger), {} FROM ({}) joined").format(kinds, joined),
-                   {"applied_at": None})
+    kinds = sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE kind = {})").format(sql.Literal(kind)) for kind in KINDS)
+    cursor.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE in_ledger), {} FROM ({}) joined").format(kinds, joined),
+        {"applied_at": None},
+    )
     checked, *counts = cursor.fetchone()
     return checked, dict(zip(KINDS, counts, strict=True))
 
@@ -235,13 +272,18 @@ def _ledger_rows_copy(cursor) -> dict[str, sql.Identifier]:
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         for check in _CHECKS:
             copy = copies[check.table] = sql.Identifier("pg_temp", f"ledger_{check.table}")
-            cursor.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
-                sql.Identifier(f"ledger_{check.table}"), sql.Identifier(check.table)))
+            cursor.execute(
+                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(
+                    sql.Identifier(f"ledger_{check.table}"), sql.Identifier(check.table)
+                )
+            )
             with (
-                source.cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(check.rows_sql()),
-                                   {"applied_at": applied_at}) as rows_out,
-                cursor.cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                    copy, column_list(check.columns))) as rows_in,
+                source.cursor.copy(
+                    sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(check.rows_sql()), {"applied_at": applied_at}
+                ) as rows_out,
+                cursor.cursor.copy(
+                    sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(copy, column_list(check.columns))
+                ) as rows_in,
             ):
                 for data in rows_out:
                     rows_in.write(data)

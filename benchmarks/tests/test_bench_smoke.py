@@ -25,43 +25,86 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     results = tmp_path / "results"
     prefix = f"cl_bench_smoke_{os.getpid()}"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--scenario", "a", "--repeat", "1",
-         "--broker", "database", "--db-prefix", prefix,
-         "--results-dir", str(results), "--work-dir", str(tmp_path / "work")],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=150,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--scenario",
+            "a",
+            "--repeat",
+            "1",
+            "--broker",
+            "database",
+            "--db-prefix",
+            prefix,
+            "--results-dir",
+            str(results),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        check=False,
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     files = list(results.glob("*-a.json"))
     assert len(files) == 1
     result = json.loads(files[0].read_text())
-    assert result["scenario"] == "a" and result["smoke"] is True
+    assert result["scenario"] == "a"
+    assert result["smoke"] is True
     assert {"cpu_model", "cpus", "ram_gb", "kernel", "python", "postgres"} <= result["machine"].keys()
     settings = result["settings"]
-    assert settings["django_settings"] == "config.settings.production" and settings["debug"] is False
-    assert settings["web_server"] == "gunicorn" and settings["web_workers"] >= 1
+    assert settings["django_settings"] == "config.settings.production"
+    assert settings["debug"] is False
+    assert settings["web_server"] == "gunicorn"
+    assert settings["web_workers"] >= 1
     assert settings["postgres"]["synchronous_commit"] == "on"
 
     (run,) = result["repeats"]
-    assert run["http_ok"] > 0 and run["errors_total"] == 0
+    assert run["http_ok"] > 0
+    assert run["errors_total"] == 0
     # Every committed transfer was seen in the projection, and counted only then.
     assert run["committed"] == run["http_ok"] == run["visible"]
     assert run["e2e_tps"] > 0
     for key in ("http_latency_ms", "commit_to_projection_ms"):
-        assert {"p50", "p95", "p99"} <= run[key].keys() and run[key]["p50"] > 0
-    assert run["outbox"]["samples"] > 0 and run["outbox"]["max_backlog"] is not None
+        assert {"p50", "p95", "p99"} <= run[key].keys()
+        assert run[key]["p50"] > 0
+    assert run["outbox"]["samples"] > 0
+    assert run["outbox"]["max_backlog"] is not None
     components = run["cpu"]["components"]
     assert {"web", "worker", "beat", "consumer", "postgres", "kafka", "loadgen"} <= components.keys()
-    assert components["web"]["cpu_s"] > 0 and components["loadgen"]["cpu_s"] > 0
+    assert components["web"]["cpu_s"] > 0
+    assert components["loadgen"]["cpu_s"] > 0
 
     summary = result["summary"]
-    assert summary["e2e_tps"]["median"] > 0 and summary["e2e_tps"]["n"] == 1
+    assert summary["e2e_tps"]["median"] > 0
+    assert summary["e2e_tps"]["n"] == 1
     assert summary["deadlocks"] == 0
 
     # The summary renders from it: a table between the markers and a PNG.
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- bench-results:start -->\n<!-- bench-results:end -->\n")
-    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results-dir", str(results), "--readme", str(readme),
-                    "--include-smoke"], cwd=BASE_DIR, env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.report",
+            "--results-dir",
+            str(results),
+            "--readme",
+            str(readme),
+            "--include-smoke",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert "| **a**" in readme.read_text()
     assert (results / "summary.png").stat().st_size > 1000

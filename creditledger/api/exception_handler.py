@@ -139,14 +139,15 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         )
     elif isinstance(exc, RequestDataTooBig):
         body = problem_body(
-            status=413, code="request_too_large", title="Request body too large", detail=str(exc),
+            status=413,
+            code="request_too_large",
+            title="Request body too large",
+            detail=str(exc),
             instance=instance,
         )
     elif isinstance(exc, drf_exceptions.APIException):
         code, title = _DRF_CODES.get(type(exc), ("error", "Error"))
-        body = problem_body(
-            status=exc.status_code, code=code, title=title, detail=str(exc.detail), instance=instance
-        )
+        body = problem_body(status=exc.status_code, code=code, title=title, detail=str(exc.detail), instance=instance)
         if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
             headers["Retry-After"] = str(int(exc.wait))
     else:
@@ -163,28 +164,40 @@ def _log_unavailable(request: Request, response: Response, body: dict[str, Any],
     an operator needs the reason, not a traceback. Django does not log a response twice."""
     detail = " ".join((log_detail or body["detail"]).split())  # a psycopg message spans lines
     log_response(
-        "%s: %s (%s: %s)", response.reason_phrase, request.path, body["code"], detail,
-        response=response, request=request, level="warning",
+        "%s: %s (%s: %s)",
+        response.reason_phrase,
+        request.path,
+        body["code"],
+        detail,
+        response=response,
+        request=request,
+        level="warning",
     )
 
 
-def not_found_view(request, exception=None) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+def not_found_view(request, exception=None) -> JsonResponse:
     body = problem_body(
-        status=404, code="not_found", title="Not found",
-        detail=f"No endpoint at {request.path}.", instance=request.path,
+        status=404,
+        code="not_found",
+        title="Not found",
+        detail=f"No endpoint at {request.path}.",
+        instance=request.path,
     )
     return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
 
 
-def server_error_view(request) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+def server_error_view(request) -> JsonResponse:
     body = problem_body(
-        status=500, code="internal_error", title="Internal server error",
-        detail="An unexpected error occurred; it has been logged.", instance=request.path,
+        status=500,
+        code="internal_error",
+        title="Internal server error",
+        detail="An unexpected error occurred; it has been logged.",
+        instance=request.path,
     )
     return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
 
 
-def bad_request_view(request, exception=None) -> JsonResponse:  # noqa: ANN001 - Django handler signature
+def bad_request_view(request, exception=None) -> JsonResponse:
     too_big = isinstance(exception, RequestDataTooBig)
     body = problem_body(
         status=413 if too_big else 400,

@@ -179,7 +179,9 @@ class CurrencyCodeField(serializers.RegexField):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("help_text", "ISO 4217 code (USD) or a custom credit unit (CREDITS): 3-16 uppercase letters, digits or _.")
+        kwargs.setdefault(
+            "help_text", "ISO 4217 code (USD) or a custom credit unit (CREDITS): 3-16 uppercase letters, digits or _."
+        )
         super().__init__(r"^[A-Z][A-Z0-9_]{2,15}$", **kwargs)
 
 

@@ -18,15 +18,19 @@ def page_serializer(item: type[serializers.Serializer], name: str) -> type[seria
         (serializers.Serializer,),
         {
             "data": item(many=True),
-            "nextCursor": serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."),
+            "nextCursor": serializers.CharField(
+                allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page."
+            ),
         },
     )
 
 
 def page_response(page: Page, item: type[serializers.Serializer], **envelope: Any) -> Response:
     """The answer for one page of `item`s; `envelope` adds fields before `data`."""
-    return Response({
-        **envelope,
-        "data": item(page.items, many=True).data,
-        "nextCursor": encode_cursor(page.next_after),
-    })
+    return Response(
+        {
+            **envelope,
+            "data": item(page.items, many=True).data,
+            "nextCursor": encode_cursor(page.next_after),
+        }
+    )

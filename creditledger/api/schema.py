@@ -44,28 +44,55 @@ _DESCRIPTIONS = {
     413: "Request body too large.",
     422: "Business rule violated: insufficient funds, currency mismatch, account not active, same account.",
     503: "The database is unavailable or overloaded, or the read model has not caught up; retry after the "
-         "Retry-After header.",
+    "Retry-After header.",
 }
 
 _EXAMPLES = {
-    400: {"type": "https://creditledger.dev/problems/validation-error", "title": "The request is invalid", "status": 400,
-          "detail": "One or more fields are invalid.", "code": "validation_error",
-          "errors": [{"field": "amount", "message": "Must be at least 1."}]},
-    404: {"type": "https://creditledger.dev/problems/account-not-found", "title": "Account not found", "status": 404,
-          "detail": "No account 0193a1b2-0000-7000-8000-000000000000.", "code": "account_not_found"},
-    409: {"type": "https://creditledger.dev/problems/idempotency-key-reused",
-          "title": "Idempotency key reused with a different request", "status": 409,
-          "detail": "Idempotency key 'demo-1' was first used with a different request body.",
-          "code": "idempotency_key_reused"},
-    413: {"type": "https://creditledger.dev/problems/request-too-large", "title": "Request body too large",
-          "status": 413, "detail": "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
-          "code": "request_too_large"},
-    422: {"type": "https://creditledger.dev/problems/insufficient-funds", "title": "Insufficient funds", "status": 422,
-          "detail": "Account 0193a1b2-... has 500 available; the transfer needs 1234.", "code": "insufficient_funds",
-          "available": 500},
-    503: {"type": "https://creditledger.dev/problems/service-unavailable", "title": "Service unavailable",
-          "status": 503, "detail": "The database is unavailable or overloaded; retry after the Retry-After delay.",
-          "code": "service_unavailable", "retryAfter": 1},
+    400: {
+        "type": "https://creditledger.dev/problems/validation-error",
+        "title": "The request is invalid",
+        "status": 400,
+        "detail": "One or more fields are invalid.",
+        "code": "validation_error",
+        "errors": [{"field": "amount", "message": "Must be at least 1."}],
+    },
+    404: {
+        "type": "https://creditledger.dev/problems/account-not-found",
+        "title": "Account not found",
+        "status": 404,
+        "detail": "No account 0193a1b2-0000-7000-8000-000000000000.",
+        "code": "account_not_found",
+    },
+    409: {
+        "type": "https://creditledger.dev/problems/idempotency-key-reused",
+        "title": "Idempotency key reused with a different request",
+        "status": 409,
+        "detail": "Idempotency key 'demo-1' was first used with a different request body.",
+        "code": "idempotency_key_reused",
+    },
+    413: {
+        "type": "https://creditledger.dev/problems/request-too-large",
+        "title": "Request body too large",
+        "status": 413,
+        "detail": "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        "code": "request_too_large",
+    },
+    422: {
+        "type": "https://creditledger.dev/problems/insufficient-funds",
+        "title": "Insufficient funds",
+        "status": 422,
+        "detail": "Account 0193a1b2-... has 500 available; the transfer needs 1234.",
+        "code": "insufficient_funds",
+        "available": 500,
+    },
+    503: {
+        "type": "https://creditledger.dev/problems/service-unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": "The database is unavailable or overloaded; retry after the Retry-After delay.",
+        "code": "service_unavailable",
+        "retryAfter": 1,
+    },
 }
 
 
@@ -75,7 +102,11 @@ def problem_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
         (status, "application/problem+json"): OpenApiResponse(
             response=ProblemSerializer,
             description=_DESCRIPTIONS[status],
-            examples=[OpenApiExample(f"{status} problem", value=_EXAMPLES[status], response_only=True, status_codes=[str(status)])],
+            examples=[
+                OpenApiExample(
+                    f"{status} problem", value=_EXAMPLES[status], response_only=True, status_codes=[str(status)]
+                )
+            ],
         )
         for status in statuses
     }

@@ -114,6 +114,5 @@ def test_other_database_errors_are_not_retried():
 
 
 def test_it_refuses_to_run_inside_another_transaction():
-    with pytest.raises(RuntimeError, match="durable"):
-        with transaction.atomic():
-            in_durable_transaction(lambda: None)
+    with pytest.raises(RuntimeError, match="durable"), transaction.atomic():
+        in_durable_transaction(lambda: None)

@@ -56,16 +56,27 @@ class Stack:
         base = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
         #: What an operator's shell has: nothing but where the checkout keeps its data.
         self.shell_env = {**base, "CREDITLEDGER_DATA_DIR": str(data_dir)}
-        self.run_env = {**self.shell_env, "DATABASE_URL": database_url, "PORT": str(self.port),
-                        "WORKER_METRICS_PORT": str(_free_port()), "CONSUMER_METRICS_PORT": str(_free_port())}
+        self.run_env = {
+            **self.shell_env,
+            "DATABASE_URL": database_url,
+            "PORT": str(self.port),
+            "WORKER_METRICS_PORT": str(_free_port()),
+            "CONSUMER_METRICS_PORT": str(_free_port()),
+        }
         self.log_path = data_dir / "stack.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "creditledger.devstack", "run"], env=self.run_env,
-                                            cwd=BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "creditledger.devstack", "run"],
+                env=self.run_env,
+                cwd=BASE_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.wait_until(lambda: self.get("/readyz").status_code == 200, 120, "the stack to serve")
 
     def stop(self, signum: int = signal.SIGINT) -> None:
@@ -83,13 +94,25 @@ class Stack:
 
     def manage(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
         """`python manage.py ...` as an operator types it: no DATABASE_URL, no broker address."""
-        return subprocess.run([sys.executable, "manage.py", *args], env={**self.shell_env, **extra_env}, cwd=BASE_DIR,
-                              capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            check=False,
+            env={**self.shell_env, **extra_env},
+            cwd=BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     def child(self, name: str) -> psutil.Process:
         """The supervised process called `name` (web is gunicorn's master)."""
-        marks = {"web": "gunicorn", "worker": "worker", "beat": "beat", "consumer": "consume_projections",
-                 "broker": "--listener-url"}
+        marks = {
+            "web": "gunicorn",
+            "worker": "worker",
+            "beat": "beat",
+            "consumer": "consume_projections",
+            "broker": "--listener-url",
+        }
         for process in psutil.Process(self.process.pid).children():
             with_args = " ".join(process.cmdline())
             if marks[name] in with_args:
@@ -104,7 +127,9 @@ class Stack:
                     return
             except (requests.RequestException, LookupError, psutil.Error):
                 pass
-            assert self.process.poll() is None, f"the stack exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+            assert self.process.poll() is None, (
+                f"the stack exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+            )
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
 
@@ -149,8 +174,13 @@ class Load:
             next(pairs)
         while not self.stopping.is_set():
             source, destination = next(pairs)
-            body = {"from": source, "to": destination, "amount": 1 + n, "currency": "USD",
-                    "idempotencyKey": f"load-{uuid.uuid4()}"}
+            body = {
+                "from": source,
+                "to": destination,
+                "amount": 1 + n,
+                "currency": "USD",
+                "idempotencyKey": f"load-{uuid.uuid4()}",
+            }
             try:
                 status = session.post(self.stack.url + "/transfers", json=body, timeout=30).status_code
             except requests.RequestException:  # refused, reset, or cut off by a killed web server
@@ -173,13 +203,17 @@ def stack(tmp_path: Path, stack_database: str) -> Iterator[Stack]:
 
 def test_the_operator_commands_use_the_running_stack(stack):
     accounts = stack.open_accounts(3)
-    stack.post("/transfers", {"from": accounts[0], "to": accounts[1], "amount": 5, "currency": "USD",
-                              "idempotencyKey": "ops-1"})
+    stack.post(
+        "/transfers",
+        {"from": accounts[0], "to": accounts[1], "amount": 5, "currency": "USD", "idempotencyKey": "ops-1"},
+    )
     # With the worker paused, only the operator's relay can publish the next transfer.
     worker = stack.child("worker")
     with _paused_outside_the_relay(stack, worker):
-        stack.post("/transfers", {"from": accounts[1], "to": accounts[2], "amount": 3, "currency": "USD",
-                                  "idempotencyKey": "ops-2"})
+        stack.post(
+            "/transfers",
+            {"from": accounts[1], "to": accounts[2], "amount": 3, "currency": "USD", "idempotencyKey": "ops-2"},
+        )
         relay = stack.manage("relay_outbox")
         assert relay.returncode == 0, relay.stderr
         assert "published 0 events" not in relay.stdout
@@ -192,15 +226,29 @@ def test_the_operator_commands_use_the_running_stack(stack):
     balance = stack.get(f"/accounts/{accounts[2]}/balance").json()
     assert balance["balance"] == 3
 
-    superuser = stack.manage("createsuperuser", "--no-input", DJANGO_SUPERUSER_USERNAME="ops",
-                             DJANGO_SUPERUSER_EMAIL="ops@example.com", DJANGO_SUPERUSER_PASSWORD="a-long-passphrase")
+    superuser = stack.manage(
+        "createsuperuser",
+        "--no-input",
+        DJANGO_SUPERUSER_USERNAME="ops",
+        DJANGO_SUPERUSER_EMAIL="ops@example.com",
+        DJANGO_SUPERUSER_PASSWORD="a-long-passphrase",
+    )
     assert superuser.returncode == 0, superuser.stderr
     session = requests.Session()
     login_page = session.get(stack.url + "/admin/login/")
-    logged_in = session.post(stack.url + "/admin/login/?next=/admin/", allow_redirects=False, data={
-        "username": "ops", "password": "a-long-passphrase", "csrfmiddlewaretoken": login_page.cookies["csrftoken"],
-        "next": "/admin/"}, headers={"Referer": stack.url + "/admin/login/"})
-    assert logged_in.status_code == 302 and logged_in.headers["Location"] == "/admin/"
+    logged_in = session.post(
+        stack.url + "/admin/login/?next=/admin/",
+        allow_redirects=False,
+        data={
+            "username": "ops",
+            "password": "a-long-passphrase",
+            "csrfmiddlewaretoken": login_page.cookies["csrftoken"],
+            "next": "/admin/",
+        },
+        headers={"Referer": stack.url + "/admin/login/"},
+    )
+    assert logged_in.status_code == 302
+    assert logged_in.headers["Location"] == "/admin/"
 
 
 @contextlib.contextmanager
@@ -214,7 +262,8 @@ def _paused_outside_the_relay(stack: Stack, worker: psutil.Process) -> Iterator[
             holders = conn.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                 "WHERE l.locktype = 'advisory' AND l.objid = %s AND d.datname = current_database()",
-                [RELAY_LOCK_KEY]).fetchone()[0]
+                [RELAY_LOCK_KEY],
+            ).fetchone()[0]
         if holders == 0:
             break
         worker.resume()
@@ -244,12 +293,16 @@ def test_the_supervisor_brings_back_every_child_killed_under_load(stack):
         for name in ("consumer", "worker", "beat"):
             killed = stack.child(name)
             killed.kill()
-            stack.wait_until(lambda: stack.child(name).pid != killed.pid, 30, f"{name} to be restarted")
+            stack.wait_until(
+                lambda name=name, killed=killed: stack.child(name).pid != killed.pid, 30, f"{name} to be restarted"
+            )
             time.sleep(2)
         served_without_web_restart = dict(load.statuses)
         web = stack.child("web")
         web.kill()
-        stack.wait_until(lambda: stack.child("web").pid != web.pid and stack.get("/readyz").ok, 60, "web to serve again")
+        stack.wait_until(
+            lambda: stack.child("web").pid != web.pid and stack.get("/readyz").ok, 60, "web to serve again"
+        )
         time.sleep(2)
     assert set(served_without_web_restart) <= {201, 422}, served_without_web_restart
     assert set(load.statuses) <= {201, 422}, load.statuses
@@ -289,8 +342,13 @@ def test_the_readme_credits_recipe_gives_what_it_says(stack):
     script = section.split("```sh\n", 1)[1].split("```", 1)[0]
     expected = [json.loads(line[2:]) for line in script.splitlines() if line.startswith("# {")]
 
-    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("localhost:4000", f"127.0.0.1:{stack.port}")],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script.replace("localhost:4000", f"127.0.0.1:{stack.port}")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert run.returncode == 0, run.stderr
     printed, decoder, rest = [], json.JSONDecoder(), run.stdout.strip()
@@ -313,8 +371,12 @@ def test_without_a_stack_commands_use_the_embedded_database_and_refuse_to_guess_
     database = {"DATABASE_URL": stack.run_env["DATABASE_URL"]}
     ledger = stack.manage("verify_ledger", **database)
     assert ledger.returncode == 0, ledger.stderr
-    for command in (["relay_outbox"], ["replay_projections", "--from-kafka", "--no-progress"],
-                    ["consume_projections", "--metrics-port", "0"]):
+    for command in (
+        ["relay_outbox"],
+        ["replay_projections", "--from-kafka", "--no-progress"],
+        ["consume_projections", "--metrics-port", "0"],
+    ):
         refused = stack.manage(*command, **database)
         assert refused.returncode == 1, refused.stdout + refused.stderr
-        assert "CommandError: no Kafka broker" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert "CommandError: no Kafka broker" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr

@@ -34,8 +34,18 @@ OBSERVABILITY_DOC = ROOT / "docs" / "observability.md"
 
 BROKER = "kafka"
 EXPECTED_SERVICES = {
-    "postgres", "redis", BROKER, "console", "migrate", "web", "worker", "beat", "consumer",
-    "prometheus", "grafana", "jaeger",
+    "postgres",
+    "redis",
+    BROKER,
+    "console",
+    "migrate",
+    "web",
+    "worker",
+    "beat",
+    "consumer",
+    "prometheus",
+    "grafana",
+    "jaeger",
 }
 APP_SERVICES = ("migrate", "web", "worker", "beat", "consumer")
 LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat", "consumer")
@@ -130,7 +140,9 @@ def dashboard() -> dict[str, Any]:
 def settings_env_names() -> frozenset[str]:
     """Every variable config/settings/*.py reads through django-environ: env("X"), env.int("X")..."""
     names = {match[1] for path in SETTINGS_DIR.glob("*.py") for match in _ENV_CALL.finditer(path.read_text())}
-    assert "DATABASE_URL" in names, "the settings scan found no env(...) call: did the settings stop using django-environ?"
+    assert "DATABASE_URL" in names, (
+        "the settings scan found no env(...) call: did the settings stop using django-environ?"
+    )
     return frozenset(names)
 
 
@@ -195,13 +207,14 @@ def published_ports(name: str) -> dict[int, int]:
 def depends_on(name: str) -> dict[str, str]:
     value = service(name).get("depends_on") or {}
     if isinstance(value, list):
-        return {dependency: "service_started" for dependency in value}
+        return dict.fromkeys(value, "service_started")
     return {dependency: (spec or {}).get("condition", "service_started") for dependency, spec in value.items()}
 
 
 def healthcheck_test(name: str) -> str:
     check = service(name).get("healthcheck")
-    assert check and not check.get("disable"), f"service {name!r} has no healthcheck"
+    assert check, f"service {name!r} has no healthcheck"
+    assert not check.get("disable"), f"service {name!r} has its healthcheck disabled"
     test = check["test"]
     return test if isinstance(test, str) else " ".join(str(part) for part in test)
 
@@ -277,8 +290,19 @@ def kafka_listeners(value: str) -> dict[str, tuple[str, int]]:
 # --- PromQL ----------------------------------------------------------------------------------
 
 _PROMQL_KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-    "offset", "inf", "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
 }
 
 
@@ -292,7 +316,7 @@ def promql_series(expr: str) -> set[str]:
     text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables
     names = set()
     for match in re.finditer(r"(?<![\w.])[A-Za-z_:][\w:]*", text):
-        if text[match.end():].lstrip().startswith("("):
+        if text[match.end() :].lstrip().startswith("("):
             continue  # a function or an aggregation
         if match[0].lower() in _PROMQL_KEYWORDS:
             continue
@@ -331,7 +355,9 @@ def test_the_broker_is_kafka_in_kraft_mode_with_a_console():
     assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert not any(name.startswith("KAFKA_ZOOKEEPER") for name in kafka), "KRaft mode needs no ZooKeeper"
     assert kafka["KAFKA_CONTROLLER_LISTENER_NAMES"] in kafka_listeners(kafka["KAFKA_LISTENERS"])
-    assert service("console")["image"].startswith(("redpandadata/console:", "docker.redpanda.com/redpandadata/console:"))
+    assert service("console")["image"].startswith(
+        ("redpandadata/console:", "docker.redpanda.com/redpandadata/console:")
+    )
     assert bootstrap_addresses(environment("console")["KAFKA_BROKERS"]) == bootstrap_addresses(
         app_env("web", "KAFKA_BOOTSTRAP_SERVERS")
     ), "the console must browse the broker the app uses"
@@ -354,12 +380,13 @@ def test_app_processes_run_one_image_built_from_the_dockerfile(name):
 
 def test_the_dockerfile_builds_the_production_image():
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
     assert re.search(r"pip install\b.*-r requirements\.txt", text)
     assert re.search(r"DJANGO_SETTINGS_MODULE=config\.settings\.production\b", text)
-    users = re.findall(r"^USER\s+(\S+)", text, re.M)
-    assert users and users[-1].split(":")[0] not in {"root", "0"}, "the processes must not run as root"
-    assert str(web_port()) in re.findall(r"^EXPOSE\s+(.+)$", text, re.M)[-1].split()
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users, "the image sets no USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}, "the processes must not run as root"
+    assert str(web_port()) in re.findall(r"^EXPOSE\s+(.+)$", text, re.MULTILINE)[-1].split()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git"} <= set(ignored), ".dockerignore must keep .env, .venv and .git out of the image"
 
@@ -386,14 +413,15 @@ def test_app_environment_sets_what_production_requires(name):
 
 def test_shared_app_environment_is_written_once():
     shared = compose().get("x-app-env")
-    assert isinstance(shared, dict) and shared, "docker-compose.yml has no x-app-env anchor"
+    assert isinstance(shared, dict), "docker-compose.yml has no x-app-env anchor"
+    assert shared, "docker-compose.yml's x-app-env anchor is empty"
     for name in APP_SERVICES:
         env = environment(name)
         assert {key: env.get(key) for key in shared} == {key: str(value) for key, value in shared.items()}, name
 
 
 def env_example_names() -> list[str]:
-    return re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M)
+    return re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
 
 
 def test_env_example_lists_only_variables_the_app_reads():
@@ -408,7 +436,7 @@ def test_env_example_lists_every_variable_the_settings_read():
 
 
 def test_env_example_leaves_database_url_to_devstack():
-    active = re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M)
+    active = re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
     assert "DATABASE_URL" not in active, "an active DATABASE_URL would hide the embedded PostgreSQL of make run"
     assert len(active) == len(set(active)), "a variable is set twice in .env.example"
 
@@ -422,7 +450,8 @@ def test_database_url_points_at_the_postgres_service(name):
     postgres = environment("postgres")
     assert url.scheme in {"postgres", "postgresql"}
     assert (url.hostname, url.port) == ("postgres", POSTGRES_PORT)
-    assert url.username == postgres["POSTGRES_USER"] and url.password == postgres["POSTGRES_PASSWORD"]
+    assert url.username == postgres["POSTGRES_USER"]
+    assert url.password == postgres["POSTGRES_PASSWORD"]
     assert url.path.lstrip("/") == postgres["POSTGRES_DB"]
 
 
@@ -476,7 +505,8 @@ def test_only_web_uses_a_prometheus_multiprocess_directory_and_it_exists():
     tmpfs = web.get("tmpfs") or []
     tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
     mounted = [entry.split(":")[0] for entry in tmpfs] + [
-        (volume["target"] if isinstance(volume, dict) else str(volume).split(":")[1]) for volume in web.get("volumes") or []
+        (volume["target"] if isinstance(volume, dict) else str(volume).split(":")[1])
+        for volume in web.get("volumes") or []
     ]
     assert directory in mounted, f"web has no tmpfs or volume at PROMETHEUS_MULTIPROC_DIR ({directory})"
 
@@ -560,7 +590,9 @@ def test_prometheus_scrapes_every_metrics_endpoint():
 def test_scrape_targets_match_the_services_and_their_ports(host):
     job, port, path = scrape_targets()[host]
     assert host in compose()["services"], f"scrape job {job} targets {host}, which is no compose service"
-    assert port == metrics_ports()[host], f"job {job} scrapes {host}:{port}, but the process listens on {metrics_ports()[host]}"
+    assert port == metrics_ports()[host], (
+        f"job {job} scrapes {host}:{port}, but the process listens on {metrics_ports()[host]}"
+    )
     assert path == "/metrics"
 
 
@@ -611,7 +643,9 @@ def test_bind_mounts_exist():
 
 def test_dashboard_is_a_grafana_dashboard_on_the_provisioned_datasource():
     board = dashboard()
-    assert board["uid"] and board["title"] and board["schemaVersion"] >= 36
+    assert board["uid"]
+    assert board["title"]
+    assert board["schemaVersion"] >= 36
     uid = datasource()["uid"]
     for panel in dashboard_panels():
         if panel["type"] == "row":
@@ -681,4 +715,4 @@ def test_makefile_drives_the_demo():
         "down": "docker compose down -v",
         "logs": "docker compose logs -f --tail=200",
     }.items():
-        assert re.search(rf"^{target}:.*## .+\n\t{re.escape(recipe)}$", makefile, re.M), f"make {target}"
+        assert re.search(rf"^{target}:.*## .+\n\t{re.escape(recipe)}$", makefile, re.MULTILINE), f"make {target}"

@@ -180,8 +180,13 @@ def test_a_lock_the_transfer_cannot_get_in_time_is_a_503_and_nothing_is_half_wri
     api, problem, make_account, ledger_state, idempotency_records
 ):
     source, destination = make_account(), make_account()
-    body = {"from": str(source.id), "to": str(destination.id), "amount": 5, "currency": "USD",
-            "idempotencyKey": "busy-1"}
+    body = {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": 5,
+        "currency": "USD",
+        "idempotencyKey": "busy-1",
+    }
     before = ledger_state()
     options = connection.settings_dict["OPTIONS"]
     connection.close()

@@ -12,10 +12,18 @@ from drf_spectacular.generators import SchemaGenerator
 from jsonschema import Draft202012Validator
 
 SEED_OPERATIONS = {
-    ("/accounts", "post"), ("/accounts", "get"), ("/accounts/{account_id}", "get"),
-    ("/accounts/{account_id}/balance", "get"), ("/accounts/{account_id}/statements", "get"),
-    ("/transfers", "post"), ("/transfers", "get"), ("/transfers/{transfer_id}", "get"),
-    ("/currencies", "get"), ("/currencies", "post"), ("/healthz", "get"), ("/readyz", "get"),
+    ("/accounts", "post"),
+    ("/accounts", "get"),
+    ("/accounts/{account_id}", "get"),
+    ("/accounts/{account_id}/balance", "get"),
+    ("/accounts/{account_id}/statements", "get"),
+    ("/transfers", "post"),
+    ("/transfers", "get"),
+    ("/transfers/{transfer_id}", "get"),
+    ("/currencies", "get"),
+    ("/currencies", "post"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
 }
 
 
@@ -55,8 +63,9 @@ def test_every_schema_in_the_document_is_valid_json_schema_2020_12(openapi):
     found = dict(schemas_in(openapi))
     meta_schema = Draft202012Validator(Draft202012Validator.META_SCHEMA)
 
-    invalid = {location: [error.message for error in meta_schema.iter_errors(schema)]
-               for location, schema in found.items()}
+    invalid = {
+        location: [error.message for error in meta_schema.iter_errors(schema)] for location, schema in found.items()
+    }
 
     assert "/components/schemas/AccountCreateInputRequest" in found
     assert {location: messages for location, messages in invalid.items() if messages} == {}

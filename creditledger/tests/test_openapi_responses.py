@@ -35,8 +35,14 @@ def _resolve(openapi: dict, schema: dict) -> dict:
 
 def test_transfer_answers_match_the_schema(api, openapi, make_account, sync_projections):
     source, destination = make_account(), make_account()
-    body = {"from": str(source.id), "to": str(destination.id), "amount": 5, "currency": "USD",
-            "idempotencyKey": "schema-1", "metadata": {"order": "A-1"}}
+    body = {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": 5,
+        "currency": "USD",
+        "idempotencyKey": "schema-1",
+        "metadata": {"order": "A-1"},
+    }
 
     posted = api.post("/transfers", body, format="json")
     assert_matches(openapi, "/transfers", "post", 201, posted.json())
@@ -48,17 +54,32 @@ def test_transfer_answers_match_the_schema(api, openapi, make_account, sync_proj
 
     sync_projections()
     assert_matches(openapi, "/transfers", "get", 200, api.get("/transfers").json())
-    assert_matches(openapi, "/accounts/{account_id}/balance", "get", 200,
-                   api.get(f"/accounts/{destination.id}/balance").json())
-    assert_matches(openapi, "/accounts/{account_id}/statements", "get", 200,
-                   api.get(f"/accounts/{destination.id}/statements").json())
+    assert_matches(
+        openapi, "/accounts/{account_id}/balance", "get", 200, api.get(f"/accounts/{destination.id}/balance").json()
+    )
+    assert_matches(
+        openapi,
+        "/accounts/{account_id}/statements",
+        "get",
+        200,
+        api.get(f"/accounts/{destination.id}/statements").json(),
+    )
 
 
 def test_problem_answers_match_the_schema(api, openapi, make_account):
     source = make_account(overdraft_limit=0)
     destination = make_account()
-    refused = api.post("/transfers", {"from": str(source.id), "to": str(destination.id), "amount": 5,
-                                      "currency": "USD", "idempotencyKey": "schema-2"}, format="json")
+    refused = api.post(
+        "/transfers",
+        {
+            "from": str(source.id),
+            "to": str(destination.id),
+            "amount": 5,
+            "currency": "USD",
+            "idempotencyKey": "schema-2",
+        },
+        format="json",
+    )
     assert refused.status_code == 422
     assert refused["Content-Type"] == "application/problem+json"
     assert_matches(openapi, "/transfers", "post", 422, refused.json())

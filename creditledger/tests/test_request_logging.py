@@ -32,7 +32,9 @@ def test_staff_the_read_only_admin_refuses_logs_one_line_without_a_traceback(cli
     assert response.status_code == 403
     (line,) = [record for record in caplog.records if record.name == "django.request"]
     assert (line.levelno, line.getMessage(), line.exc_info) == (
-        logging.WARNING, f"Forbidden (Permission denied): {path}", None,
+        logging.WARNING,
+        f"Forbidden (Permission denied): {path}",
+        None,
     )
 
 
@@ -42,7 +44,13 @@ def test_only_a_server_error_keeps_its_traceback(request_logger, status, keeps_t
         raise RuntimeError("boom")
     except RuntimeError:
         record = request_logger.makeRecord(
-            request_logger.name, logging.ERROR, __file__, 0, "Some answer: /path", (), sys.exc_info(),
+            request_logger.name,
+            logging.ERROR,
+            __file__,
+            0,
+            "Some answer: /path",
+            (),
+            sys.exc_info(),
             extra={"status_code": status},
         )
 

@@ -13,12 +13,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_new_account_is_active_empty_and_announced():
-    account = account_create(currency="USD", name="Acme", external_ref="cus_1", overdraft_limit=500,
-                             metadata={"plan": "pro"})
+    account = account_create(
+        currency="USD", name="Acme", external_ref="cus_1", overdraft_limit=500, metadata={"plan": "pro"}
+    )
 
     stored = Account.objects.get(id=account.id)
     assert (stored.currency_id, stored.name, stored.external_ref, stored.overdraft_limit, stored.metadata) == (
-        "USD", "Acme", "cus_1", 500, {"plan": "pro"}
+        "USD",
+        "Acme",
+        "cus_1",
+        500,
+        {"plan": "pro"},
     )
     assert (stored.status, stored.balance, stored.last_sequence) == (AccountStatus.ACTIVE, 0, 0)
     assert list(OutboxEvent.objects.values_list("event_type", "key")) == [("AccountCreated", str(account.id))]

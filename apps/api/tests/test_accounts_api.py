@@ -39,16 +39,28 @@ def test_open_an_account_with_defaults(api):
     body = response.json()
     assert UUID(body["accountId"])
     assert body == {
-        "accountId": body["accountId"], "currency": "USD", "name": None, "externalRef": None, "status": "active",
-        "overdraftLimit": None, "metadata": {}, "createdAt": body["createdAt"], "updatedAt": body["updatedAt"],
+        "accountId": body["accountId"],
+        "currency": "USD",
+        "name": None,
+        "externalRef": None,
+        "status": "active",
+        "overdraftLimit": None,
+        "metadata": {},
+        "createdAt": body["createdAt"],
+        "updatedAt": body["updatedAt"],
     }
     account = Account.objects.get(id=body["accountId"])
     assert (account.balance, account.overdraft_limit) == (0, None)
 
 
 def test_open_an_account_with_every_field_and_read_it_back(api):
-    body = {"currency": "CREDITS", "name": "Acme prepaid", "externalRef": "cus_123", "overdraftLimit": 0,
-            "metadata": {"plan": "pro", "seats": 5}}
+    body = {
+        "currency": "CREDITS",
+        "name": "Acme prepaid",
+        "externalRef": "cus_123",
+        "overdraftLimit": 0,
+        "metadata": {"plan": "pro", "seats": 5},
+    }
 
     created = post_account(api, body)
     fetched = api.get(f"/accounts/{created.json()['accountId']}")
@@ -67,32 +79,35 @@ def test_any_overdraft_limit_from_zero_to_2_63_minus_1_or_null_is_accepted(api, 
     assert response.json()["overdraftLimit"] == limit
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "currency"),
-    ({"currency": None}, "currency"),
-    ({"currency": "usd"}, "currency"),
-    ({"currency": "US"}, "currency"),
-    ({"currency": 840}, "currency"),
-    ({"currency": "USD", "overdraftlimit": 0}, "overdraftlimit"),
-    ({"currency": "USD", "balance": 100}, "balance"),
-    ({"currency": "USD", "overdraftLimit": -1}, "overdraftLimit"),
-    ({"currency": "USD", "overdraftLimit": 1.5}, "overdraftLimit"),
-    ({"currency": "USD", "overdraftLimit": "10"}, "overdraftLimit"),
-    ({"currency": "USD", "overdraftLimit": True}, "overdraftLimit"),
-    ({"currency": "USD", "overdraftLimit": 2**63}, "overdraftLimit"),
-    ({"currency": "USD", "name": "x" * 201}, "name"),
-    ({"currency": "USD", "externalRef": ["cus_1"]}, "externalRef"),
-    ({"currency": "USD", "externalRef": 123}, "externalRef"),
-    ({"currency": "USD", "name": True}, "name"),
-    ({"currency": "USD", "name": "Acme\x00"}, "name"),
-    ({"currency": "USD", "name": "Acme\nInc"}, "name"),
-    ({"currency": "USD", "externalRef": "cus_\x1b[31m1"}, "externalRef"),
-    ({"currency": "USD", "externalRef": "cus_1\x85"}, "externalRef"),
-    ({"currency": "USD", "metadata": ["a"]}, "metadata"),
-    ({"currency": "USD", "metadata": "plan=pro"}, "metadata"),
-    ({"currency": "USD", "metadata": {"blob": "x" * 4096}}, "metadata"),
-    ({"currency": "USD", "metadata": {"n": 2**64}}, "metadata"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "currency"),
+        ({"currency": None}, "currency"),
+        ({"currency": "usd"}, "currency"),
+        ({"currency": "US"}, "currency"),
+        ({"currency": 840}, "currency"),
+        ({"currency": "USD", "overdraftlimit": 0}, "overdraftlimit"),
+        ({"currency": "USD", "balance": 100}, "balance"),
+        ({"currency": "USD", "overdraftLimit": -1}, "overdraftLimit"),
+        ({"currency": "USD", "overdraftLimit": 1.5}, "overdraftLimit"),
+        ({"currency": "USD", "overdraftLimit": "10"}, "overdraftLimit"),
+        ({"currency": "USD", "overdraftLimit": True}, "overdraftLimit"),
+        ({"currency": "USD", "overdraftLimit": 2**63}, "overdraftLimit"),
+        ({"currency": "USD", "name": "x" * 201}, "name"),
+        ({"currency": "USD", "externalRef": ["cus_1"]}, "externalRef"),
+        ({"currency": "USD", "externalRef": 123}, "externalRef"),
+        ({"currency": "USD", "name": True}, "name"),
+        ({"currency": "USD", "name": "Acme\x00"}, "name"),
+        ({"currency": "USD", "name": "Acme\nInc"}, "name"),
+        ({"currency": "USD", "externalRef": "cus_\x1b[31m1"}, "externalRef"),
+        ({"currency": "USD", "externalRef": "cus_1\x85"}, "externalRef"),
+        ({"currency": "USD", "metadata": ["a"]}, "metadata"),
+        ({"currency": "USD", "metadata": "plan=pro"}, "metadata"),
+        ({"currency": "USD", "metadata": {"blob": "x" * 4096}}, "metadata"),
+        ({"currency": "USD", "metadata": {"n": 2**64}}, "metadata"),
+    ],
+)
 def test_invalid_fields_are_named_and_nothing_is_created(api, problem, ledger_state, body, field):
     before = ledger_state()
 
@@ -116,14 +131,17 @@ def test_metadata_nested_too_deep_to_store_is_invalid(api, problem):
     problem(post_account(api, {"currency": "USD", "metadata": nested}), 400, "validation_error", field="metadata")
 
 
-@pytest.mark.parametrize("metadata", [
-    '{"n": 100000000000000000000}',
-    '{"n": 1e400}',
-    '{"n": [-1e400]}',
-    '{"s": "a\\u0000b"}',
-    '{"a\\u0000b": 1}',
-    '{"s": "\\ud800"}',
-])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        '{"n": 100000000000000000000}',
+        '{"n": 1e400}',
+        '{"n": [-1e400]}',
+        '{"s": "a\\u0000b"}',
+        '{"a\\u0000b": 1}',
+        '{"s": "\\ud800"}',
+    ],
+)
 def test_metadata_postgresql_cannot_store_is_a_400(api, problem, ledger_state, metadata):
     before = ledger_state()
 
@@ -167,12 +185,15 @@ def test_json_nested_deeper_than_the_parser_handles_is_a_400(api, problem):
     problem(post_raw(api, raw), 400, "malformed_request")
 
 
-@pytest.mark.parametrize(("raw", "duplicate"), [
-    ('{"currency": "USD", "currency": "EUR"}', "currency"),
-    ('{"currency": "USD", "overdraftLimit": 0, "overdraftLimit": null}', "overdraftLimit"),
-    ('{"currency": "USD", "metadata": {"plan": {"seats": 5, "seats": 50}}}', "seats"),
-    ('{"currency": "USD", "metadata": {"items": [{"sku": "a"}, {"sku": "a", "sku": "b"}]}}', "sku"),
-])
+@pytest.mark.parametrize(
+    ("raw", "duplicate"),
+    [
+        ('{"currency": "USD", "currency": "EUR"}', "currency"),
+        ('{"currency": "USD", "overdraftLimit": 0, "overdraftLimit": null}', "overdraftLimit"),
+        ('{"currency": "USD", "metadata": {"plan": {"seats": 5, "seats": 50}}}', "seats"),
+        ('{"currency": "USD", "metadata": {"items": [{"sku": "a"}, {"sku": "a", "sku": "b"}]}}', "sku"),
+    ],
+)
 def test_a_key_given_twice_in_any_json_object_is_a_malformed_request(api, problem, ledger_state, raw, duplicate):
     before = ledger_state()
 
@@ -280,8 +301,11 @@ def test_the_default_page_holds_fifty_accounts(api, make_account):
 
 
 def test_accounts_can_be_filtered_by_currency_status_and_external_ref(api, make_account):
-    usd, eur, frozen, tagged = make_account("USD"), make_account("EUR"), make_account("USD"), make_account(
-        "USD", external_ref="cus_9"
+    usd, eur, frozen, tagged = (
+        make_account("USD"),
+        make_account("EUR"),
+        make_account("USD"),
+        make_account("USD", external_ref="cus_9"),
     )
     Account.objects.filter(id=frozen.id).update(status=AccountStatus.FROZEN)
 
@@ -298,22 +322,25 @@ def test_accounts_can_be_filtered_by_currency_status_and_external_ref(api, make_
     assert ids(externalRef="cus_none") == set()
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"limit": 0}, "limit"),
-    ({"limit": 501}, "limit"),
-    ({"limit": "ten"}, "limit"),
-    ({"cursor": "not-a-cursor"}, "cursor"),
-    ({"cursor": cursor_for(5)}, "cursor"),
-    ({"cursor": cursor_for("not-a-uuid")}, "cursor"),
-    ({"cursor": cursor_for(None)}, "cursor"),
-    ({"cursor": base64.urlsafe_b64encode(b"[1, 2]").decode()}, "cursor"),
-    ({"status": "deleted"}, "status"),
-    ({"currency": "usd"}, "currency"),
-    ({"sort": "name"}, "sort"),
-    ({"externalRef": "cus_\x001"}, "externalRef"),
-    ({"currency": ["USD", "EUR"]}, "currency"),
-    ({"limit": ["5", "500"]}, "limit"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": cursor_for(5)}, "cursor"),
+        ({"cursor": cursor_for("not-a-uuid")}, "cursor"),
+        ({"cursor": cursor_for(None)}, "cursor"),
+        ({"cursor": base64.urlsafe_b64encode(b"[1, 2]").decode()}, "cursor"),
+        ({"status": "deleted"}, "status"),
+        ({"currency": "usd"}, "currency"),
+        ({"sort": "name"}, "sort"),
+        ({"externalRef": "cus_\x001"}, "externalRef"),
+        ({"currency": ["USD", "EUR"]}, "currency"),
+        ({"limit": ["5", "500"]}, "limit"),
+    ],
+)
 def test_bad_list_parameters_are_a_400(api, problem, params, field):
     problem(api.get("/accounts", params), 400, "validation_error", field=field)
 
@@ -359,7 +386,9 @@ def test_a_registered_credit_unit_can_hold_accounts(api):
 
 def test_registering_an_existing_currency_is_a_409(api, problem):
     body = problem(
-        api.post("/currencies", {"code": "USD", "scale": 0, "name": "Other"}, format="json"), 409, "conflict",
+        api.post("/currencies", {"code": "USD", "scale": 0, "name": "Other"}, format="json"),
+        409,
+        "conflict",
         field="code",
     )
 
@@ -368,16 +397,19 @@ def test_registering_an_existing_currency_is_a_409(api, problem):
     assert {c["code"]: c["scale"] for c in api.get("/currencies").json()}["USD"] == 2
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"code": "gpu", "scale": 0, "name": "GPU"}, "code"),
-    ({"code": "G", "scale": 0, "name": "GPU"}, "code"),
-    ({"code": "GPU", "scale": 19, "name": "GPU"}, "scale"),
-    ({"code": "GPU", "scale": -1, "name": "GPU"}, "scale"),
-    ({"code": "GPU", "scale": 0}, "name"),
-    ({"code": "GPU", "scale": 0, "name": "GPU", "symbol": "G"}, "symbol"),
-    ({"code": "GPU", "scale": 0, "name": 0}, "name"),
-    ({"code": "GPU", "scale": 0, "name": "GPU\x00"}, "name"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"code": "gpu", "scale": 0, "name": "GPU"}, "code"),
+        ({"code": "G", "scale": 0, "name": "GPU"}, "code"),
+        ({"code": "GPU", "scale": 19, "name": "GPU"}, "scale"),
+        ({"code": "GPU", "scale": -1, "name": "GPU"}, "scale"),
+        ({"code": "GPU", "scale": 0}, "name"),
+        ({"code": "GPU", "scale": 0, "name": "GPU", "symbol": "G"}, "symbol"),
+        ({"code": "GPU", "scale": 0, "name": 0}, "name"),
+        ({"code": "GPU", "scale": 0, "name": "GPU\x00"}, "name"),
+    ],
+)
 def test_invalid_currencies_are_a_400(api, problem, body, field):
     problem(api.post("/currencies", body, format="json"), 400, "validation_error", field=field)
 

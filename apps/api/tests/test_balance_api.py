@@ -42,11 +42,14 @@ def test_a_malformed_account_id_is_a_404_that_says_why(api, problem):
 
 
 @pytest.mark.django_db  # refused before anything could commit
-@pytest.mark.parametrize(("params", "field"), [
-    ({"currency": "USD"}, "currency"),
-    ({"consistencytoken": "eyJ9"}, "consistencytoken"),  # misspelt: the read would not wait
-    ({"consistencyToken": ["eyJ9", "eyJ9"]}, "consistencyToken"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"currency": "USD"}, "currency"),
+        ({"consistencytoken": "eyJ9"}, "consistencytoken"),  # misspelt: the read would not wait
+        ({"consistencyToken": ["eyJ9", "eyJ9"]}, "consistencyToken"),
+    ],
+)
 def test_unknown_or_repeated_balance_parameters_are_a_400_as_on_every_other_read(
     api, make_account, problem, params, field
 ):

@@ -13,7 +13,13 @@ def short_wait(settings):
 
 
 def post_transfer(api, source, destination, key: str, amount: int = 40):
-    body = {"from": str(source.id), "to": str(destination.id), "amount": amount, "currency": "USD", "idempotencyKey": key}
+    body = {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": amount,
+        "currency": "USD",
+        "idempotencyKey": key,
+    }
     response = api.post("/transfers", body, format="json")
     assert response.status_code == 201
     return response

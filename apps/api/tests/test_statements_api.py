@@ -33,7 +33,9 @@ def test_a_statement_lists_every_entry_in_sequence_order_with_its_running_balanc
     body = response.json()
     assert (body["accountId"], body["currency"], body["nextCursor"]) == (str(account.id), "USD", None)
     assert [(line["sequence"], line["amount"], line["side"], line["balanceAfter"]) for line in body["data"]] == [
-        (1, 500, "credit", 500), (2, -120, "debit", 380), (3, 7, "credit", 387),
+        (1, 500, "credit", 500),
+        (2, -120, "debit", 380),
+        (3, 7, "credit", 387),
     ]
     assert [line["transferId"] for line in body["data"][:2]] == [str(received.id), str(paid.id)]
     assert {line["counterparty"] for line in body["data"]} == {str(other.id)}
@@ -55,7 +57,9 @@ def test_a_cursor_walks_every_line_exactly_once(api, make_account, make_transfer
 
     sequences, cursor, pages = [], None, 0
     while True:
-        page = api.get(f"/accounts/{account.id}/statements", {"limit": 4} | ({"cursor": cursor} if cursor else {})).json()
+        page = api.get(
+            f"/accounts/{account.id}/statements", {"limit": 4} | ({"cursor": cursor} if cursor else {})
+        ).json()
         sequences += [line["sequence"] for line in page["data"]]
         pages += 1
         cursor = page["nextCursor"]
@@ -100,19 +104,22 @@ def _cursor(raw: bytes) -> str:
 
 
 @pytest.mark.django_db  # refused before anything could commit
-@pytest.mark.parametrize(("params", "field"), [
-    ({"cursor": "garbage!"}, "cursor"),
-    ({"cursor": _cursor(b'{"after": "01900000-0000-7000-8000-000000000000"}')}, "cursor"),  # an id, not a sequence
-    ({"cursor": _cursor(b'{"after": true}')}, "cursor"),
-    ({"cursor": _cursor(b'{"before": 3}')}, "cursor"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 501}, "limit"),
-    ({"from": "last week"}, "from"),
-    ({"to": "2026-02-30T00:00:00Z"}, "to"),
-    ({"order": "desc"}, "order"),
-    ({"consistencytoken": "eyJ9"}, "consistencytoken"),
-    ({"limit": [10, 20]}, "limit"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": _cursor(b'{"after": "01900000-0000-7000-8000-000000000000"}')}, "cursor"),  # an id, not a sequence
+        ({"cursor": _cursor(b'{"after": true}')}, "cursor"),
+        ({"cursor": _cursor(b'{"before": 3}')}, "cursor"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"from": "last week"}, "from"),
+        ({"to": "2026-02-30T00:00:00Z"}, "to"),
+        ({"order": "desc"}, "order"),
+        ({"consistencytoken": "eyJ9"}, "consistencytoken"),
+        ({"limit": [10, 20]}, "limit"),
+    ],
+)
 def test_bad_statement_parameters_are_a_400(api, make_account, problem, params, field):
     account = make_account()
 

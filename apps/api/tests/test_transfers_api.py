@@ -23,8 +23,18 @@ refused_before_commit = pytest.mark.django_db
 MISSING_ID = "01900000-0000-7000-8000-000000000000"
 INT64_MAX = 2**63 - 1
 
-TRANSFER_FIELDS = {"transferId", "from", "to", "amount", "currency", "status", "idempotencyKey", "metadata",
-                   "createdAt", "entries"}
+TRANSFER_FIELDS = {
+    "transferId",
+    "from",
+    "to",
+    "amount",
+    "currency",
+    "status",
+    "idempotencyKey",
+    "metadata",
+    "createdAt",
+    "entries",
+}
 
 
 def post_transfer(api, body, **headers):
@@ -43,8 +53,13 @@ def destination(make_account) -> Account:
 
 @pytest.fixture
 def body(source, destination) -> dict:
-    return {"from": str(source.id), "to": str(destination.id), "amount": 1234, "currency": "USD",
-            "idempotencyKey": "pay-1"}
+    return {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": 1234,
+        "currency": "USD",
+        "idempotencyKey": "pay-1",
+    }
 
 
 def balances(*accounts: Account) -> tuple[int, ...]:
@@ -66,12 +81,22 @@ def test_a_posted_transfer_answers_201_with_its_two_entries(api, body, source, d
     posted = response.json()
     assert set(posted) >= TRANSFER_FIELDS
     assert UUID(posted["transferId"])
-    assert {key: posted[key] for key in ("from", "to", "amount", "currency", "status", "idempotencyKey", "metadata")} == {
-        "from": str(source.id), "to": str(destination.id), "amount": 1234, "currency": "USD", "status": "posted",
-        "idempotencyKey": "pay-1", "metadata": {"invoice": "in_1"},
+    assert {
+        key: posted[key] for key in ("from", "to", "amount", "currency", "status", "idempotencyKey", "metadata")
+    } == {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": 1234,
+        "currency": "USD",
+        "status": "posted",
+        "idempotencyKey": "pay-1",
+        "metadata": {"invoice": "in_1"},
     }
-    assert [(entry["accountId"], entry["amount"], entry["sequence"], entry["balanceAfter"]) for entry in posted["entries"]] == [
-        (str(source.id), -1234, 1, -1234), (str(destination.id), 1234, 1, 1234),
+    assert [
+        (entry["accountId"], entry["amount"], entry["sequence"], entry["balanceAfter"]) for entry in posted["entries"]
+    ] == [
+        (str(source.id), -1234, 1, -1234),
+        (str(destination.id), 1234, 1, 1234),
     ]
     assert balances(source, destination) == (-1234, 1234)
 
@@ -124,23 +149,26 @@ def test_an_amount_outside_1_to_2_63_minus_1_is_a_400(api, body, problem, ledger
 
 
 @refused_before_commit
-@pytest.mark.parametrize(("change", "field"), [
-    ({"currency": "usd"}, "currency"),
-    ({"currency": "US"}, "currency"),
-    ({"currency": None}, "currency"),
-    ({"from": "not-a-uuid"}, "from"),
-    ({"to": "01900000-0000-7000-8000"}, "to"),
-    ({"to": 42}, "to"),
-    ({"to": True}, "to"),
-    ({"from": None}, "from"),
-    ({"overdraftlimit": 0}, "overdraftlimit"),
-    ({"amt": 5}, "amt"),
-    ({"metadata": ["a"]}, "metadata"),
-    ({"metadata": {"n": 2**64}}, "metadata"),
-    ({"metadata": {"note": "a\x00b"}}, "metadata"),
-    ({"idempotencyKey": "k" * 256}, "idempotencyKey"),
-    ({"idempotencyKey": ""}, "idempotencyKey"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "usd"}, "currency"),
+        ({"currency": "US"}, "currency"),
+        ({"currency": None}, "currency"),
+        ({"from": "not-a-uuid"}, "from"),
+        ({"to": "01900000-0000-7000-8000"}, "to"),
+        ({"to": 42}, "to"),
+        ({"to": True}, "to"),
+        ({"from": None}, "from"),
+        ({"overdraftlimit": 0}, "overdraftlimit"),
+        ({"amt": 5}, "amt"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"metadata": {"n": 2**64}}, "metadata"),
+        ({"metadata": {"note": "a\x00b"}}, "metadata"),
+        ({"idempotencyKey": "k" * 256}, "idempotencyKey"),
+        ({"idempotencyKey": ""}, "idempotencyKey"),
+    ],
+)
 def test_invalid_fields_are_a_400_that_names_them(api, body, problem, ledger_state, idempotency_records, change, field):
     before = ledger_state()
 
@@ -180,12 +208,15 @@ def test_a_body_over_the_upload_limit_is_a_413(api, body, problem, ledger_state)
 
 
 @refused_before_commit
-@pytest.mark.parametrize(("raw", "code"), [
-    ('{"amount": 1', "malformed_request"),
-    ("[]", "validation_error"),
-    ("1234", "validation_error"),
-    ('"transfer"', "validation_error"),
-])
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ('{"amount": 1', "malformed_request"),
+        ("[]", "validation_error"),
+        ("1234", "validation_error"),
+        ('"transfer"', "validation_error"),
+    ],
+)
 def test_a_body_that_is_not_a_json_object_is_a_400(api, problem, ledger_state, raw, code):
     before = ledger_state()
 
@@ -195,19 +226,33 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api, problem, ledger_state, r
 
 
 @refused_before_commit
-@pytest.mark.parametrize(("raw", "duplicate"), [
-    ('{"from": "%(from)s", "to": "%(to)s", "amount": 5, "amount": 5000, "currency": "USD", "idempotencyKey": "dup"}',
-     "amount"),
-    ('{"from": "%(from)s", "to": "%(to)s", "amount": 5, "currency": "USD", "idempotencyKey": "dup",'
-     ' "metadata": {"order": "A-1", "order": "A-2"}}', "order"),
-])
+@pytest.mark.parametrize(
+    ("raw", "duplicate"),
+    [
+        (
+            (
+                '{"from": "%(from)s", "to": "%(to)s", "amount": 5, "amount": 5000, "currency": "USD", '
+                '"idempotencyKey": "dup"}'
+            ),
+            "amount",
+        ),
+        (
+            (
+                '{"from": "%(from)s", "to": "%(to)s", "amount": 5, "currency": "USD", "idempotencyKey": "dup",'
+                ' "metadata": {"order": "A-1", "order": "A-2"}}'
+            ),
+            "order",
+        ),
+    ],
+)
 def test_a_key_given_twice_in_any_json_object_is_a_malformed_request(
     api, body, problem, ledger_state, idempotency_records, raw, duplicate
 ):
     before = ledger_state()
 
-    response = problem(api.generic("POST", "/transfers", raw % body, content_type="application/json"),
-                       400, "malformed_request")
+    response = problem(
+        api.generic("POST", "/transfers", raw % body, content_type="application/json"), 400, "malformed_request"
+    )
 
     assert repr(duplicate) in response["detail"]
     assert ledger_state() == before
@@ -262,12 +307,16 @@ def test_insufficient_funds_is_a_422_with_the_available_amount(
     fund(make_transfer, make_account, wallet, 1000)
     before = ledger_state()
 
-    response = problem(post_transfer(api, body | {"from": str(wallet.id), "amount": 1101}), 422, "insufficient_funds",
-                       field="amount")
+    response = problem(
+        post_transfer(api, body | {"from": str(wallet.id), "amount": 1101}), 422, "insufficient_funds", field="amount"
+    )
 
     assert (response["available"], response["requested"]) == (1100, 1101)
     assert ledger_state() == before
-    assert post_transfer(api, body | {"from": str(wallet.id), "amount": 1100, "idempotencyKey": "pay-2"}).status_code == 201
+    assert (
+        post_transfer(api, body | {"from": str(wallet.id), "amount": 1100, "idempotencyKey": "pay-2"}).status_code
+        == 201
+    )
     assert balances(wallet) == (-100,)
 
 
@@ -374,8 +423,9 @@ def test_the_same_key_in_header_and_body_is_accepted(api, body):
 
 
 @refused_before_commit
-@pytest.mark.parametrize(("header", "field"), [("pay-2", "idempotencyKey"), ("k" * 256, "Idempotency-Key"),
-                                               ("", "Idempotency-Key")])
+@pytest.mark.parametrize(
+    ("header", "field"), [("pay-2", "idempotencyKey"), ("k" * 256, "Idempotency-Key"), ("", "Idempotency-Key")]
+)
 def test_a_header_key_that_differs_or_is_out_of_range_is_a_400(
     api, body, problem, ledger_state, idempotency_records, header, field
 ):
@@ -423,8 +473,9 @@ def test_a_header_key_is_held_to_the_same_rule_as_the_body_key(
     del body["idempotencyKey"]
     before = ledger_state()
 
-    response = problem(post_transfer(api, body, HTTP_IDEMPOTENCY_KEY=key), 400, "invalid_request",
-                       field="Idempotency-Key")
+    response = problem(
+        post_transfer(api, body, HTTP_IDEMPOTENCY_KEY=key), 400, "invalid_request", field="Idempotency-Key"
+    )
 
     assert "printable ASCII" in response["detail"]
     assert ledger_state() == before
@@ -492,9 +543,7 @@ def test_a_listed_transfer_looks_like_the_posted_one(api, body, sync_projections
     assert {key: listed[key] for key in TRANSFER_FIELDS} == {key: posted[key] for key in TRANSFER_FIELDS}
 
 
-def test_transfers_can_be_filtered_by_account_currency_and_status(
-    api, make_account, make_transfer, sync_projections
-):
+def test_transfers_can_be_filtered_by_account_currency_and_status(api, make_account, make_transfer, sync_projections):
     a, b, c = make_account(), make_account(), make_account()
     euro_1, euro_2 = make_account("EUR"), make_account("EUR")
     a_to_b = str(make_transfer(a, b, 1).transfer.id)
@@ -531,21 +580,24 @@ def test_listing_the_transfers_of_an_unknown_account_is_a_404(api, problem):
 
 
 @refused_before_commit
-@pytest.mark.parametrize(("params", "field"), [
-    ({"account": "abc"}, "account"),
-    ({"from": "yesterday"}, "from"),
-    ({"to": "2026-13-01T00:00:00Z"}, "to"),
-    ({"status": "pending"}, "status"),
-    ({"currency": "eur"}, "currency"),
-    ({"cursor": "%%%"}, "cursor"),
-    ({"cursor": "eyJhZnRlciI6IDV9"}, "cursor"),  # {"after": 5}: not a transfer id
-    ({"limit": 0}, "limit"),
-    ({"limit": 501}, "limit"),
-    ({"limit": -1}, "limit"),
-    ({"page": 2}, "page"),
-    ({"limit": [10, 20]}, "limit"),
-    ({"status": ["posted", "posted"]}, "status"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"account": "abc"}, "account"),
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2026-13-01T00:00:00Z"}, "to"),
+        ({"status": "pending"}, "status"),
+        ({"currency": "eur"}, "currency"),
+        ({"cursor": "%%%"}, "cursor"),
+        ({"cursor": "eyJhZnRlciI6IDV9"}, "cursor"),  # {"after": 5}: not a transfer id
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"page": 2}, "page"),
+        ({"limit": [10, 20]}, "limit"),
+        ({"status": ["posted", "posted"]}, "status"),
+    ],
+)
 def test_bad_list_parameters_are_a_400(api, problem, params, field):
     problem(api.get("/transfers", params), 400, "validation_error", field=field)
 
@@ -553,7 +605,8 @@ def test_bad_list_parameters_are_a_400(api, problem, params, field):
 def test_fetching_a_transfer_refuses_query_parameters(api, body, problem):
     transfer_id = post_transfer(api, body).json()["transferId"]
 
-    refused = problem(api.get(f"/transfers/{transfer_id}", {"expand": "entries"}), 400, "validation_error",
-                      field="expand")
+    refused = problem(
+        api.get(f"/transfers/{transfer_id}", {"expand": "entries"}), 400, "validation_error", field="expand"
+    )
 
     assert refused["errors"] == [{"field": "expand", "message": "Unknown field."}]

@@ -9,8 +9,13 @@ def test_seed_walkthrough(api, sync_projections):
     a = api.post("/accounts", {"currency": "USD"}, format="json")
     b = api.post("/accounts", {"currency": "USD"}, format="json")
     assert a.status_code == b.status_code == 201
-    body = {"from": a.json()["accountId"], "to": b.json()["accountId"], "amount": 1234, "currency": "USD",
-            "idempotencyKey": "demo-1"}
+    body = {
+        "from": a.json()["accountId"],
+        "to": b.json()["accountId"],
+        "amount": 1234,
+        "currency": "USD",
+        "idempotencyKey": "demo-1",
+    }
 
     first = api.post("/transfers", body, format="json")
     again = api.post("/transfers", body, format="json")

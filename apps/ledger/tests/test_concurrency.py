@@ -16,7 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def statement(account: Account) -> list[tuple[int, int, int]]:
-    return list(Entry.objects.filter(account_id=account.id).order_by("sequence").values_list("sequence", "amount", "balance_after"))
+    return list(
+        Entry.objects.filter(account_id=account.id)
+        .order_by("sequence")
+        .values_list("sequence", "amount", "balance_after")
+    )
 
 
 def test_opposite_transfers_at_the_same_time_never_deadlock(make_account, make_transfer, run_together, settings):
@@ -52,7 +56,9 @@ def test_concurrent_debits_never_overdraw_an_account(make_account, make_transfer
     bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
     make_transfer(bank, wallet, affordable * amount)
 
-    results = run_together(attempts, lambda index: make_transfer(wallet, shop, amount, idempotency_key=f"debit-{index}"))
+    results = run_together(
+        attempts, lambda index: make_transfer(wallet, shop, amount, idempotency_key=f"debit-{index}")
+    )
 
     outcomes = Counter(type(result).__name__ for result in results)
     assert outcomes == {"TransferOutcome": affordable, "InsufficientFunds": attempts - affordable}
@@ -66,8 +72,14 @@ def test_concurrent_debits_never_overdraw_an_account(make_account, make_transfer
 
 def test_concurrent_requests_with_one_key_post_one_transfer_and_give_one_answer(make_account, run_together):
     source, destination = make_account(), make_account()
-    body = {"from": str(source.id), "to": str(destination.id), "amount": 250, "currency": "USD",
-            "idempotencyKey": "race-1", "metadata": {"order": "o_1"}}
+    body = {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": 250,
+        "currency": "USD",
+        "idempotencyKey": "race-1",
+        "metadata": {"order": "o_1"},
+    }
 
     responses = run_together(16, lambda index: APIClient().post("/transfers", body, format="json"))
 

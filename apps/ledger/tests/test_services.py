@@ -7,12 +7,13 @@ Transactional, so that every transfer really commits and PostgreSQL's deferred c
 from __future__ import annotations
 
 import pytest
+
 from apps.accounts.models import Account, AccountStatus
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
 from apps.ledger.services import INT64_MAX, transfer_create
+from creditledger import errors
 
 INT64_MIN = -(2**63)
-from creditledger import errors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,11 @@ def test_a_transfer_debits_one_account_and_credits_the_other(make_account):
     source, destination = make_account(), make_account()
 
     outcome = transfer_create(
-        idempotency_key="k1", from_account_id=source.id, to_account_id=destination.id, amount=1234, currency="USD",
+        idempotency_key="k1",
+        from_account_id=source.id,
+        to_account_id=destination.id,
+        amount=1234,
+        currency="USD",
         metadata={"invoice": "in_1"},
     )
 
@@ -34,12 +39,19 @@ def test_a_transfer_debits_one_account_and_credits_the_other(make_account):
     transfer = Transfer.objects.get()
     assert transfer.id == outcome.transfer.id
     assert (transfer.from_account_id, transfer.to_account_id, transfer.amount, transfer.currency_id) == (
-        source.id, destination.id, 1234, "USD"
+        source.id,
+        destination.id,
+        1234,
+        "USD",
     )
     assert transfer.status == "posted"
     assert transfer.metadata == {"invoice": "in_1"}
     entries = {entry.account_id: entry for entry in Entry.objects.filter(transfer=transfer)}
-    assert (entries[source.id].amount, entries[source.id].balance_after, entries[source.id].sequence) == (-1234, -1234, 1)
+    assert (entries[source.id].amount, entries[source.id].balance_after, entries[source.id].sequence) == (
+        -1234,
+        -1234,
+        1,
+    )
     assert entries[source.id].counterparty_id == destination.id
     assert (entries[destination.id].amount, entries[destination.id].balance_after) == (1234, 1234)
     assert entries[destination.id].counterparty_id == source.id
@@ -52,7 +64,8 @@ def test_the_returned_transfer_carries_its_entries_debit_first(make_account, mak
     transfer = make_transfer(source, destination, 5).transfer
 
     assert [(entry.account_id, entry.amount) for entry in transfer.entries.all()] == [
-        (source.id, -5), (destination.id, 5)
+        (source.id, -5),
+        (destination.id, 5),
     ]
 
 
@@ -64,16 +77,16 @@ def test_each_transfer_continues_both_accounts_sequences_and_running_balances(ma
     make_transfer(c, a, 10)
     make_transfer(a, b, 1)
 
-    statement = list(Entry.objects.filter(account_id=b.id).order_by("sequence").values_list("sequence", "amount", "balance_after"))
+    statement = list(
+        Entry.objects.filter(account_id=b.id).order_by("sequence").values_list("sequence", "amount", "balance_after")
+    )
     assert statement == [(1, 100, 100), (2, -30, 70), (3, 1, 71)]
     b.refresh_from_db()
     assert (b.balance, b.last_sequence) == (71, 3)
     assert (balance(a), balance(c)) == (-91, 20)
 
 
-def test_the_outcome_names_the_sequence_each_account_reached_and_a_replay_names_it_again(
-    make_account, make_transfer
-):
+def test_the_outcome_names_the_sequence_each_account_reached_and_a_replay_names_it_again(make_account, make_transfer):
     a, b, c = make_account(), make_account(), make_account()
     make_transfer(a, b, 100)
 
@@ -207,8 +220,9 @@ def test_an_unknown_account_on_either_side_is_not_found(make_account, side):
     source, destination = (missing, known) if side == "from" else (known, missing)
 
     with pytest.raises(errors.AccountNotFound) as refused:
-        transfer_create(idempotency_key="k", from_account_id=source.id, to_account_id=destination.id, amount=1,
-                        currency="USD")
+        transfer_create(
+            idempotency_key="k", from_account_id=source.id, to_account_id=destination.id, amount=1, currency="USD"
+        )
 
     assert refused.value.field == side
     assert not Transfer.objects.exists()
@@ -229,12 +243,15 @@ def test_the_same_key_and_request_returns_the_first_transfer(make_account, make_
     assert balance(destination) == 100
 
 
-@pytest.mark.parametrize("change", [
-    {"amount": 101},
-    {"currency": "EUR"},
-    {"metadata": {"a": 2}},
-    {"swap": True},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount": 101},
+        {"currency": "EUR"},
+        {"metadata": {"a": 2}},
+        {"swap": True},
+    ],
+)
 def test_the_same_key_with_another_request_is_refused_and_changes_nothing(
     make_account, make_transfer, ledger_state, change
 ):
@@ -265,7 +282,9 @@ def test_a_refusal_is_stored_and_replayed_even_after_the_situation_changed(make_
 
     assert again.value.replayed
     assert (again.value.detail, again.value.field, again.value.params) == (
-        first.value.detail, first.value.field, first.value.params
+        first.value.detail,
+        first.value.field,
+        first.value.params,
     )
     assert balance(shop) == 0
     assert IdempotencyRecord.objects.get(key="pay-1").transfer_id is None
@@ -276,8 +295,9 @@ def test_a_not_found_outcome_is_stored_too(make_account):
     missing_id = "01900000-0000-7000-8000-000000000000"
 
     def attempt():
-        return transfer_create(idempotency_key="k", from_account_id=known.id, to_account_id=missing_id, amount=1,
-                               currency="USD")
+        return transfer_create(
+            idempotency_key="k", from_account_id=known.id, to_account_id=missing_id, amount=1, currency="USD"
+        )
 
     with pytest.raises(errors.AccountNotFound):
         attempt()

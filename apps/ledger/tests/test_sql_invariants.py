@@ -32,8 +32,15 @@ def insert_transfer(cursor, *, source: Account, destination: Account, amount: in
 
 
 def insert_entry(
-    cursor, *, transfer_id: UUID, account: Account, counterparty: Account, amount: int, sequence: int,
-    balance_after: int, currency: str = "USD",
+    cursor,
+    *,
+    transfer_id: UUID,
+    account: Account,
+    counterparty: Account,
+    amount: int,
+    sequence: int,
+    balance_after: int,
+    currency: str = "USD",
 ) -> None:
     cursor.execute(
         "INSERT INTO entry (id, transfer_id, account_id, counterparty_id, currency, amount, sequence, balance_after, "
@@ -51,10 +58,24 @@ def set_balance(cursor, account: Account, *, balance: int, last_sequence: int) -
 def raw_transfer(cursor, *, source: Account, destination: Account, amount: int) -> UUID:
     """A complete, correct first transfer between two fresh accounts, written by hand."""
     transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=amount)
-    insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-amount,
-                 sequence=1, balance_after=-amount)
-    insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=amount,
-                 sequence=1, balance_after=amount)
+    insert_entry(
+        cursor,
+        transfer_id=transfer_id,
+        account=source,
+        counterparty=destination,
+        amount=-amount,
+        sequence=1,
+        balance_after=-amount,
+    )
+    insert_entry(
+        cursor,
+        transfer_id=transfer_id,
+        account=destination,
+        counterparty=source,
+        amount=amount,
+        sequence=1,
+        balance_after=amount,
+    )
     set_balance(cursor, source, balance=-amount, last_sequence=1)
     set_balance(cursor, destination, balance=amount, last_sequence=1)
     return transfer_id
@@ -80,35 +101,39 @@ def test_a_correct_hand_written_transfer_commits(pair):
 # --- append-only journal ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE entry SET amount = amount * 2, balance_after = balance_after * 2",
-    "UPDATE entry SET created_at = now() - interval '1 day'",
-    "DELETE FROM entry",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE entry SET amount = amount * 2, balance_after = balance_after * 2",
+        "UPDATE entry SET created_at = now() - interval '1 day'",
+        "DELETE FROM entry",
+    ],
+)
 def test_entries_cannot_be_updated_or_deleted(pair, make_transfer, statement):
     source, destination = pair
     make_transfer(source, destination, 100)
 
-    with pytest.raises(IntegrityError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
 
     assert sorted(Entry.objects.values_list("amount", "balance_after")) == [(-100, -100), (100, 100)]
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE transfer SET amount = 1",
-    "UPDATE transfer SET metadata = '{\"edited\": true}'",
-    "UPDATE transfer SET status = 'posted', updated_at = now()",
-    "DELETE FROM transfer",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE transfer SET amount = 1",
+        "UPDATE transfer SET metadata = '{\"edited\": true}'",
+        "UPDATE transfer SET status = 'posted', updated_at = now()",
+        "DELETE FROM transfer",
+    ],
+)
 def test_posted_transfers_cannot_be_updated_or_deleted(pair, make_transfer, statement):
     source, destination = pair
     transfer = make_transfer(source, destination, 100).transfer
 
-    with pytest.raises(IntegrityError, match="is posted"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement)
+    with pytest.raises(IntegrityError, match="is posted"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
 
     stored = Transfer.objects.get()
     assert (stored.id, stored.amount, stored.metadata) == (transfer.id, 100, {})
@@ -120,9 +145,8 @@ def test_posted_transfers_cannot_be_updated_or_deleted(pair, make_transfer, stat
 def test_accounts_cannot_be_deleted(make_account):
     account = make_account()  # no entries: only the trigger stands in the way
 
-    with pytest.raises(IntegrityError, match="never deleted"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM account WHERE id = %s", [account.id])
+    with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM account WHERE id = %s", [account.id])
 
     assert Account.objects.filter(id=account.id).exists()
 
@@ -130,9 +154,8 @@ def test_accounts_cannot_be_deleted(make_account):
 def test_an_account_currency_never_changes(make_account):
     account = make_account("USD")  # no entries yet, so the entry foreign key is not what refuses
 
-    with pytest.raises(IntegrityError, match="never change"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE account SET currency = 'EUR' WHERE id = %s", [account.id])
+    with pytest.raises(IntegrityError, match="never change"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE account SET currency = 'EUR' WHERE id = %s", [account.id])
 
     account.refresh_from_db()
     assert account.currency_id == "USD"
@@ -182,10 +205,24 @@ def test_a_transfer_whose_entries_do_not_sum_to_zero_is_refused_at_commit(pair):
     with pytest.raises(IntegrityError, match="does not balance"):
         with transaction.atomic(), connection.cursor() as cursor:
             transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
-                         sequence=1, balance_after=-100)
-            insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=90,
-                         sequence=1, balance_after=90)
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=source,
+                counterparty=destination,
+                amount=-100,
+                sequence=1,
+                balance_after=-100,
+            )
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=destination,
+                counterparty=source,
+                amount=90,
+                sequence=1,
+                balance_after=90,
+            )
             set_balance(cursor, source, balance=-100, last_sequence=1)
             set_balance(cursor, destination, balance=90, last_sequence=1)
             reached_commit = True
@@ -215,17 +252,45 @@ def test_balanced_entries_that_do_not_match_the_transfer_are_refused_at_commit(m
     with pytest.raises(IntegrityError, match="must have one debit"):
         with transaction.atomic(), connection.cursor() as cursor:
             transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
-            insert_entry(cursor, transfer_id=transfer_id, account=debit, counterparty=debit_counterparty,
-                         amount=-amount, sequence=1, balance_after=-amount)
-            insert_entry(cursor, transfer_id=transfer_id, account=credit, counterparty=credit_counterparty,
-                         amount=amount, sequence=1, balance_after=amount)
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=debit,
+                counterparty=debit_counterparty,
+                amount=-amount,
+                sequence=1,
+                balance_after=-amount,
+            )
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=credit,
+                counterparty=credit_counterparty,
+                amount=amount,
+                sequence=1,
+                balance_after=amount,
+            )
             set_balance(cursor, debit, balance=-amount, last_sequence=1)
             set_balance(cursor, credit, balance=amount, last_sequence=1)
             if mismatch == "extra_pair":  # the right two entries, plus a balanced pair too many
-                insert_entry(cursor, transfer_id=transfer_id, account=debit, counterparty=credit, amount=-5,
-                             sequence=2, balance_after=-amount - 5)
-                insert_entry(cursor, transfer_id=transfer_id, account=credit, counterparty=debit, amount=5,
-                             sequence=2, balance_after=amount + 5)
+                insert_entry(
+                    cursor,
+                    transfer_id=transfer_id,
+                    account=debit,
+                    counterparty=credit,
+                    amount=-5,
+                    sequence=2,
+                    balance_after=-amount - 5,
+                )
+                insert_entry(
+                    cursor,
+                    transfer_id=transfer_id,
+                    account=credit,
+                    counterparty=debit,
+                    amount=5,
+                    sequence=2,
+                    balance_after=amount + 5,
+                )
                 set_balance(cursor, debit, balance=-amount - 5, last_sequence=2)
                 set_balance(cursor, credit, balance=amount + 5, last_sequence=2)
             reached_commit = True
@@ -255,8 +320,16 @@ def test_an_entry_in_another_currency_than_its_account_is_refused(make_account):
     with pytest.raises(IntegrityError, match="entry_account_currency_fk"):
         with transaction.atomic(), connection.cursor() as cursor:
             transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100, currency="EUR")
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
-                         sequence=1, balance_after=-100, currency="EUR")
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=source,
+                counterparty=destination,
+                amount=-100,
+                sequence=1,
+                balance_after=-100,
+                currency="EUR",
+            )
 
     assert not Entry.objects.exists()
 
@@ -264,11 +337,17 @@ def test_an_entry_in_another_currency_than_its_account_is_refused(make_account):
 def test_a_sequence_gap_is_refused(pair):
     source, destination = pair
 
-    with pytest.raises(IntegrityError, match="sequence gap"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
-                         sequence=2, balance_after=-100)
+    with pytest.raises(IntegrityError, match="sequence gap"), transaction.atomic(), connection.cursor() as cursor:
+        transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
+        insert_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=source,
+            counterparty=destination,
+            amount=-100,
+            sequence=2,
+            balance_after=-100,
+        )
 
     assert not Entry.objects.exists()
 
@@ -281,8 +360,15 @@ def test_a_repeated_sequence_number_is_refused(pair, make_transfer):
         with transaction.atomic(), connection.cursor() as cursor:
             transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=5)
             # Continues the chain from entry 0 (balance 0) but reuses number 1.
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-5,
-                         sequence=1, balance_after=-5)
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=source,
+                counterparty=destination,
+                amount=-5,
+                sequence=1,
+                balance_after=-5,
+            )
 
     assert Entry.objects.filter(account_id=source.id).count() == 1
 
@@ -291,11 +377,17 @@ def test_a_wrong_balance_after_is_refused(pair, make_transfer):
     source, destination = pair
     make_transfer(source, destination, 100)  # source entry 1: balance_after -100
 
-    with pytest.raises(IntegrityError, match="balance_after"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=10)
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-10,
-                         sequence=2, balance_after=-10)  # should be -110
+    with pytest.raises(IntegrityError, match="balance_after"), transaction.atomic(), connection.cursor() as cursor:
+        transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=10)
+        insert_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=source,
+            counterparty=destination,
+            amount=-10,
+            sequence=2,
+            balance_after=-10,
+        )  # should be -110
 
     assert Entry.objects.filter(account_id=source.id).count() == 1
 
@@ -338,10 +430,24 @@ def test_entries_written_without_updating_the_account_are_refused_at_commit(pair
     with pytest.raises(IntegrityError, match="disagrees with its entries"):
         with transaction.atomic(), connection.cursor() as cursor:
             transfer_id = insert_transfer(cursor, source=source, destination=destination, amount=100)
-            insert_entry(cursor, transfer_id=transfer_id, account=source, counterparty=destination, amount=-100,
-                         sequence=1, balance_after=-100)
-            insert_entry(cursor, transfer_id=transfer_id, account=destination, counterparty=source, amount=100,
-                         sequence=1, balance_after=100)
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=source,
+                counterparty=destination,
+                amount=-100,
+                sequence=1,
+                balance_after=-100,
+            )
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=destination,
+                counterparty=source,
+                amount=100,
+                sequence=1,
+                balance_after=100,
+            )
             reached_commit = True
 
     assert reached_commit
@@ -351,12 +457,23 @@ def test_entries_written_without_updating_the_account_are_refused_at_commit(pair
 # --- the migration ------------------------------------------------------------------------------
 
 LEDGER_TRIGGERS = {
-    "entry_immutable", "transfer_immutable", "account_guard", "entry_chain", "entry_balanced", "transfer_balanced",
+    "entry_immutable",
+    "transfer_immutable",
+    "account_guard",
+    "entry_chain",
+    "entry_balanced",
+    "transfer_balanced",
     "account_matches_entries",
 }
 LEDGER_FUNCTIONS = {
-    "ledger_entry_immutable", "ledger_transfer_immutable", "ledger_account_guard", "ledger_entry_chain",
-    "ledger_check_transfer", "ledger_check_account", "ledger_entry_deferred_check", "ledger_transfer_deferred_check",
+    "ledger_entry_immutable",
+    "ledger_transfer_immutable",
+    "ledger_account_guard",
+    "ledger_entry_chain",
+    "ledger_check_transfer",
+    "ledger_check_account",
+    "ledger_entry_deferred_check",
+    "ledger_transfer_deferred_check",
     "ledger_account_deferred_check",
 }
 
@@ -384,6 +501,5 @@ def test_the_invariants_migration_reverses_and_reapplies(make_account):
 
     assert _installed_invariants() >= everything
     account = make_account()
-    with pytest.raises(IntegrityError, match="never deleted"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM account WHERE id = %s", [account.id])
+    with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM account WHERE id = %s", [account.id])

@@ -89,8 +89,10 @@ def test_deleted_entry_is_found_on_its_account_and_its_transfer(ledger):
     assert error is not None
     assert "problems found: 2" in out
     assert "entries checked: 5" in out
-    assert (f"account {bob.id}: balance 750 but its entries sum to 1000; "
-            "last_sequence 2 but entry count 1 and highest sequence 1") in out
+    assert (
+        f"account {bob.id}: balance 750 but its entries sum to 1000; "
+        "last_sequence 2 but entry count 1 and highest sequence 1"
+    ) in out
     assert f"transfer {back.id}: entries in USD sum to 250, not 0" in out
     assert "this one has 1, 1 of them matching" in out
 

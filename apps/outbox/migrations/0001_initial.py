@@ -5,29 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='OutboxEvent',
+            name="OutboxEvent",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event_id', models.UUIDField(unique=True)),
-                ('topic', models.CharField(max_length=100)),
-                ('key', models.CharField(help_text='Kafka message key: the aggregate id.', max_length=100)),
-                ('event_type', models.CharField(max_length=100)),
-                ('payload', models.JSONField()),
-                ('headers', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("event_id", models.UUIDField(unique=True)),
+                ("topic", models.CharField(max_length=100)),
+                ("key", models.CharField(help_text="Kafka message key: the aggregate id.", max_length=100)),
+                ("event_type", models.CharField(max_length=100)),
+                ("payload", models.JSONField()),
+                ("headers", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'outbox_event',
-                'indexes': [models.Index(condition=models.Q(('published_at__isnull', True)), fields=['id'], name='outbox_event_unpublished'), models.Index(condition=models.Q(('published_at__isnull', False)), fields=['published_at'], name='outbox_event_published')],
+                "db_table": "outbox_event",
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("published_at__isnull", True)),
+                        fields=["id"],
+                        name="outbox_event_unpublished",
+                    ),
+                    models.Index(
+                        condition=models.Q(("published_at__isnull", False)),
+                        fields=["published_at"],
+                        name="outbox_event_published",
+                    ),
+                ],
             },
         ),
     ]

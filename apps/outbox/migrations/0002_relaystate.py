@@ -4,24 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbox', '0001_initial'),
+        ("outbox", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RelayState',
+            name="RelayState",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'db_table': 'outbox_relay_state',
-                'constraints': [models.CheckConstraint(condition=models.Q(('id', 1)), name='outbox_relay_state_singleton')],
+                "db_table": "outbox_relay_state",
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("id", 1)), name="outbox_relay_state_singleton")
+                ],
             },
         ),
     ]

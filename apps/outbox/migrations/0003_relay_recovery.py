@@ -4,33 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbox', '0002_relaystate'),
+        ("outbox", "0002_relaystate"),
     ]
 
     operations = [
         # The relay draws each delivery's position from it, in the order it produces.
         migrations.RunSQL("CREATE SEQUENCE outbox_relay_position", reverse_sql="DROP SEQUENCE outbox_relay_position"),
         migrations.CreateModel(
-            name='OutboxDelivery',
+            name="OutboxDelivery",
             fields=[
-                ('outbox_id', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('relay_position', models.BigIntegerField()),
-                ('partition', models.IntegerField()),
+                ("outbox_id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("relay_position", models.BigIntegerField()),
+                ("partition", models.IntegerField()),
             ],
             options={
-                'db_table': 'outbox_delivery',
+                "db_table": "outbox_delivery",
             },
         ),
         migrations.AddField(
-            model_name='relaystate',
-            name='cluster_id',
-            field=models.CharField(blank=True, help_text='The Kafka cluster id the relay last found it publishes to; null before the first run.', max_length=200, null=True),
+            model_name="relaystate",
+            name="cluster_id",
+            field=models.CharField(
+                blank=True,
+                help_text="The Kafka cluster id the relay last found it publishes to; null before the first run.",
+                max_length=200,
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='relaystate',
-            name='consumer_positions',
-            field=models.JSONField(blank=True, default=dict, help_text='{topic: {partition: relay position}} the projection consumer had applied, read just before the relay last found the broker unchanged: what it republishes after if the broker turns out to have lost its history.'),
+            model_name="relaystate",
+            name="consumer_positions",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="{topic: {partition: relay position}} the projection consumer had applied, read just before the relay last found the broker unchanged: what it republishes after if the broker turns out to have lost its history.",
+            ),
         ),
     ]

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbox', '0004_event_registry'),
+        ("outbox", "0004_event_registry"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='relaystate',
-            name='kafka_history_complete',
-            field=models.BooleanField(default=True, help_text='False once the relay has found Kafka lost what it published: its topics then miss events that only the ledger still has, so they cannot rebuild the projections.'),
+            model_name="relaystate",
+            name="kafka_history_complete",
+            field=models.BooleanField(
+                default=True,
+                help_text="False once the relay has found Kafka lost what it published: its topics then miss events that only the ledger still has, so they cannot rebuild the projections.",
+            ),
         ),
     ]

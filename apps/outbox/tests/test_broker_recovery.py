@@ -66,8 +66,11 @@ def test_events_acknowledged_but_not_consumed_are_published_again_when_the_broke
     assert outbox_relay().published == len(unconsumed)
 
     assert republished_count() - counted == len(unconsumed)
-    delivered_again = {row_id for row_id, position in OutboxDelivery.objects.values_list("outbox_id", "relay_position")
-                       if position != positions_before[row_id]}
+    delivered_again = {
+        row_id
+        for row_id, position in OutboxDelivery.objects.values_list("outbox_id", "relay_position")
+        if position != positions_before[row_id]
+    }
     assert delivered_again == unconsumed
     assert RelayState.objects.get().cluster_id == broker.cluster_id
     assert not RelayState.objects.get().kafka_history_complete
@@ -88,8 +91,10 @@ def test_a_row_delivered_late_with_a_smaller_id_is_published_again_though_the_co
     OutboxEvent.objects.filter(id=late.id).update(published_at=timezone.now())
     consumer = start_consumer(group)
     outbox_relay()
-    wait_until(lambda: ProjectedTransfer.objects.count() == 4 and ProjectedStatementLine.objects.count() == 10,
-               message="every row but the late one to be applied")
+    wait_until(
+        lambda: ProjectedTransfer.objects.count() == 4 and ProjectedStatementLine.objects.count() == 10,
+        message="every row but the late one to be applied",
+    )
     consumer.stop()
     OutboxEvent.objects.filter(id=late.id).update(published_at=None)  # it commits
     assert outbox_relay().published == 1  # after everything the consumer applied; it never reads it
@@ -111,31 +116,48 @@ def test_only_rows_delivered_after_the_consumer_position_on_their_partition_are_
         make_transfer(accounts[i % 6], accounts[(i + 1) % 6], 1 + i)
     outbox_relay()
     topics = dict(OutboxEvent.objects.values_list("id", "topic"))
-    deliveries = {row_id: (topics[row_id], partition, position)
-                  for row_id, partition, position in OutboxDelivery.objects.values_list("outbox_id", "partition",
-                                                                                        "relay_position")}
+    deliveries = {
+        row_id: (topics[row_id], partition, position)
+        for row_id, partition, position in OutboxDelivery.objects.values_list(
+            "outbox_id", "partition", "relay_position"
+        )
+    }
     by_partition: dict[tuple[str, int], list[int]] = {}
     for topic, partition, position in deliveries.values():
         by_partition.setdefault((topic, partition), []).append(position)
     # The consumer applied each partition up to its middle delivery, and nothing of the first one.
     applied = {key: sorted(positions)[len(positions) // 2] for key, positions in sorted(by_partition.items())[1:]}
-    ConsumerOffset.objects.bulk_create([
-        ConsumerOffset(consumer_group=group, topic=topic, partition=partition, offset=0, relay_position=position,
-                       updated_at=timezone.now())
-        for (topic, partition), position in applied.items()
-    ])
+    ConsumerOffset.objects.bulk_create(
+        [
+            ConsumerOffset(
+                consumer_group=group,
+                topic=topic,
+                partition=partition,
+                offset=0,
+                relay_position=position,
+                updated_at=timezone.now(),
+            )
+            for (topic, partition), position in applied.items()
+        ]
+    )
     time.sleep(relay.BROKER_CHECK_SECONDS)
     outbox_relay()  # its check reads them while the broker is still the same
-    expected = {row_id for row_id, (topic, partition, position) in deliveries.items()
-                if position > applied.get((topic, partition), 0)}
+    expected = {
+        row_id
+        for row_id, (topic, partition, position) in deliveries.items()
+        if position > applied.get((topic, partition), 0)
+    }
     assert 0 < len(expected) < len(deliveries)
 
     broker_restart(broker)
     # Positions read once the broker has changed may come from the new one: not trusted.
     ConsumerOffset.objects.update(relay_position=10**12)
     assert outbox_relay().published == len(expected)
-    assert {row_id for row_id, position in OutboxDelivery.objects.values_list("outbox_id", "relay_position")
-            if position != deliveries[row_id][2]} == expected
+    assert {
+        row_id
+        for row_id, position in OutboxDelivery.objects.values_list("outbox_id", "relay_position")
+        if position != deliveries[row_id][2]
+    } == expected
 
 
 def test_nothing_is_published_again_on_the_first_run_nor_when_the_relay_restarts_against_the_same_broker(

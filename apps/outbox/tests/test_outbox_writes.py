@@ -62,9 +62,16 @@ def test_posting_a_transfer_writes_one_transfer_event_and_one_event_per_entry(ma
     assert [event.event_type for event in events] == ["TransferPosted", "EntryPosted", "EntryPosted"]
     posted, *entry_events = events
     assert (posted.topic, posted.key) == (TRANSFER_TOPIC, str(transfer.id))
-    data = assert_envelope(posted, event_type="TransferPosted", aggregate_type="transfer", aggregate_id=str(transfer.id))
+    data = assert_envelope(
+        posted, event_type="TransferPosted", aggregate_type="transfer", aggregate_id=str(transfer.id)
+    )
     assert data["transferId"] == str(transfer.id)
-    assert (data["from"], data["to"], data["amount"], data["currency"]) == (str(source.id), str(destination.id), 1234, "USD")
+    assert (data["from"], data["to"], data["amount"], data["currency"]) == (
+        str(source.id),
+        str(destination.id),
+        1234,
+        "USD",
+    )
     assert datetime.fromisoformat(posted.payload["occurredAt"]) == transfer.created_at
 
     entries = {entry.account_id: entry for entry in Entry.objects.filter(transfer=transfer)}
@@ -72,9 +79,15 @@ def test_posting_a_transfer_writes_one_transfer_event_and_one_event_per_entry(ma
     for event in entry_events:
         entry = entries[UUID(event.key)]
         assert event.topic == ENTRY_TOPIC
-        data = assert_envelope(event, event_type="EntryPosted", aggregate_type="account", aggregate_id=str(entry.account_id))
+        data = assert_envelope(
+            event, event_type="EntryPosted", aggregate_type="account", aggregate_id=str(entry.account_id)
+        )
         assert data["entryId"] == str(entry.id)
-        assert (data["amount"], data["sequence"], data["balanceAfter"]) == (entry.amount, entry.sequence, entry.balance_after)
+        assert (data["amount"], data["sequence"], data["balanceAfter"]) == (
+            entry.amount,
+            entry.sequence,
+            entry.balance_after,
+        )
 
     assert len({event.event_id for event in events}) == 3
     # One transaction wrote the transfer, its entries and its events.
@@ -88,19 +101,19 @@ def test_posting_a_transfer_writes_one_transfer_event_and_one_event_per_entry(ma
 
 @pytest.mark.parametrize("refusal", ["insufficient_funds", "same_account", "unknown_currency", "unknown_account"])
 def test_a_refused_transfer_writes_no_events(make_account, make_transfer, refusal):
-    source, destination = make_account(overdraft_limit=0), make_account()
+    source, destination, unknown = make_account(overdraft_limit=0), make_account(), make_account()
+    unknown.id = UUID("01900000-0000-7000-8000-000000000000")
     before = OutboxEvent.objects.count()
+    source_to_destination = {
+        "insufficient_funds": (source, destination, {}),
+        "same_account": (destination, destination, {}),
+        "unknown_currency": (destination, source, {"currency": "XXX"}),
+        "unknown_account": (unknown, destination, {}),
+    }
+    debited, credited, options = source_to_destination[refusal]
 
     with pytest.raises(errors.LedgerError):
-        if refusal == "insufficient_funds":
-            make_transfer(source, destination, 1)
-        elif refusal == "same_account":
-            make_transfer(destination, destination, 1)
-        elif refusal == "unknown_currency":
-            make_transfer(destination, source, 1, currency="XXX")
-        else:
-            source.id = UUID("01900000-0000-7000-8000-000000000000")
-            make_transfer(source, destination, 1)
+        make_transfer(debited, credited, 1, **options)
 
     assert OutboxEvent.objects.count() == before
 

@@ -50,7 +50,9 @@ def test_sql_emits_only_registered_event_types_and_never_names_a_topic_or_builds
     assert emitted, "ledger_post_transfer writes its events through outbox_event_row"
     assert len(emitted) == calls, "every outbox_event_row call names its event type as a literal"
     assert set(emitted) <= set(EVENT_TYPES)
-    assert {name: TOPIC_LITERAL.findall(source) for name, source in sources.items() if TOPIC_LITERAL.search(source)} == {}
+    assert {
+        name: TOPIC_LITERAL.findall(source) for name, source in sources.items() if TOPIC_LITERAL.search(source)
+    } == {}
     assert [name for name, source in sources.items() if "'eventId'" in source] == ["outbox_event_row"]
     writers = {name for name, source in sources.items() if re.search(r"INSERT\s+INTO\s+outbox_event\b", source)}
     assert writers == {name for name, source in sources.items() if ROW_CALL.search(source)}

@@ -17,7 +17,9 @@ from tests.support import read_topic
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
 
-def test_the_relay_publishes_in_row_order_with_the_event_id_in_a_header_and_marks_rows(broker, make_account, make_transfer):
+def test_the_relay_publishes_in_row_order_with_the_event_id_in_a_header_and_marks_rows(
+    broker, make_account, make_transfer
+):
     source, destination = make_account(), make_account()
     for amount in (1, 2, 3):
         make_transfer(source, destination, amount)
@@ -27,7 +29,9 @@ def test_the_relay_publishes_in_row_order_with_the_event_id_in_a_header_and_mark
 
     rows = {str(row.event_id): row for row in OutboxEvent.objects.all()}
     deliveries = {d.outbox_id: d for d in OutboxDelivery.objects.all()}
-    messages = [m for topic in ("ledger.account.v1", "ledger.transfer.v1", "ledger.entry.v1") for m in read_topic(topic)]
+    messages = [
+        m for topic in ("ledger.account.v1", "ledger.transfer.v1", "ledger.entry.v1") for m in read_topic(topic)
+    ]
     assert len(messages) == len(rows)
     positions: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for message in messages:
@@ -38,7 +42,9 @@ def test_the_relay_publishes_in_row_order_with_the_event_id_in_a_header_and_mark
         assert orjson.loads(message.value()) == row.payload
         delivery = deliveries[row.id]
         assert (int(headers["relay_position"]), message.partition()) == (delivery.relay_position, delivery.partition)
-        positions.setdefault((message.topic(), message.partition()), []).append((message.offset(), delivery.relay_position))
+        positions.setdefault((message.topic(), message.partition()), []).append(
+            (message.offset(), delivery.relay_position)
+        )
     assert all(sorted(p for _, p in pairs) == [p for _, p in sorted(pairs)] for pairs in positions.values())
     by_key: dict[bytes, list[int]] = {}
     for message in read_topic("ledger.entry.v1"):
@@ -85,7 +91,8 @@ def test_a_failed_relay_backs_off_and_the_command_ignores_the_backoff(broker, ma
     broker.stop()
     assert outbox_relay().failed == 1
     state = RelayState.objects.get()
-    assert state.consecutive_failures == 1 and state.last_error
+    assert state.consecutive_failures == 1
+    assert state.last_error
     assert outbox_relay().skipped == "backoff"
     with pytest.raises(CommandError):
         call_command("relay_outbox")

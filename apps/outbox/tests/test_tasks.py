@@ -24,8 +24,9 @@ def test_prune_deletes_only_rows_published_before_the_retention_with_their_deliv
     old, recent, unpublished = OutboxEvent.objects.order_by("id")
     OutboxEvent.objects.filter(id=old.id).update(published_at=timezone.now() - timedelta(hours=2))
     OutboxEvent.objects.filter(id=recent.id).update(published_at=timezone.now() - timedelta(minutes=10))
-    OutboxDelivery.objects.bulk_create([OutboxDelivery(outbox_id=row.id, relay_position=row.id, partition=0)
-                                        for row in (old, recent)])
+    OutboxDelivery.objects.bulk_create(
+        [OutboxDelivery(outbox_id=row.id, relay_position=row.id, partition=0) for row in (old, recent)]
+    )
 
     assert tasks.prune_outbox() == 1
     assert set(OutboxEvent.objects.values_list("id", flat=True)) == {recent.id, unpublished.id}
@@ -53,5 +54,6 @@ def test_a_commit_kicks_a_worker_that_drains_the_outbox_without_beat(broker, set
         account = make_account()
         wait_until(
             lambda: OutboxEvent.objects.filter(key=str(account.id), published_at__isnull=False).exists(),
-            timeout=15, message="the kicked relay to publish the account's event",
+            timeout=15,
+            message="the kicked relay to publish the account's event",
         )

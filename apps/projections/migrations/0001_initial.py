@@ -4,79 +4,100 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ConsumerOffset',
+            name="ConsumerOffset",
             fields=[
-                ('pk', models.CompositePrimaryKey('consumer_group', 'topic', 'partition', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('consumer_group', models.CharField(max_length=200)),
-                ('topic', models.CharField(max_length=200)),
-                ('partition', models.IntegerField()),
-                ('offset', models.BigIntegerField(help_text='Offset of the last message applied.')),
-                ('updated_at', models.DateTimeField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "consumer_group",
+                        "topic",
+                        "partition",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("consumer_group", models.CharField(max_length=200)),
+                ("topic", models.CharField(max_length=200)),
+                ("partition", models.IntegerField()),
+                ("offset", models.BigIntegerField(help_text="Offset of the last message applied.")),
+                ("updated_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'projection_consumer_offset',
+                "db_table": "projection_consumer_offset",
             },
         ),
         migrations.CreateModel(
-            name='ProjectedBalance',
+            name="ProjectedBalance",
             fields=[
-                ('account_id', models.UUIDField(primary_key=True, serialize=False)),
-                ('currency', models.CharField(max_length=16)),
-                ('balance', models.BigIntegerField()),
-                ('last_sequence', models.BigIntegerField(help_text='Sequence of the latest entry applied.')),
-                ('updated_at', models.DateTimeField(help_text='When the latest applied entry was posted.')),
-                ('applied_at', models.DateTimeField()),
+                ("account_id", models.UUIDField(primary_key=True, serialize=False)),
+                ("currency", models.CharField(max_length=16)),
+                ("balance", models.BigIntegerField()),
+                ("last_sequence", models.BigIntegerField(help_text="Sequence of the latest entry applied.")),
+                ("updated_at", models.DateTimeField(help_text="When the latest applied entry was posted.")),
+                ("applied_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'projection_balance',
+                "db_table": "projection_balance",
             },
         ),
         migrations.CreateModel(
-            name='ProjectedStatementLine',
+            name="ProjectedStatementLine",
             fields=[
-                ('pk', models.CompositePrimaryKey('account_id', 'sequence', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('account_id', models.UUIDField()),
-                ('sequence', models.BigIntegerField()),
-                ('entry_id', models.UUIDField()),
-                ('transfer_id', models.UUIDField()),
-                ('counterparty_id', models.UUIDField()),
-                ('currency', models.CharField(max_length=16)),
-                ('amount', models.BigIntegerField()),
-                ('balance_after', models.BigIntegerField()),
-                ('created_at', models.DateTimeField()),
-                ('applied_at', models.DateTimeField()),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "account_id", "sequence", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("account_id", models.UUIDField()),
+                ("sequence", models.BigIntegerField()),
+                ("entry_id", models.UUIDField()),
+                ("transfer_id", models.UUIDField()),
+                ("counterparty_id", models.UUIDField()),
+                ("currency", models.CharField(max_length=16)),
+                ("amount", models.BigIntegerField()),
+                ("balance_after", models.BigIntegerField()),
+                ("created_at", models.DateTimeField()),
+                ("applied_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'projection_statement_line',
-                'indexes': [models.Index(fields=['account_id', 'created_at'], name='projection_line_account_time')],
+                "db_table": "projection_statement_line",
+                "indexes": [models.Index(fields=["account_id", "created_at"], name="projection_line_account_time")],
             },
         ),
         migrations.CreateModel(
-            name='ProjectedTransfer',
+            name="ProjectedTransfer",
             fields=[
-                ('transfer_id', models.UUIDField(primary_key=True, serialize=False)),
-                ('from_account_id', models.UUIDField()),
-                ('to_account_id', models.UUIDField()),
-                ('amount', models.BigIntegerField()),
-                ('currency', models.CharField(max_length=16)),
-                ('status', models.CharField(max_length=16)),
-                ('idempotency_key', models.CharField(max_length=255)),
-                ('metadata', models.JSONField(default=dict)),
-                ('entries', models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them.")),
-                ('created_at', models.DateTimeField()),
-                ('applied_at', models.DateTimeField()),
+                ("transfer_id", models.UUIDField(primary_key=True, serialize=False)),
+                ("from_account_id", models.UUIDField()),
+                ("to_account_id", models.UUIDField()),
+                ("amount", models.BigIntegerField()),
+                ("currency", models.CharField(max_length=16)),
+                ("status", models.CharField(max_length=16)),
+                ("idempotency_key", models.CharField(max_length=255)),
+                ("metadata", models.JSONField(default=dict)),
+                (
+                    "entries",
+                    models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them."),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("applied_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'projection_transfer',
-                'indexes': [models.Index(fields=['from_account_id', 'transfer_id'], name='projection_transfer_from'), models.Index(fields=['to_account_id', 'transfer_id'], name='projection_transfer_to'), models.Index(fields=['created_at'], name='projection_transfer_time')],
+                "db_table": "projection_transfer",
+                "indexes": [
+                    models.Index(fields=["from_account_id", "transfer_id"], name="projection_transfer_from"),
+                    models.Index(fields=["to_account_id", "transfer_id"], name="projection_transfer_to"),
+                    models.Index(fields=["created_at"], name="projection_transfer_time"),
+                ],
             },
         ),
     ]

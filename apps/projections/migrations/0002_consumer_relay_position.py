@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projections', '0001_initial'),
+        ("projections", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='consumeroffset',
-            name='relay_position',
-            field=models.BigIntegerField(help_text='Greatest relay position (header relay_position) applied; it never goes back.', null=True),
+            model_name="consumeroffset",
+            name="relay_position",
+            field=models.BigIntegerField(
+                help_text="Greatest relay position (header relay_position) applied; it never goes back.", null=True
+            ),
         ),
         migrations.AlterField(
-            model_name='consumeroffset',
-            name='offset',
-            field=models.BigIntegerField(help_text='Kafka offset of the last message applied, on the broker it came from (a new broker starts again at 0); it moves with relay_position.'),
+            model_name="consumeroffset",
+            name="offset",
+            field=models.BigIntegerField(
+                help_text="Kafka offset of the last message applied, on the broker it came from (a new broker starts again at 0); it moves with relay_position."
+            ),
         ),
     ]

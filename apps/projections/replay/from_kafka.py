@@ -103,8 +103,15 @@ def _partitions_at_start(consumer) -> dict[tuple[str, int], int]:
     return partitions
 
 
-def _kafka_apply(consumer, partitions: set[tuple[str, int]], result: ReplayResult, report: Progress, *,
-                 batch_size: int, idle_timeout: float) -> None:
+def _kafka_apply(
+    consumer,
+    partitions: set[tuple[str, int]],
+    result: ReplayResult,
+    report: Progress,
+    *,
+    batch_size: int,
+    idle_timeout: float,
+) -> None:
     """Apply every message to the rebuild, batch by batch, until each partition is at its end."""
     remaining = set(partitions)
     tables = Tables(REBUILD_SCHEMA)
@@ -136,5 +143,7 @@ def _kafka_apply(consumer, partitions: set[tuple[str, int]], result: ReplayResul
         if read:
             report("events", read, None)
         if remaining and time.monotonic() - heard > idle_timeout:
-            raise ReplayError(f"Kafka sent nothing for {idle_timeout:.0f} s; partitions not read to the end: "
-                              + ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(remaining)))
+            raise ReplayError(
+                f"Kafka sent nothing for {idle_timeout:.0f} s; partitions not read to the end: "
+                + ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(remaining))
+            )

@@ -40,8 +40,9 @@ def projections_replay(
         live = live_schemas()
         indexes = rebuild_tables_create(drop_indexes=True)
         try:
-            loaded = ledger_load(applied_at=timezone.now(), copy=copy, chunk_rows=chunk_rows, workers=workers,
-                                 progress=report)
+            loaded = ledger_load(
+                applied_at=timezone.now(), copy=copy, chunk_rows=chunk_rows, workers=workers, progress=report
+            )
             result.balances = loaded["balances"]
             result.statement_lines = loaded["statement lines"]
             result.transfers = loaded["transfers"]

@@ -56,8 +56,9 @@ class _Chunk:
     end_page: int | None  # None: to the end of the table
 
 
-def ledger_load(*, applied_at: datetime, copy: bool, chunk_rows: int, workers: int,
-                progress: Progress) -> dict[str, int]:
+def ledger_load(
+    *, applied_at: datetime, copy: bool, chunk_rows: int, workers: int, progress: Progress
+) -> dict[str, int]:
     """Load every projection row the ledger has into the rebuild; the rows loaded per stage.
 
     `copy` streams the rows with COPY from the ledger's connection to the read model's;
@@ -111,8 +112,10 @@ def _chunks_plan(chunk_rows: int) -> tuple[list[_Chunk], dict[str, int]]:
             starts = list(range(0, max(pages, 1), step))
             # The last chunk is open-ended: rows this snapshot sees cannot be beyond what a
             # scan sees, whatever the size read above.
-            chunks += [_Chunk(stage_name, first, starts[i + 1] if i + 1 < len(starts) else None)
-                       for i, first in enumerate(starts)]
+            chunks += [
+                _Chunk(stage_name, first, starts[i + 1] if i + 1 < len(starts) else None)
+                for i, first in enumerate(starts)
+            ]
     # Big tables first, so that the parallel workers finish together.
     order = {"transfers": 0, "statement lines": 1, "balances": 2}
     return sorted(chunks, key=lambda chunk: order[chunk.stage]), totals
@@ -136,8 +139,10 @@ def _chunk_load(chunk: _Chunk, *, snapshot: str, applied_at: datetime, copy: boo
             cursor.execute(sql.SQL("INSERT INTO {} {}").format(target, select), params)
             return cursor.rowcount
     with (
-        transaction.atomic(using=LEDGER_ALIAS), connections[LEDGER_ALIAS].cursor() as source,
-        transaction.atomic(using=READ_ALIAS), connections[READ_ALIAS].cursor() as destination,
+        transaction.atomic(using=LEDGER_ALIAS),
+        connections[LEDGER_ALIAS].cursor() as source,
+        transaction.atomic(using=READ_ALIAS),
+        connections[READ_ALIAS].cursor() as destination,
     ):
         _snapshot_import(source, snapshot)
         source.execute("SET LOCAL jit = off")

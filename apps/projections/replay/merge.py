@@ -47,15 +47,19 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
     (with those statement lines), and transfers the rebuild lacks. Anything else in the live
     tables is drift that the rebuild replaces. Runs under the swap lock, so the live tables
     stand still."""
-    balance, line, transfer = (sql.Identifier(live[model._meta.db_table], model._meta.db_table)
-                               for model in (ProjectedBalance, ProjectedStatementLine, ProjectedTransfer))
+    balance, line, transfer = (
+        sql.Identifier(live[model._meta.db_table], model._meta.db_table)
+        for model in (ProjectedBalance, ProjectedStatementLine, ProjectedTransfer)
+    )
     rebuilt = Tables(REBUILD_SCHEMA)
 
-    cursor.execute(sql.SQL(
-        """SELECT l.account_id, l.currency, l.balance, l.last_sequence, l.updated_at, coalesce(r.last_sequence, 0)
+    cursor.execute(
+        sql.SQL(
+            """SELECT l.account_id, l.currency, l.balance, l.last_sequence, l.updated_at, coalesce(r.last_sequence, 0)
              FROM {balance} l LEFT JOIN {rebuilt} r USING (account_id)
             WHERE r.account_id IS NULL OR l.last_sequence > r.last_sequence"""
-    ).format(balance=balance, rebuilt=rebuilt.balance))
+        ).format(balance=balance, rebuilt=rebuilt.balance)
+    )
     ahead = {row.account_id: row for row in map(_BalanceAhead._make, cursor.fetchall())}
     lines: dict[UUID, list[LineRow]] = defaultdict(list)
     lines_beyond = sql.SQL(
@@ -65,15 +69,18 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
     if ahead:
         cursor.execute(
             sql.SQL("SELECT {columns} {lines_beyond} ORDER BY l.account_id, l.sequence").format(
-                columns=column_list(LINE_COLUMNS, "l"), lines_beyond=lines_beyond),
+                columns=column_list(LINE_COLUMNS, "l"), lines_beyond=lines_beyond
+            ),
             [list(ahead), [row.rebuilt_sequence for row in ahead.values()]],
         )
         for row in map(LineRow._make, cursor.fetchall()):
             lines[row.account_id].append(row)
-    cursor.execute(sql.SQL(
-        """SELECT {columns}
+    cursor.execute(
+        sql.SQL(
+            """SELECT {columns}
              FROM {transfer} l LEFT JOIN {rebuilt} r USING (transfer_id) WHERE r.transfer_id IS NULL"""
-    ).format(columns=column_list(TRANSFER_COLUMNS, "l"), transfer=transfer, rebuilt=rebuilt.transfer))
+        ).format(columns=column_list(TRANSFER_COLUMNS, "l"), transfer=transfer, rebuilt=rebuilt.transfer)
+    )
     missing_transfers = [TransferRow._make(row) for row in cursor.fetchall()]
 
     confirmed_accounts = _accounts_confirmed(ahead, lines)
@@ -85,16 +92,23 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
             sql.SQL("""INSERT INTO {rebuilt} ({columns})
                 SELECT {columns} FROM {balance} WHERE account_id = ANY(%s::uuid[])
                 ON CONFLICT (account_id) DO UPDATE SET {updates}""").format(
-                rebuilt=rebuilt.balance, columns=column_list(BALANCE_COLUMNS), balance=balance,
-                updates=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column))
-                                           for column in BALANCE_COLUMNS[1:])),
+                rebuilt=rebuilt.balance,
+                columns=column_list(BALANCE_COLUMNS),
+                balance=balance,
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column)) for column in BALANCE_COLUMNS[1:]
+                ),
+            ),
             [confirmed_accounts],
         )
         merged["balances"] = cursor.rowcount
         cursor.execute(
             sql.SQL("INSERT INTO {rebuilt} ({columns}) SELECT {line_columns} {lines_beyond}").format(
-                rebuilt=rebuilt.line, columns=column_list(LINE_COLUMNS),
-                line_columns=column_list(LINE_COLUMNS, "l"), lines_beyond=lines_beyond),
+                rebuilt=rebuilt.line,
+                columns=column_list(LINE_COLUMNS),
+                line_columns=column_list(LINE_COLUMNS, "l"),
+                lines_beyond=lines_beyond,
+            ),
             [confirmed_accounts, [ahead[account_id].rebuilt_sequence for account_id in confirmed_accounts]],
         )
         merged["statement_lines"] = cursor.rowcount
@@ -102,7 +116,8 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
         cursor.execute(
             sql.SQL("""INSERT INTO {rebuilt} ({columns})
                 SELECT {columns} FROM {transfer} WHERE transfer_id = ANY(%s::uuid[])""").format(
-                rebuilt=rebuilt.transfer, columns=column_list(TRANSFER_COLUMNS), transfer=transfer),
+                rebuilt=rebuilt.transfer, columns=column_list(TRANSFER_COLUMNS), transfer=transfer
+            ),
             [confirmed_transfers],
         )
         merged["transfers"] = cursor.rowcount
@@ -123,8 +138,12 @@ def _accounts_confirmed(ahead: dict[UUID, _BalanceAhead], lines: dict[UUID, list
         ledger_lines: set[LineRow] = set()
         if keys:
             cursor.execute(
-                line_rows_sql(where=sql.SQL("(e.account_id, e.sequence) IN "
-                                            "(SELECT * FROM unnest(%(accounts)s::uuid[], %(sequences)s::bigint[]))")),
+                line_rows_sql(
+                    where=sql.SQL(
+                        "(e.account_id, e.sequence) IN "
+                        "(SELECT * FROM unnest(%(accounts)s::uuid[], %(sequences)s::bigint[]))"
+                    )
+                ),
                 {"applied_at": None, "accounts": [k[0] for k in keys], "sequences": [k[1] for k in keys]},
             )
             ledger_lines = set(map(LineRow._make, cursor.fetchall()))
@@ -133,8 +152,9 @@ def _accounts_confirmed(ahead: dict[UUID, _BalanceAhead], lines: dict[UUID, list
         mine = lines.get(account_id, [])
         if currencies.get(account_id) != live_balance.currency:
             continue
-        if [row.sequence for row in mine] != list(range(live_balance.rebuilt_sequence + 1,
-                                                         live_balance.last_sequence + 1)):
+        if [row.sequence for row in mine] != list(
+            range(live_balance.rebuilt_sequence + 1, live_balance.last_sequence + 1)
+        ):
             continue
         if not all(row._replace(applied_at=None) in ledger_lines for row in mine):
             continue
@@ -151,8 +171,10 @@ def _transfers_confirmed(live_rows: list[TransferRow]) -> list[UUID]:
     if not live_rows:
         return []
     with connections[LEDGER_ALIAS].cursor() as cursor:
-        cursor.execute(transfer_rows_sql(where=sql.SQL("t.id = ANY(%(ids)s::uuid[])")),
-                       {"applied_at": None, "ids": [row.transfer_id for row in live_rows]})
+        cursor.execute(
+            transfer_rows_sql(where=sql.SQL("t.id = ANY(%(ids)s::uuid[])")),
+            {"applied_at": None, "ids": [row.transfer_id for row in live_rows]},
+        )
         ledger = {row.transfer_id: row for row in map(TransferRow._make, cursor.fetchall())}
     # The JSON columns come back as text on both sides, and equal jsonb values print the same.
     return [row.transfer_id for row in live_rows if ledger.get(row.transfer_id) == row._replace(applied_at=None)]

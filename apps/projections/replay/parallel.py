@@ -11,8 +11,7 @@ from django.db import connections
 T = TypeVar("T")
 
 
-def in_parallel(tasks: Sequence[T], work: Callable[[T], int], *, done: Callable[[T, int], None],
-                workers: int) -> None:
+def in_parallel(tasks: Sequence[T], work: Callable[[T], int], *, done: Callable[[T, int], None], workers: int) -> None:
     """Run work(task) for every task in up to `workers` threads; call done(task, result) here,
     as each finishes. Each task runs on its thread's own database connections, closed after
     it. The first error cancels the tasks not started yet and is raised here, once the

@@ -57,8 +57,11 @@ def rebuild_tables_create(*, drop_indexes: bool) -> list[Index]:
         if drop_indexes:
             for index in indexes:
                 if index.constraint:
-                    cursor.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                        rebuilt(index.table), sql.Identifier(index.name)))
+                    cursor.execute(
+                        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                            rebuilt(index.table), sql.Identifier(index.name)
+                        )
+                    )
                 else:
                     cursor.execute(sql.SQL("DROP INDEX {}").format(rebuilt(index.name)))
     return indexes
@@ -78,8 +81,13 @@ def _indexes_of(cursor, schema: str) -> list[Index]:
     )
     kinds = {"p": "PRIMARY KEY", "u": "UNIQUE"}
     return [
-        Index(table, name, definition, kinds.get(contype),
-              ("DEFERRABLE INITIALLY DEFERRED" if deferred else "DEFERRABLE") if deferrable else "")
+        Index(
+            table,
+            name,
+            definition,
+            kinds.get(contype),
+            ("DEFERRABLE INITIALLY DEFERRED" if deferred else "DEFERRABLE") if deferrable else "",
+        )
         for table, name, definition, contype, deferrable, deferred in cursor.fetchall()
     ]
 
@@ -97,14 +105,21 @@ def indexes_build(indexes: list[Index], *, workers: int, progress: Progress) -> 
 
     # Big tables first: their indexes take longest.
     order = {"projection_transfer": 0, "projection_statement_line": 1}
-    in_parallel(sorted(indexes, key=lambda index: order.get(index.table, 2)), build,
-                done=lambda _index, count: progress("indexes", count, len(indexes)), workers=workers)
+    in_parallel(
+        sorted(indexes, key=lambda index: order.get(index.table, 2)),
+        build,
+        done=lambda _index, count: progress("indexes", count, len(indexes)),
+        workers=workers,
+    )
     with transaction.atomic(using=READ_ALIAS), connections[READ_ALIAS].cursor() as cursor:
         for index in indexes:
             if index.constraint:
                 name = sql.Identifier(index.name)
-                cursor.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {} {}").format(
-                    rebuilt(index.table), name, sql.SQL(index.constraint), name, sql.SQL(index.deferrable)))
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {} {}").format(
+                        rebuilt(index.table), name, sql.SQL(index.constraint), name, sql.SQL(index.deferrable)
+                    )
+                )
     rebuild_analyze()
 
 
@@ -121,7 +136,8 @@ def rebuild_counts() -> tuple[int, int, int]:
     with connections[READ_ALIAS].cursor() as cursor:
         cursor.execute(
             sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
-                tables.balance, tables.line, tables.transfer)
+                tables.balance, tables.line, tables.transfer
+            )
         )
         return cursor.fetchone()
 

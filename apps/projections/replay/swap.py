@@ -58,8 +58,9 @@ def swap(live: dict[str, str], *, progress: Progress) -> dict[str, int]:
                 for model in PROJECTION_MODELS:
                     table = model._meta.db_table
                     live_schema = sql.Identifier(live[table])
-                    cursor.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                        sql.Identifier(live[table], table), retired))
+                    cursor.execute(
+                        sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier(live[table], table), retired)
+                    )
                     cursor.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(rebuilt(table), live_schema))
                 cursor.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(retired))
                 cursor.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(REBUILD_SCHEMA)))

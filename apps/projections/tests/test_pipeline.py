@@ -48,8 +48,10 @@ def test_a_posted_transfer_is_on_the_entry_topic_in_order_and_read_back_with_its
         entry["entryId"] for response in posted for entry in response.json()["entries"] if entry["accountId"] == a
     }
     token = posted[-1].json()["consistencyToken"]
-    wait_until(lambda: api.get(f"/accounts/{b}/balance", {"consistencyToken": token}).status_code == 200,
-               message="the projection to include the last transfer")
+    wait_until(
+        lambda: api.get(f"/accounts/{b}/balance", {"consistencyToken": token}).status_code == 200,
+        message="the projection to include the last transfer",
+    )
     balance = api.get(f"/accounts/{b}/balance", {"consistencyToken": token}).json()
     assert balance["balance"] == sum(10 + i for i in range(5))
     assert balance["consistency"] == {"projectedSequence": 5, "ledgerSequence": 5, "upToDate": True}
@@ -63,7 +65,10 @@ def test_with_the_broker_down_the_api_keeps_accepting_and_after_it_returns_nothi
     broker.stop()
 
     for i in range(20):
-        assert api.post("/transfers", transfer_body(source.id, destination.id, f"down-{i}"), format="json").status_code == 201
+        assert (
+            api.post("/transfers", transfer_body(source.id, destination.id, f"down-{i}"), format="json").status_code
+            == 201
+        )
     backlog = OutboxEvent.objects.filter(published_at__isnull=True).count()
     assert backlog == 20 * 3
 
@@ -102,16 +107,29 @@ def _consumer_process(group: str) -> subprocess.Popen:
     }
     env.pop("READ_DATABASE_URL", None)
     return subprocess.Popen(
-        [sys.executable, str(BASE_DIR / "manage.py"), "consume_projections", "--group", group, "--batch-size", "5",
-         "--metrics-port", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(BASE_DIR / "manage.py"),
+            "consume_projections",
+            "--group",
+            group,
+            "--batch-size",
+            "5",
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
 def test_a_consumer_killed_mid_batch_and_restarted_leaves_exact_projections(broker, make_account, make_transfer):
     accounts = [make_account() for _ in range(6)]
     for i in range(300):
-        make_transfer(accounts[i % 6], accounts[(i * 7 + 1) % 6] if i % 6 != (i * 7 + 1) % 6 else accounts[(i + 1) % 6], 1 + i)
+        make_transfer(
+            accounts[i % 6], accounts[(i * 7 + 1) % 6] if i % 6 != (i * 7 + 1) % 6 else accounts[(i + 1) % 6], 1 + i
+        )
     outbox_relay()
     total = 300 * 2
 
@@ -142,8 +160,10 @@ def test_a_duplicate_delivery_is_applied_once(start_consumer, make_account, make
     OutboxEvent.objects.update(published_at=None)
     assert outbox_relay().published == events  # every event delivered a second time
 
-    wait_until(lambda: metrics.EVENTS_DUPLICATE._value.get() - duplicates_before >= events,
-               message="the consumer to see the redelivery")
+    wait_until(
+        lambda: metrics.EVENTS_DUPLICATE._value.get() - duplicates_before >= events,
+        message="the consumer to see the redelivery",
+    )
     assert list(ProjectedStatementLine.objects.order_by("account_id", "sequence").values()) == before
     assert ProjectedTransfer.objects.count() == 3
     assert projection_matches_ledger()
@@ -203,9 +223,14 @@ def test_the_consumer_keeps_going_when_the_broker_restarts_empty_under_load(
     for i in range(30):
         make_transfer(after[i % 4], after[(i + 1) % 4], 1 + i)
 
-    wait_until(lambda: outbox_relay(ignore_backoff=True).failed == 0
-               and not OutboxEvent.objects.filter(published_at__isnull=True).exists(),
-               timeout=60, message="the relay to drain to the new broker")
+    wait_until(
+        lambda: (
+            outbox_relay(ignore_backoff=True).failed == 0
+            and not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+        ),
+        timeout=60,
+        message="the relay to drain to the new broker",
+    )
     report = projections_verify(wait=30)
     assert report.ok, report.summary_lines()
 
@@ -222,14 +247,22 @@ def test_dead_letters_still_go_out_after_the_broker_restarted_under_the_consumer
         assert producer.flush(10) == 0
 
     poison(b"before the restart")
-    wait_until(lambda: len(read_topic(settings.KAFKA["DEAD_LETTER_TOPIC"], idle_seconds=0.5)) == 1,
-               message="the first dead letter")
+    wait_until(
+        lambda: len(read_topic(settings.KAFKA["DEAD_LETTER_TOPIC"], idle_seconds=0.5)) == 1,
+        message="the first dead letter",
+    )
     broker.stop()
     broker.start()
     kafka.topics_ensure([*ALL_TOPICS, settings.KAFKA["DEAD_LETTER_TOPIC"]])
     poison(b"after the restart")
 
-    wait_until(lambda: consumer.error is not None
-               or [m.value() for m in read_topic(settings.KAFKA["DEAD_LETTER_TOPIC"], idle_seconds=0.5)]
-               == [b"after the restart"], timeout=60, message="the dead letter sent to the new broker")
+    wait_until(
+        lambda: (
+            consumer.error is not None
+            or [m.value() for m in read_topic(settings.KAFKA["DEAD_LETTER_TOPIC"], idle_seconds=0.5)]
+            == [b"after the restart"]
+        ),
+        timeout=60,
+        message="the dead letter sent to the new broker",
+    )
     consumer.stop()  # raises what stopped it, if anything did

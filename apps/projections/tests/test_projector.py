@@ -21,7 +21,9 @@ def outbox_messages(event_type: str | None = None) -> list[ConsumedMessage]:
     if event_type:
         rows = rows.filter(event_type=event_type)
     return [
-        ConsumedMessage(topic=row.topic, partition=0, offset=row.id, key=row.key.encode(), value=orjson.dumps(row.payload))
+        ConsumedMessage(
+            topic=row.topic, partition=0, offset=row.id, key=row.key.encode(), value=orjson.dumps(row.payload)
+        )
         for row in rows
     ]
 
@@ -63,8 +65,11 @@ def test_entries_out_of_order_in_a_batch_are_applied_in_sequence(make_account, m
 
     balance = ProjectedBalance.objects.get(account_id=bob.id)
     assert (balance.last_sequence, balance.balance) == (3, 60)
-    assert list(ProjectedStatementLine.objects.filter(account_id=bob.id).order_by("sequence")
-                .values_list("balance_after", flat=True)) == [10, 30, 60]
+    assert list(
+        ProjectedStatementLine.objects.filter(account_id=bob.id)
+        .order_by("sequence")
+        .values_list("balance_after", flat=True)
+    ) == [10, 30, 60]
 
 
 def test_a_lost_entry_event_is_healed_from_the_ledger(make_account, make_transfer):
@@ -84,8 +89,11 @@ def test_a_transfer_whose_events_were_all_lost_is_healed_with_its_entries(make_a
     alice, bob = make_account(), make_account()
     transfers = [make_transfer(alice, bob, amount) for amount in (10, 20, 30)]
     lost_id = str(transfers[1].transfer_id)
-    lost = [m for m in outbox_messages()
-            if orjson.loads(m.value)["aggregateId"] == lost_id or orjson.loads(m.value)["data"].get("transferId") == lost_id]
+    lost = [
+        m
+        for m in outbox_messages()
+        if orjson.loads(m.value)["aggregateId"] == lost_id or orjson.loads(m.value)["data"].get("transferId") == lost_id
+    ]
     assert len(lost) == 3  # its TransferPosted and both EntryPosted
 
     result = projection_batch_apply([m for m in outbox_messages() if m not in lost], consumer_group="g")
@@ -115,10 +123,20 @@ def test_invalid_messages_become_dead_letters_and_the_rest_still_applies(make_ac
     poison = [
         ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=900, key=b"x", value=b"{not json"),
         ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=901, key=b"x", value=None),
-        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=902, key=b"x",
-                        value=orjson.dumps({"eventId": "e", "type": "EntryPosted", "version": 1})),
-        ConsumedMessage(topic=ENTRY_TOPIC, partition=0, offset=903, key=b"x",
-                        value=orjson.dumps({**orjson.loads(outbox_messages("EntryPosted")[0].value), "version": 2})),
+        ConsumedMessage(
+            topic=ENTRY_TOPIC,
+            partition=0,
+            offset=902,
+            key=b"x",
+            value=orjson.dumps({"eventId": "e", "type": "EntryPosted", "version": 1}),
+        ),
+        ConsumedMessage(
+            topic=ENTRY_TOPIC,
+            partition=0,
+            offset=903,
+            key=b"x",
+            value=orjson.dumps({**orjson.loads(outbox_messages("EntryPosted")[0].value), "version": 2}),
+        ),
     ]
 
     result = projection_batch_apply(outbox_messages() + poison, consumer_group="g")
@@ -134,8 +152,9 @@ def test_the_relay_position_reached_is_recorded_with_the_projection_and_never_go
 
     def apply(offset: int, position: int | None = None) -> tuple[int, int]:
         headers = {} if position is None else {RELAY_POSITION_HEADER: str(position).encode()}
-        projection_batch_apply([ConsumedMessage(message.topic, 1, offset, message.key, message.value, headers)],
-                               consumer_group="g")
+        projection_batch_apply(
+            [ConsumedMessage(message.topic, 1, offset, message.key, message.value, headers)], consumer_group="g"
+        )
         recorded = ConsumerOffset.objects.get(consumer_group="g", topic=message.topic, partition=1)
         return recorded.offset, recorded.relay_position
 

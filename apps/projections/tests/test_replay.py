@@ -41,8 +41,18 @@ def ledger(make_account, make_transfer):
     alice, bob, carol = make_account(name="alice"), make_account(name="bob"), make_account(name="carol")
     euro_a, euro_b = make_account("EUR"), make_account("EUR")
     idle = make_account(name="idle")
-    make_transfer(alice, bob, 1000, metadata={"order": "A-1", "tags": ["x", "ÿ €"], "rate": 1.5, "tiny": 1e-7,
-                                              "nested": {"n": None, "ok": True, "int": 2**62}})
+    make_transfer(
+        alice,
+        bob,
+        1000,
+        metadata={
+            "order": "A-1",
+            "tags": ["x", "ÿ €"],
+            "rate": 1.5,
+            "tiny": 1e-7,
+            "nested": {"n": None, "ok": True, "int": 2**62},
+        },
+    )
     make_transfer(bob, carol, 250)
     make_transfer(carol, alice, 40, metadata={"whole": 1.0, "big": 12345678901234567890})
     make_transfer(euro_a, euro_b, 7)
@@ -56,11 +66,11 @@ def projection_rows() -> dict[str, list[tuple]]:
     the consumer stamps it with when it applied AccountCreated, so its updated_at is left out."""
     queries = {
         "projection_balance": "SELECT account_id, currency, balance, last_sequence, "
-                              "CASE WHEN last_sequence > 0 THEN updated_at END FROM projection_balance ORDER BY 1",
+        "CASE WHEN last_sequence > 0 THEN updated_at END FROM projection_balance ORDER BY 1",
         "projection_statement_line": "SELECT account_id, sequence, entry_id, transfer_id, counterparty_id, currency, "
-                                     "amount, balance_after, created_at FROM projection_statement_line ORDER BY 1, 2",
+        "amount, balance_after, created_at FROM projection_statement_line ORDER BY 1, 2",
         "projection_transfer": "SELECT transfer_id, from_account_id, to_account_id, amount, currency, status, "
-                               "idempotency_key, metadata, entries, created_at FROM projection_transfer ORDER BY 1",
+        "idempotency_key, metadata, entries, created_at FROM projection_transfer ORDER BY 1",
     }
     rows = {}
     with connections["read"].cursor() as cursor:
@@ -122,8 +132,16 @@ def test_a_replay_repairs_drifted_projections(ledger, sync_projections):
     ProjectedBalance.objects.filter(account_id=alice.id).update(balance=123)
     ProjectedStatementLine.objects.filter(account_id=bob.id, sequence=1).delete()
     ProjectedTransfer.objects.create(
-        transfer_id=uuid.uuid4(), from_account_id=alice.id, to_account_id=bob.id, amount=1, currency="USD",
-        status="posted", idempotency_key="never-posted", metadata={}, entries=[], created_at=datetime.now(UTC),
+        transfer_id=uuid.uuid4(),
+        from_account_id=alice.id,
+        to_account_id=bob.id,
+        amount=1,
+        currency="USD",
+        status="posted",
+        idempotency_key="never-posted",
+        metadata={},
+        entries=[],
+        created_at=datetime.now(UTC),
         applied_at=datetime.now(UTC),
     )
     assert projections_verify().drift_count == 3
@@ -134,8 +152,9 @@ def test_a_replay_repairs_drifted_projections(ledger, sync_projections):
     assert ProjectedTransfer.objects.filter(idempotency_key="never-posted").count() == 0
 
 
-def test_rows_the_consumer_applies_during_the_rebuild_are_merged_in(ledger, make_account, make_transfer,
-                                                                      sync_projections):
+def test_rows_the_consumer_applies_during_the_rebuild_are_merged_in(
+    ledger, make_account, make_transfer, sync_projections
+):
     sync_projections()
     alice, bob = ledger["alice"], ledger["bob"]
     during: dict = {}
@@ -154,8 +173,11 @@ def test_rows_the_consumer_applies_during_the_rebuild_are_merged_in(ledger, make
     assert projections_verify().ok  # without any catch-up: the merge kept them
     newcomer = during["account"]
     assert ProjectedBalance.objects.get(account_id=newcomer.id).balance == 3
-    assert set(ProjectedTransfer.objects.filter(transfer_id__in=[t.id for t in during["transfers"]])
-               .values_list("amount", flat=True)) == {11, 3}
+    assert set(
+        ProjectedTransfer.objects.filter(transfer_id__in=[t.id for t in during["transfers"]]).values_list(
+            "amount", flat=True
+        )
+    ) == {11, 3}
 
 
 def test_live_rows_beyond_the_rebuild_are_kept_only_if_the_ledger_has_them(ledger, sync_projections):
@@ -167,17 +189,35 @@ def test_live_rows_beyond_the_rebuild_are_kept_only_if_the_ledger_has_them(ledge
     # as a projection left over from before a restore of the ledger would be.
     line = ProjectedStatementLine.objects.filter(account_id=alice.id).order_by("-sequence").first()
     ProjectedStatementLine.objects.create(
-        account_id=alice.id, sequence=line.sequence + 1, entry_id=uuid.uuid4(), transfer_id=uuid.uuid4(),
-        counterparty_id=ledger["bob"].id, currency="USD", amount=-5, balance_after=line.balance_after - 5,
-        created_at=now, applied_at=now,
+        account_id=alice.id,
+        sequence=line.sequence + 1,
+        entry_id=uuid.uuid4(),
+        transfer_id=uuid.uuid4(),
+        counterparty_id=ledger["bob"].id,
+        currency="USD",
+        amount=-5,
+        balance_after=line.balance_after - 5,
+        created_at=now,
+        applied_at=now,
     )
-    ProjectedBalance.objects.filter(account_id=alice.id).update(last_sequence=line.sequence + 1,
-                                                                balance=line.balance_after - 5, updated_at=now)
-    ProjectedBalance.objects.create(account_id=ghost, currency="USD", balance=0, last_sequence=0, updated_at=now,
-                                    applied_at=now)
+    ProjectedBalance.objects.filter(account_id=alice.id).update(
+        last_sequence=line.sequence + 1, balance=line.balance_after - 5, updated_at=now
+    )
+    ProjectedBalance.objects.create(
+        account_id=ghost, currency="USD", balance=0, last_sequence=0, updated_at=now, applied_at=now
+    )
     ProjectedTransfer.objects.create(
-        transfer_id=uuid.uuid4(), from_account_id=ghost, to_account_id=alice.id, amount=5, currency="USD",
-        status="posted", idempotency_key="ghost", metadata={}, entries=[], created_at=now, applied_at=now,
+        transfer_id=uuid.uuid4(),
+        from_account_id=ghost,
+        to_account_id=alice.id,
+        amount=5,
+        currency="USD",
+        status="posted",
+        idempotency_key="ghost",
+        metadata={},
+        entries=[],
+        created_at=now,
+        applied_at=now,
     )
 
     result = projections_replay()
@@ -267,8 +307,9 @@ def test_the_swapped_in_tables_keep_the_names_and_schema_the_migrations_know(led
             for model in (ProjectedStatementLine, ProjectedTransfer):
                 for index in model._meta.indexes:
                     editor.remove_index(model, index)
-        names = {name for (name,) in read_sql("SELECT indexname FROM pg_indexes WHERE tablename = ANY(%s)",
-                                              [list(TABLES)])}
+        names = {
+            name for (name,) in read_sql("SELECT indexname FROM pg_indexes WHERE tablename = ANY(%s)", [list(TABLES)])
+        }
         assert names == {"projection_balance_pkey", "projection_statement_line_pkey", "projection_transfer_pkey"}
         transaction.set_rollback(True, using="read")
 
@@ -325,7 +366,9 @@ def test_the_command_draws_progress_on_stderr_and_sums_up_on_stdout(ledger):
     assert "6 balances, 18 statement lines, 9 transfers" in out.getvalue()
     assert "The projections are rebuilt and live." in out.getvalue()
     progress = err.getvalue()
-    assert "statement lines: 100%" in progress and "transfers: 100%" in progress and "swap: 100%" in progress
+    assert "statement lines: 100%" in progress
+    assert "transfers: 100%" in progress
+    assert "swap: 100%" in progress
     assert projections_verify().ok
 
 

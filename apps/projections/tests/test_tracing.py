@@ -40,7 +40,9 @@ def test_a_trace_spans_http_database_relay_kafka_and_projection(api, spans, star
     )
 
     finished = spans.get_finished_spans()
-    (http,) = [s for s in finished if s.kind == SpanKind.SERVER and s.attributes.get("http.route", "").startswith("transfers")]
+    (http,) = [
+        s for s in finished if s.kind == SpanKind.SERVER and s.attributes.get("http.route", "").startswith("transfers")
+    ]
     in_trace = [s for s in finished if s.context.trace_id == http.context.trace_id]
     names = [s.name for s in in_trace]
     assert names.count("ledger.entry.v1 publish") == 2

@@ -113,14 +113,16 @@ def test_extra_and_different_transfers_are_found(projected, ledger_copy):
     kind, detail = details[str(first.id)]
     assert kind == "different"
     assert detail.startswith('metadata {"order":7} in the ledger, {"order":8} in the projection; entries [')
-    assert '"amount":-1000' in detail and '"amount":-999' in detail
+    assert '"amount":-1000' in detail
+    assert '"amount":-999' in detail
 
 
 def test_a_projection_row_of_an_account_the_ledger_does_not_have_is_extra(projected):
     now = datetime.now(UTC)
     ghost = uuid.uuid4()
-    ProjectedBalance.objects.create(account_id=ghost, currency="USD", balance=0, last_sequence=0, updated_at=now,
-                                    applied_at=now)
+    ProjectedBalance.objects.create(
+        account_id=ghost, currency="USD", balance=0, last_sequence=0, updated_at=now, applied_at=now
+    )
 
     report = projections_verify()
 

@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
         parser.add_argument(
-            "--limit", type=_non_negative, default=DEFAULT_LIMIT,
+            "--limit",
+            type=_non_negative,
+            default=DEFAULT_LIMIT,
             help=f"List at most this many problems; all are counted (default {DEFAULT_LIMIT}).",
         )
 

@@ -3,8 +3,6 @@ import signal
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from creditledger.kafka import KafkaNotConfigured
-
 from apps.projections.replay import (
     DEFAULT_WORKERS,
     ReplayError,
@@ -12,6 +10,7 @@ from apps.projections.replay import (
     projections_replay,
     projections_replay_from_kafka,
 )
+from creditledger.kafka import KafkaNotConfigured
 
 
 class Command(BaseCommand):
@@ -24,7 +23,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from-kafka", action="store_true", help="Replay the Kafka topics instead of the ledger.")
         parser.add_argument(
-            "--workers", type=int, default=DEFAULT_WORKERS,
+            "--workers",
+            type=int,
+            default=DEFAULT_WORKERS,
             help=f"Database connections loading in parallel, from the ledger (default {DEFAULT_WORKERS}).",
         )
         parser.add_argument("--no-progress", action="store_true", help="Do not draw progress bars on stderr.")
@@ -51,8 +52,10 @@ class Command(BaseCommand):
 
 def _summary(result: ReplayResult) -> str:
     lines = [
-        f"rebuilt from {'Kafka' if result.source == 'kafka' else 'the ledger'} in {result.seconds:.1f} s: "
-        f"{result.balances} balances, {result.statement_lines} statement lines, {result.transfers} transfers",
+        (
+            f"rebuilt from {'Kafka' if result.source == 'kafka' else 'the ledger'} in {result.seconds:.1f} s: "
+            f"{result.balances} balances, {result.statement_lines} statement lines, {result.transfers} transfers"
+        ),
     ]
     if result.source == "kafka":
         lines.append(f"events read: {result.events}, invalid and skipped: {result.invalid_events}")
@@ -76,8 +79,15 @@ class _ProgressBars:
         bar = self.bars.get(stage)
         if bar is None:
             unit = {"indexes": "index", "swap": "step"}.get(stage, "row" if stage != "events" else "event")
-            bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>15}", unit=unit, unit_scale=True,
-                                          file=self.stream, disable=self.disable, dynamic_ncols=True)
+            bar = self.bars[stage] = tqdm(
+                total=total,
+                desc=f"{stage:>15}",
+                unit=unit,
+                unit_scale=True,
+                file=self.stream,
+                disable=self.disable,
+                dynamic_ncols=True,
+            )
         if bar.total is not None and bar.n + advance > bar.total:
             bar.total = bar.n + advance  # Kafka: the watermarks are a lower bound on some brokers
         bar.update(advance)

@@ -14,11 +14,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
         parser.add_argument(
-            "--limit", type=int, default=DEFAULT_LIMIT,
+            "--limit",
+            type=int,
+            default=DEFAULT_LIMIT,
             help=f"List at most this many drifted rows per projection; all are counted (default {DEFAULT_LIMIT}).",
         )
         parser.add_argument(
-            "--wait", type=float, default=0.0, metavar="SECONDS",
+            "--wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
             help="Compare again until clean or SECONDS have passed, to let the consumer catch up.",
         )
 
