@@ -9,7 +9,7 @@ DEVSTACK := $(PY) -m creditledger.devstack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run dev test migrate superuser verify relay replay verify-projections schema bench up down logs clean
+.PHONY: help venv run dev test lint format migrate superuser verify relay replay verify-projections schema bench up down logs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-19s %s\n", $$1, $$2}'
@@ -29,6 +29,17 @@ dev: $(STAMP) ## like run, with Django's auto-reloading development server for e
 
 test: $(STAMP) ## run the whole test suite against a real PostgreSQL and Kafka-protocol broker
 	DJANGO_SETTINGS_MODULE=config.settings.test $(DEVSTACK) test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# mypy's Django plugin loads the settings, which need a DATABASE_URL; nothing connects to it.
+lint: $(STAMP) ## ruff (lint and format check), mypy and import-linter: what CI runs before the tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DATABASE_URL=postgres://lint@127.0.0.1/not-connected $(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-logo
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The operator targets below run `manage.py`, which uses the running `make run` stack
 # (.data/stack.env), else the embedded PostgreSQL; the Kafka ones need `make run` up.

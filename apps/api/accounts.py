@@ -110,7 +110,7 @@ class AccountListCreateApi(APIView):
     class AccountListQuerySerializer(PageQuerySerializer):
         currency = CurrencyCodeField(required=False)
         status = serializers.ChoiceField(choices=AccountStatus.choices, required=False)
-        externalRef = StrictCharField(required=False, max_length=200)
+        externalRef = StrictCharField(required=False, max_length=200, source="external_ref")
 
     AccountPageSerializer = page_serializer(AccountOutputSerializer, "AccountPage")
 
@@ -157,14 +157,7 @@ class AccountListCreateApi(APIView):
     )
     def get(self, request):
         params = query_params_validate(request, self.AccountListQuerySerializer)
-        page = selectors.account_list(
-            currency=params.get("currency"),
-            status=params.get("status"),
-            external_ref=params.get("externalRef"),
-            after=params.get("cursor"),
-            limit=params["limit"],
-        )
-        return page_response(page, AccountOutputSerializer)
+        return page_response(selectors.account_list(**params), AccountOutputSerializer)
 
 
 class AccountDetailApi(APIView):
@@ -227,7 +220,8 @@ class AccountStatementApi(APIView):
     class StatementOutputSerializer(serializers.Serializer):
         accountId = serializers.UUIDField()
         currency = serializers.CharField()
-        data = StatementLineSerializer(many=True)
+        # The metaclass moves declared fields out of the class, so Serializer.data stays a property.
+        data = StatementLineSerializer(many=True)  # type: ignore[assignment]  # a field named like it
         nextCursor = serializers.CharField(allow_null=True)
 
     @extend_schema(
@@ -243,7 +237,7 @@ class AccountStatementApi(APIView):
         account = selectors.account_get(account_id=account_uuid)
         read_your_writes(request, params, account_id=account_uuid)
         page = projections.projected_statement_lines(
-            account=account,
+            account_id=account.id,
             created_from=params.get("from"),
             created_to=params.get("to"),
             after_sequence=params.get("cursor"),

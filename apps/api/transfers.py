@@ -102,12 +102,18 @@ class TransferListCreateApi(APIView):
 
     @keyword_fields(
         **{
-            "from": serializers.DateTimeField(required=False, help_text="Created at or after (ISO 8601)."),
-            "to": serializers.DateTimeField(required=False, help_text="Created before (ISO 8601)."),
+            "from": serializers.DateTimeField(
+                required=False, source="created_from", help_text="Created at or after (ISO 8601)."
+            ),
+            "to": serializers.DateTimeField(
+                required=False, source="created_to", help_text="Created before (ISO 8601)."
+            ),
         }
     )
     class TransferListQuerySerializer(PageQuerySerializer):
-        account = serializers.UUIDField(required=False, help_text="Transfers debiting or crediting this account.")
+        account = serializers.UUIDField(
+            required=False, source="account_id", help_text="Transfers debiting or crediting this account."
+        )
         status = serializers.ChoiceField(choices=TransferStatus.choices, required=False)
         currency = CurrencyCodeField(required=False)
 
@@ -176,16 +182,7 @@ class TransferListCreateApi(APIView):
     )
     def get(self, request):
         params = query_params_validate(request, self.TransferListQuerySerializer)
-        page = projections.projected_transfer_list(
-            account_id=params.get("account"),
-            created_from=params.get("from"),
-            created_to=params.get("to"),
-            status=params.get("status"),
-            currency=params.get("currency"),
-            after=params.get("cursor"),
-            limit=params["limit"],
-        )
-        return page_response(page, TransferListItemSerializer)
+        return page_response(projections.projected_transfer_list(**params), TransferListItemSerializer)
 
 
 class TransferDetailApi(APIView):
@@ -222,5 +219,5 @@ def _header_idempotency_key(request) -> str | None:
     try:
         return IdempotencyKeyField().run_validation(raw)
     except serializers.ValidationError as exc:
-        message = f"The {IDEMPOTENCY_HEADER} header: {' '.join(exc.detail)}"
+        message = f"The {IDEMPOTENCY_HEADER} header: {' '.join(map(str, exc.detail))}"
         raise errors.InvalidRequest(message, field=IDEMPOTENCY_HEADER) from None

@@ -6,13 +6,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from apps.accounts.models import Account
 from apps.accounts.selectors import account_get
 from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
 from creditledger import errors
@@ -81,7 +81,7 @@ def projected_balance(*, account_id: UUID) -> Balance:
 
 def projected_statement_lines(
     *,
-    account: Account,
+    account_id: UUID,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     after_sequence: int | None = None,
@@ -93,7 +93,7 @@ def projected_statement_lines(
     sequence: a time range is the sequence range between the first entry at or after each
     bound, found with two index probes, and the page is a primary-key range scan whatever
     the depth or width of the range. (The time filter stays on as well.)"""
-    lines = ProjectedStatementLine.objects.filter(account_id=account.id)
+    lines = ProjectedStatementLine.objects.filter(account_id=account_id)
     queryset = lines
     if created_from is not None:
         queryset = queryset.filter(created_at__gte=created_from, sequence__gte=_first_sequence_at(lines, created_from))
@@ -144,5 +144,5 @@ def projection_applied_positions(*, consumer_group: str, topics: Iterable[str]) 
         consumer_group=consumer_group, topic__in=list(topics), relay_position__isnull=False
     ).values_list("topic", "partition", "relay_position")
     for topic, partition, position in rows:
-        positions.setdefault(topic, {})[str(partition)] = position
+        positions.setdefault(topic, {})[str(partition)] = cast(int, position)  # relay_position__isnull=False
     return positions

@@ -38,9 +38,12 @@ def query_params_validate(request: Request, serializer_class: type[StrictInputSe
 
 
 class PageQuerySerializer(StrictInputSerializer):
-    """Query parameters of a keyset-paginated list whose key is a UUID."""
+    """Query parameters of a keyset-paginated list whose key is a UUID. A subclass names each
+    field's `source` after the list selector's keyword, so that the view passes them as they are."""
 
-    cursor = CursorField(position_type=UUID, required=False, help_text="`nextCursor` from the previous page.")
+    cursor = CursorField(
+        position_type=UUID, required=False, source="after", help_text="`nextCursor` from the previous page."
+    )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT)
 
 

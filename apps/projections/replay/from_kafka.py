@@ -14,16 +14,9 @@ from apps.outbox.selectors import outbox_kafka_history_complete
 from apps.outbox.topics import ALL_TOPICS
 from apps.projections.consumer import consumed
 from apps.projections.projector import BatchResult, Tables, decode, events_apply
-from apps.projections.replay.lock import replay_lock
-from apps.projections.replay.rebuild import (
-    REBUILD_SCHEMA,
-    rebuild_analyze,
-    rebuild_counts,
-    rebuild_schema_drop,
-    rebuild_tables_create,
-)
+from apps.projections.replay.frame import rebuild_and_swap
+from apps.projections.replay.rebuild import REBUILD_SCHEMA, Index, rebuild_analyze, rebuild_counts
 from apps.projections.replay.result import Progress, ReplayError, ReplayResult, no_progress
-from apps.projections.replay.swap import live_schemas, swap
 from apps.projections.routers import READ_ALIAS
 from creditledger import kafka
 
@@ -52,23 +45,16 @@ def projections_replay_from_kafka(
             "Kafka has lost events the relay published to it (a broker restarted without its data; the embedded "
             "one keeps nothing), so its topics cannot rebuild the projections; replay from the ledger instead"
         )
-    started = time.monotonic()
     report = progress or no_progress
     result = ReplayResult(source="kafka")
-    with replay_lock():
-        live = live_schemas()
-        try:
-            rebuild_tables_create(drop_indexes=False)  # the projector's upserts need the unique indexes
-            _kafka_read(result, report, batch_size=batch_size, idle_timeout=idle_timeout)
-            rebuild_analyze()
-            result.balances, result.statement_lines, result.transfers = rebuild_counts()
-            result.merged = swap(live, progress=report)
-        except BaseException:
-            rebuild_schema_drop()
-            raise
-    result.seconds = time.monotonic() - started
-    logger.info("projections rebuilt from Kafka: %s", result)
-    return result
+
+    def fill(_kept_indexes: list[Index]) -> None:
+        _kafka_read(result, report, batch_size=batch_size, idle_timeout=idle_timeout)
+        rebuild_analyze()
+        result.balances, result.statement_lines, result.transfers = rebuild_counts()
+
+    # The projector's upserts need the unique indexes: they stay.
+    return rebuild_and_swap(result, progress=report, drop_indexes=False, fill=fill)
 
 
 def _kafka_read(result: ReplayResult, report: Progress, *, batch_size: int, idle_timeout: float) -> None:
