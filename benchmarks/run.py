@@ -58,7 +58,7 @@ TITLES = {
 }
 
 # Normal and smoke sizes. --duration overrides the load seconds of a, b, d and of each step of c.
-SIZES = {
+SIZES: dict[bool, dict[str, Any]] = {
     False: {
         "a": {"clients": 20, "think_ms": 10, "duration": 30},
         "b": {"rate": 400, "accounts": 10_000, "duration": 60},
@@ -129,8 +129,10 @@ class Bench:
     # The harness's own connection for polling and queries; its backend is not "the stack".
     def monitor(self, stack: Stack):
         conn = stack.connect()
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        return conn, pid
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        if row is None:
+            raise RuntimeError("SELECT pg_backend_pid() returned no row")
+        return conn, row[0]
 
     def loadgen(self, stack: Stack, spec: dict[str, Any], meter: CpuMeter | None = None) -> dict[str, Any]:
         spec = {"host": "127.0.0.1", "port": stack.port, **spec}
@@ -366,10 +368,11 @@ class Bench:
             elif scenario in "bc":
                 ids = self.accounts(stack, sizes["accounts"])
                 requests = {"kind": "transfer", "pattern": "random", "accounts": ids}
+                # c ramps up with specs of its own.
                 spec = (
                     {"mode": "open", "rate": sizes["rate"], "duration": self.size("b", "duration")}
                     if scenario == "b"
-                    else None
+                    else {}
                 )
                 concurrency = 16
             elif scenario == "d":
@@ -449,7 +452,7 @@ class Bench:
         import hashlib
 
         digest = hashlib.sha256()
-        for path in sorted(BASE_DIR.glob("apps/*/migrations/*.py")) + sorted(BASE_DIR.glob("apps/*/sql/*.sql")):
+        for path in sorted(BASE_DIR.glob("apps/*/migrations/*.py")) + sorted(BASE_DIR.glob("apps/*/sql/**/*.sql")):
             digest.update(path.read_bytes())
         digest.update((BENCH_DIR / "seed.py").read_bytes())
         seed_sizes = {k: v for k, v in self.sizes[scenario].items() if k in ("accounts", "counterparties", "transfers")}
@@ -494,7 +497,10 @@ class Bench:
 
     def seed_info(self, stack: Stack) -> dict[str, Any]:
         with stack.connect() as conn:
-            return conn.execute("SELECT info FROM bench_seed_info").fetchone()[0]
+            row = conn.execute("SELECT info FROM bench_seed_info").fetchone()
+        if row is None:
+            raise RuntimeError(f"{stack.database} has no bench_seed_info: not made from a seeded template")
+        return row[0]
 
     def scenario_e(self) -> dict[str, Any]:
         sizes = self.sizes["e"]
@@ -613,10 +619,16 @@ class Bench:
             info = self.seed_info(stack)
             account = info["first_account"]
             with stack.connect() as conn:
-                entries = conn.execute("SELECT last_sequence FROM account WHERE id = %s", [account]).fetchone()[0]
-                middle = conn.execute(
+                row = conn.execute("SELECT last_sequence FROM account WHERE id = %s", [account]).fetchone()
+                if row is None:
+                    raise RuntimeError(f"the seeded account {account} is missing")
+                entries = row[0]
+                row = conn.execute(
                     "SELECT created_at FROM entry WHERE account_id = %s AND sequence = %s", [account, entries // 2]
-                ).fetchone()[0]
+                ).fetchone()
+                if row is None:
+                    raise RuntimeError(f"entry {entries // 2} of the seeded account {account} is missing")
+                middle = row[0]
             start = middle.astimezone(dt.UTC)
             end = start + dt.timedelta(days=1)
             fmt = "%Y-%m-%dT%H:%M:%S.%fZ"

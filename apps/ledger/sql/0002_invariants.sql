@@ -20,23 +20,7 @@ CREATE TRIGGER entry_immutable BEFORE UPDATE OR DELETE ON entry
 
 -- 2. Transfers are never deleted; a posted transfer is never changed. (Only a future
 --    pending transfer may change, and then only its status and updated_at.)
-CREATE FUNCTION ledger_transfer_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' OR OLD.status <> 'pending' THEN
-        RAISE EXCEPTION 'transfer % is %: % refused', OLD.id, OLD.status, TG_OP
-            USING ERRCODE = 'restrict_violation';
-    END IF;
-    IF (NEW.id, NEW.idempotency_key, NEW.request_fingerprint, NEW.from_account_id, NEW.to_account_id,
-        NEW.amount, NEW.currency, NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.id, OLD.idempotency_key, OLD.request_fingerprint, OLD.from_account_id, OLD.to_account_id,
-        OLD.amount, OLD.currency, OLD.created_at) THEN
-        RAISE EXCEPTION 'only the status of pending transfer % may change', OLD.id
-            USING ERRCODE = 'restrict_violation';
-    END IF;
-    RETURN NEW;
-END;
-$$;
+\ir functions/ledger_transfer_immutable.v1.sql
 CREATE TRIGGER transfer_immutable BEFORE UPDATE OR DELETE ON transfer
     FOR EACH ROW EXECUTE FUNCTION ledger_transfer_immutable();
 
@@ -170,3 +154,22 @@ END;
 $$;
 CREATE CONSTRAINT TRIGGER account_matches_entries AFTER UPDATE OF balance, last_sequence ON account
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_account_deferred_check();
+
+-- reverse:
+DROP TRIGGER IF EXISTS account_matches_entries ON account;
+DROP FUNCTION IF EXISTS ledger_account_deferred_check();
+DROP TRIGGER IF EXISTS transfer_balanced ON transfer;
+DROP FUNCTION IF EXISTS ledger_transfer_deferred_check();
+DROP TRIGGER IF EXISTS entry_balanced ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_deferred_check();
+DROP FUNCTION IF EXISTS ledger_check_account(uuid);
+DROP FUNCTION IF EXISTS ledger_check_transfer(uuid);
+DROP TRIGGER IF EXISTS entry_chain ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_chain();
+DROP TRIGGER IF EXISTS account_guard ON account;
+DROP FUNCTION IF EXISTS ledger_account_guard();
+DROP TRIGGER IF EXISTS transfer_immutable ON transfer;
+DROP FUNCTION IF EXISTS ledger_transfer_immutable();
+DROP TRIGGER IF EXISTS entry_immutable ON entry;
+DROP FUNCTION IF EXISTS ledger_entry_immutable();
+ALTER TABLE entry DROP CONSTRAINT IF EXISTS entry_account_currency_fk;

@@ -31,3 +31,7 @@ BEGIN
         p_occurred, NULL::timestamptz)::outbox_event;
 END;
 $$;
+
+-- reverse:
+DROP FUNCTION IF EXISTS outbox_event_row(uuid, text, text, timestamptz, jsonb, jsonb);
+DROP TABLE IF EXISTS outbox_event_type;

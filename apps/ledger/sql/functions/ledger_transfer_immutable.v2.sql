@@ -1,3 +1,4 @@
+-- Version 2 (0005_transfer_metadata_immutable): metadata is immutable too.
 CREATE OR REPLACE FUNCTION ledger_transfer_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR OLD.status <> 'pending' THEN
@@ -5,10 +6,10 @@ BEGIN
             USING ERRCODE = 'restrict_violation';
     END IF;
     IF (NEW.id, NEW.idempotency_key, NEW.request_fingerprint, NEW.from_account_id, NEW.to_account_id,
-        NEW.amount, NEW.currency, NEW.created_at)
+        NEW.amount, NEW.currency, NEW.metadata, NEW.created_at)
        IS DISTINCT FROM
        (OLD.id, OLD.idempotency_key, OLD.request_fingerprint, OLD.from_account_id, OLD.to_account_id,
-        OLD.amount, OLD.currency, OLD.created_at) THEN
+        OLD.amount, OLD.currency, OLD.metadata, OLD.created_at) THEN
         RAISE EXCEPTION 'only the status of pending transfer % may change', OLD.id
             USING ERRCODE = 'restrict_violation';
     END IF;

@@ -1,15 +1,4 @@
--- Back to 0004: the ledger's own envelope builder, with topics and version as literals.
-CREATE FUNCTION ledger_outbox_row(
-    p_event_id uuid, p_topic text, p_key text, p_type text, p_aggregate_type text, p_occurred timestamptz,
-    p_data jsonb, p_headers jsonb
-) RETURNS outbox_event LANGUAGE sql STABLE AS $$
-    SELECT NULL::bigint, p_event_id, p_topic, p_key, p_type,
-           jsonb_build_object('eventId', p_event_id, 'type', p_type, 'version', 1, 'occurredAt', ledger_iso(p_occurred),
-                              'aggregateType', p_aggregate_type, 'aggregateId', p_key, 'data', p_data),
-           p_headers || jsonb_build_object('event_id', p_event_id::text, 'event_type', p_type),
-           p_occurred, NULL::timestamptz
-$$;
-
+-- Version 2 (0006_post_transfer_event_registry): events through outbox_event_row and the registry.
 CREATE OR REPLACE FUNCTION ledger_post_transfer(
     p_key text, p_fingerprint text, p_from uuid, p_to uuid, p_amount bigint, p_currency text, p_metadata jsonb,
     p_transfer_id uuid, p_entry_ids uuid[], p_event_ids uuid[], p_headers jsonb
@@ -95,17 +84,16 @@ BEGIN
     INSERT INTO outbox_event (event_id, topic, key, event_type, payload, headers, created_at, published_at)
     SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
       FROM (VALUES
-        (ledger_outbox_row(p_event_ids[1], 'ledger.transfer.v1', p_transfer_id::text, 'TransferPosted', 'transfer',
-            posted_at,
+        (outbox_event_row(p_event_ids[1], 'TransferPosted', p_transfer_id::text, posted_at,
             jsonb_build_object('transferId', p_transfer_id, 'idempotencyKey', p_key, 'from', p_from, 'to', p_to,
                 'amount', p_amount, 'currency', p_currency, 'status', 'posted', 'metadata', p_metadata,
                 'createdAt', ledger_iso(posted_at),
                 'entries', jsonb_build_array(ledger_entry_event_data(debit), ledger_entry_event_data(credit))),
             p_headers)),
-        (ledger_outbox_row(p_event_ids[2], 'ledger.entry.v1', p_from::text, 'EntryPosted', 'account', posted_at,
-            ledger_entry_event_data(debit), p_headers)),
-        (ledger_outbox_row(p_event_ids[3], 'ledger.entry.v1', p_to::text, 'EntryPosted', 'account', posted_at,
-            ledger_entry_event_data(credit), p_headers))
+        (outbox_event_row(p_event_ids[2], 'EntryPosted', p_from::text, posted_at, ledger_entry_event_data(debit),
+            p_headers)),
+        (outbox_event_row(p_event_ids[3], 'EntryPosted', p_to::text, posted_at, ledger_entry_event_data(credit),
+            p_headers))
       ) AS v(row_value), LATERAL (SELECT (v.row_value).*) AS r;
     UPDATE idempotency_record SET transfer_id = p_transfer_id WHERE key = p_key;
     RETURN json_build_object('outcome', 'posted', 'transfer', ledger_transfer_document(p_transfer_id));

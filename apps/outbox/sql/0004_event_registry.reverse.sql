@@ -1,2 +1,0 @@
-DROP FUNCTION IF EXISTS outbox_event_row(uuid, text, text, timestamptz, jsonb, jsonb);
-DROP TABLE IF EXISTS outbox_event_type;
