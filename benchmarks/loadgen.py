@@ -263,6 +263,8 @@ class Runner:
         rec = self.recorder
         rec.sent(time.perf_counter())
         task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("one() must run in a task: its timeout cancels the task")
         expired = []
 
         def expire() -> None:
@@ -301,7 +303,8 @@ class Runner:
         rec.answered(str(status) if ok else classify(status, body), ok, end - t_due, end)
         if keep_alive:
             return conn
-        conn.close()
+        if conn is not None:  # always: the answer came over it
+            conn.close()
         return None
 
     async def closed_loop(self) -> None:

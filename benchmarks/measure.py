@@ -11,10 +11,16 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from benchmarks.stack import PostgresServer
 
 # -- statistics --------------------------------------------------------------------------------
 
@@ -97,9 +103,9 @@ class CpuMeter:
         self,
         roots: dict[str, list[int]],
         *,
-        pg=None,
+        pg: PostgresServer | None = None,
         databases: set[str] | None = None,
-        harness_pids: set[int] | None = None,
+        harness_pids: Iterable[int | None] | None = None,
         interval: float = 0.5,
     ) -> None:
         self.roots = dict(roots)
@@ -111,7 +117,7 @@ class CpuMeter:
         self.tracked: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pg_conn = None
+        self._pg_conn: psycopg.Connection | None = None
         self._postmaster: int | None = None
 
     def _pg_pids(self) -> list[int]:
@@ -120,7 +126,10 @@ class CpuMeter:
         try:
             if self._pg_conn is None:
                 self._pg_conn = self.pg.connect("postgres")
-                self.roots["harness"].append(self._pg_conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+                row = self._pg_conn.execute("SELECT pg_backend_pid()").fetchone()
+                if row is None:
+                    raise RuntimeError("SELECT pg_backend_pid() returned no row")
+                self.roots["harness"].append(row[0])
                 self._postmaster = self.pg.postmaster_pid()
             rows = self._pg_conn.execute("SELECT pid, datname FROM pg_stat_activity").fetchall()
         except Exception:  # noqa: BLE001 - a missed sample only loses precision

@@ -242,8 +242,8 @@ def plot(results: dict[str, dict[str, Any]], png: Path) -> None:
     ax.bar(load, meds, yerr=[lows, highs], capsize=6, color="#4c72b0")
     for x, m in zip(load, meds, strict=False):
         ax.text(x, m, f"{m:.0f}", ha="center", va="bottom")
-    if "c" in results and med(results["c"]["summary"], "pgbench_tps"):
-        tps = med(results["c"]["summary"], "pgbench_tps")
+    tps = med(results["c"]["summary"], "pgbench_tps") if "c" in results else None
+    if tps:
         ax.axhline(tps, color="#c44e52", linestyle="--", label=f"pgbench tpcb-like {tps:.0f} tps")
         ax.axhline(0.4 * tps, color="#dd8452", linestyle=":", label="0.4 x pgbench")
     ax.axhline(800, color="grey", linestyle="-.", linewidth=1, label="target c: 800/s")

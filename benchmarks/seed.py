@@ -110,7 +110,10 @@ def seed_ledger(
         raise ValueError(layout)
     from_n, to_n = pair
     step = f"({SPAN} / {max(transfers, 1)})"
-    base_value = conn.execute("SELECT current_setting('seed.base')").fetchone()[0]
+    row = conn.execute("SELECT current_setting('seed.base')").fetchone()
+    if row is None:
+        raise RuntimeError("SELECT current_setting('seed.base') returned no row")
+    base_value = row[0]
 
     def load(part: int) -> None:
         with psycopg.connect(conninfo, autocommit=True) as own:
@@ -199,7 +202,10 @@ def seed_ledger(
     conn.execute("ANALYZE transfer")
     conn.execute("ANALYZE entry")
     conn.execute("ANALYZE idempotency_record")
-    hot_id = conn.execute("SELECT id FROM seed_account WHERE n = 0").fetchone()[0]
+    hot = conn.execute("SELECT id FROM seed_account WHERE n = 0").fetchone()
+    if hot is None:
+        raise ValueError("no account was seeded")
+    hot_id = hot[0]
     return {
         "layout": layout,
         "accounts": accounts,

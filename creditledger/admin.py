@@ -6,19 +6,27 @@ change or delete a row, whoever is logged in (superusers included).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import lookup_spawns_duplicates, quote
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, ForeignObjectRel, Model, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.fields.related import RelatedField
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+if TYPE_CHECKING:
+    # What the mixins are mixed into, so the type checker knows `self.model`, `super()`...
+    _BaseModelAdmin = admin.options.BaseModelAdmin[Any]
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _BaseModelAdmin = _ModelAdmin = object
 
-class ReadOnlyAdminMixin:
+
+class ReadOnlyAdminMixin(_BaseModelAdmin):
     """For a ModelAdmin or an inline: users with the view permission see every field and
     nobody may add, change or delete anything."""
 
@@ -38,7 +46,7 @@ class ReadOnlyAdminMixin:
         return model_fields + extra
 
 
-class IdentifierSearchMixin:
+class IdentifierSearchMixin(_ModelAdmin):
     """Admin search that finds rows by their identifiers through the indexes.
 
     Each name in `search_fields` is a field path ("id", "from_account") that must equal the
@@ -52,12 +60,15 @@ class IdentifierSearchMixin:
         term = search_term.strip()
         if not term:
             return queryset, False
-        lookups = [_search_lookup(queryset.model, path, term) for path in self.get_search_fields(request)]
-        lookups = [lookup for lookup in lookups if lookup is not None]
+        lookups = [
+            lookup
+            for path in self.get_search_fields(request)
+            if (lookup := _search_lookup(queryset.model, path, term)) is not None
+        ]
         if not lookups:
             return queryset.none(), False
         may_have_duplicates = any(lookup_spawns_duplicates(queryset.model._meta, path) for path, _ in lookups)
-        return queryset.filter(Q.create(lookups, connector=Q.OR)), may_have_duplicates
+        return queryset.filter(Q.create([*lookups], connector=Q.OR)), may_have_duplicates
 
 
 class LedgerTableAdmin(ReadOnlyAdminMixin, IdentifierSearchMixin, admin.ModelAdmin):
@@ -71,16 +82,21 @@ class LedgerTableAdmin(ReadOnlyAdminMixin, IdentifierSearchMixin, admin.ModelAdm
 
 def _search_lookup(model: type[Model], path: str, term: str) -> tuple[str, Any] | None:
     """(lookup, value) matching `term` on the field at `path`, or None if `term` cannot be a value of it."""
-    field = None
+    field: Field[Any, Any] | ForeignObjectRel | None = None
     for part in path.split(LOOKUP_SEP):
-        if field is not None and not field.is_relation:
+        if field is None:
+            opts = model._meta
+        elif isinstance(field, (RelatedField, ForeignObjectRel)):
+            opts = field.related_model._meta
+        else:
             return path, term  # the path ends in an explicit lookup
-        opts = model._meta if field is None else field.related_model._meta
         try:
             field = opts.get_field(part)
         except FieldDoesNotExist:
             return path, term  # an explicit lookup on a relation
-    if field.is_relation:
+    if field is None:  # never: str.split() gives at least one part
+        return path, term
+    if isinstance(field, (RelatedField, ForeignObjectRel)):
         field = field.target_field
     try:
         return path, field.to_python(term)

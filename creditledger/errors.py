@@ -94,11 +94,12 @@ class ProjectionNotReady(ServiceUnavailable):
 
 
 def _all_subclasses(cls: type[LedgerError]) -> list[type[LedgerError]]:
-    found = []
+    found: list[type[LedgerError]] = []
     for sub in cls.__subclasses__():
         found.append(sub)
         found.extend(_all_subclasses(sub))
     return found
 
 
-_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in [LedgerError, *_all_subclasses(LedgerError)]}
+_ALL: list[type[LedgerError]] = [LedgerError, *_all_subclasses(LedgerError)]
+_BY_CODE: dict[str, type[LedgerError]] = {cls.code: cls for cls in _ALL}

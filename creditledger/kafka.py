@@ -55,5 +55,5 @@ def topics_ensure(topics: Iterable[str], *, timeout: float = 10.0) -> None:
                 raise
 
 
-def headers_as_list(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+def headers_as_list(headers: dict[str, str]) -> list[tuple[str, str | bytes | None]]:
     return [(name, value.encode()) for name, value in headers.items()]

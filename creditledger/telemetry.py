@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING, cast
 
 from opentelemetry import trace
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
 _lock = threading.Lock()
 _configured = False
 
 
-def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
+def tracing_configure(*, celery: bool = False, span_processor: SpanProcessor | None = None) -> bool:
     """Install the SDK and instrument Django and psycopg (and Celery). The Kafka spans are
     made by the relay and the consumer, which carry each event's trace in its headers.
 
@@ -25,7 +30,9 @@ def tracing_configure(*, celery: bool = False, span_processor=None) -> bool:
     with _lock:
         if _configured:
             if span_processor is not None:
-                trace.get_tracer_provider().add_span_processor(span_processor)
+                # The SDK's provider: the configuration below set it.
+                provider = cast("SdkTracerProvider", trace.get_tracer_provider())
+                provider.add_span_processor(span_processor)
             return True
         from opentelemetry.instrumentation.django import DjangoInstrumentor
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor

@@ -3,6 +3,7 @@ and of posted transfers (see sql/0002_invariants.sql)."""
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Now
 
 from apps.accounts.models import Account, Currency
 from creditledger.ids import new_id
@@ -92,7 +93,7 @@ class IdempotencyRecord(models.Model):
     request_fingerprint = models.CharField(max_length=64)
     transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     error = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(db_default=models.functions.Now())
+    created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         db_table = "idempotency_record"

@@ -109,7 +109,10 @@ def transfer_create(
 
     def work() -> dict[str, Any]:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT ledger_post_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text", arguments)
+            cursor.execute(
+                "SELECT ledger_post_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
+                arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
+            )
             result = orjson.loads(cursor.fetchone()[0])
         if result["outcome"] == "posted":
             outbox_relay_kick_on_commit()

@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 
 class OutboxEvent(models.Model):
@@ -13,7 +14,7 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=100)
     payload = models.JSONField()
     headers = models.JSONField(default=dict)
-    created_at = models.DateTimeField(db_default=models.functions.Now())
+    created_at = models.DateTimeField(db_default=Now())
     published_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

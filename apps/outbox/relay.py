@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -155,7 +156,8 @@ def _publish(
     def on_delivery(row_id: int, position: int):
         def report(error: KafkaError | None, message: Message) -> None:
             if error is None:
-                delivered.append(_Delivery(row_id, position, message.partition()))
+                # A delivered message has the partition it went to.
+                delivered.append(_Delivery(row_id, position, cast(int, message.partition())))
             else:
                 errors.append(error)
 

@@ -52,7 +52,7 @@ def outbox_messages_add(*messages: OutboxMessage) -> None:
                 [message.key for message in messages],
                 [message.occurred_at for message in messages],
                 [Jsonb(message.data) for message in messages],
-                Jsonb(trace_headers),
+                Jsonb(trace_headers),  # type: ignore[list-item]  # django-stubs' SQL parameter types lack Jsonb
             ],
         )
     outbox_relay_kick_on_commit()

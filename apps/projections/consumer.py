@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from django.conf import settings
@@ -32,13 +33,19 @@ DB_RETRY_SECONDS = 1.0
 
 
 def consumed(message: Message) -> ConsumedMessage:
+    """A message consumed without error(), which has its topic, partition and offset."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"not a consumed message: {message.error()}")
+    # A consumed message's headers are a list of (name, bytes or None); the dict form is for producing.
+    headers = cast("list[tuple[str, bytes | None]]", message.headers() or [])
     return ConsumedMessage(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
+        topic=topic,
+        partition=partition,
+        offset=offset,
         key=message.key(),
         value=message.value(),
-        headers={name: value or b"" for name, value in (message.headers() or [])},
+        headers={name: value or b"" for name, value in headers},
     )
 
 

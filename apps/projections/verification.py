@@ -18,7 +18,7 @@ merely behind the ledger (consumer lag) shows as drift: `wait` retries until it 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -172,6 +172,7 @@ def _compare(limit: int, copy: bool) -> ProjectionReport:
     if connections[READ_ALIAS].in_atomic_block:
         raise RuntimeError("projections_verify reads its own snapshot: call it outside a transaction")
     with transaction.atomic(using=READ_ALIAS), connections[READ_ALIAS].cursor() as cursor:
+        ledger_rows: Mapping[str, sql.Composable]
         if copy:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             ledger_rows = _ledger_rows_copy(cursor)

@@ -148,8 +148,10 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     elif isinstance(exc, drf_exceptions.APIException):
         code, title = _DRF_CODES.get(type(exc), ("error", "Error"))
         body = problem_body(status=exc.status_code, code=code, title=title, detail=str(exc.detail), instance=instance)
-        if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
-            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, drf_exceptions.Throttled):
+            wait: int | None = exc.wait  # type: ignore[attr-defined]  # the DRF stubs lack Throttled.wait
+            if wait:
+                headers["Retry-After"] = str(int(wait))
     else:
         return None  # a bug: let Django log it and answer 500
 

@@ -7,7 +7,7 @@ import base64
 import binascii
 import math
 import re
-from typing import Any
+from typing import Any, overload
 from uuid import UUID
 
 import orjson
@@ -216,6 +216,12 @@ class CursorField(serializers.Field):
         return encode_cursor(value)
 
 
+@overload
+def encode_cursor(position: UUID | int) -> str: ...
+@overload
+def encode_cursor(position: None) -> None: ...
+@overload
+def encode_cursor(position: UUID | int | None) -> str | None: ...
 def encode_cursor(position: UUID | int | None) -> str | None:
     if position is None:
         return None

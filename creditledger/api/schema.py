@@ -34,7 +34,8 @@ class ProblemSerializer(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField(help_text="Machine-readable code, e.g. insufficient_funds.")
     instance = serializers.CharField(required=False)
-    errors = FieldErrorSerializer(many=True, required=False)
+    # The metaclass moves declared fields out of the class, so Serializer.errors stays a property.
+    errors = FieldErrorSerializer(many=True, required=False)  # type: ignore[assignment]  # a field named like it
 
 
 _DESCRIPTIONS = {

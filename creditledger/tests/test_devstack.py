@@ -79,9 +79,15 @@ class Stack:
             )
         self.wait_until(lambda: self.get("/readyz").status_code == 200, 120, "the stack to serve")
 
+    @property
+    def started(self) -> subprocess.Popen:
+        """The supervisor's process: start() ran."""
+        assert self.process is not None, "the stack was not started"
+        return self.process
+
     def stop(self, signum: int = signal.SIGINT) -> None:
-        self.process.send_signal(signum)
-        self.process.wait(timeout=60)
+        self.started.send_signal(signum)
+        self.started.wait(timeout=60)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -113,7 +119,7 @@ class Stack:
             "consumer": "consume_projections",
             "broker": "--listener-url",
         }
-        for process in psutil.Process(self.process.pid).children():
+        for process in psutil.Process(self.started.pid).children():
             with_args = " ".join(process.cmdline())
             if marks[name] in with_args:
                 return process
@@ -127,8 +133,8 @@ class Stack:
                     return
             except (requests.RequestException, LookupError, psutil.Error):
                 pass
-            assert self.process.poll() is None, (
-                f"the stack exited with {self.process.returncode}:\n{self.log()[-3000:]}"
+            assert self.started.poll() is None, (
+                f"the stack exited with {self.started.returncode}:\n{self.log()[-3000:]}"
             )
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
@@ -174,7 +180,7 @@ class Load:
             next(pairs)
         while not self.stopping.is_set():
             source, destination = next(pairs)
-            body = {
+            body: dict[str, str | int] = {
                 "from": source,
                 "to": destination,
                 "amount": 1 + n,
@@ -197,7 +203,7 @@ def stack(tmp_path: Path, stack_database: str) -> Iterator[Stack]:
     running = Stack(tmp_path / "data", stack_database)
     running.start()
     yield running
-    if running.process.poll() is None:
+    if running.started.poll() is None:
         running.stop()
 
 

@@ -6,10 +6,12 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import psycopg
 import pytest
 from django.db import OperationalError, connection
+from django.db.backends.postgresql.base import DatabaseWrapper
 from psycopg import sql
 
 from apps.api.consistency import consistency_token_for
@@ -18,7 +20,7 @@ from creditledger.api.exception_handler import PROBLEM_TYPE_BASE
 
 pytestmark = pytest.mark.django_db
 
-ALL_ERRORS = [errors.LedgerError, *errors._all_subclasses(errors.LedgerError)]
+ALL_ERRORS: list[type[errors.LedgerError]] = [errors.LedgerError, *errors._all_subclasses(errors.LedgerError)]
 
 
 def test_every_error_has_its_own_code():
@@ -129,17 +131,18 @@ def postgresql_out_of_connections() -> Iterator[None]:
 def connection_pool_exhausted() -> Iterator[None]:
     """Django's psycopg pool, one connection large, held by someone else: the next request
     waits for it and gets psycopg_pool.PoolTimeout."""
-    connection.close()
-    options = connection.settings_dict["OPTIONS"]
+    postgresql = cast(DatabaseWrapper, connection)  # the test settings use the postgresql backend
+    postgresql.close()
+    options = postgresql.settings_dict["OPTIONS"]
     options["pool"] = {"min_size": 0, "max_size": 1, "timeout": 0.2}
-    connection.pool.open()
-    held = connection.pool.getconn()
+    postgresql.pool.open()
+    held = postgresql.pool.getconn()
     try:
         yield
     finally:
-        connection.pool.putconn(held)
-        connection.close()
-        connection.close_pool()
+        postgresql.pool.putconn(held)
+        postgresql.close()
+        postgresql.close_pool()
         del options["pool"]
 
 

@@ -6,6 +6,8 @@ Transactional, so that every transfer really commits and PostgreSQL's deferred c
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 
 from apps.accounts.models import Account, AccountStatus
@@ -292,7 +294,7 @@ def test_a_refusal_is_stored_and_replayed_even_after_the_situation_changed(make_
 
 def test_a_not_found_outcome_is_stored_too(make_account):
     known = make_account()
-    missing_id = "01900000-0000-7000-8000-000000000000"
+    missing_id = UUID("01900000-0000-7000-8000-000000000000")
 
     def attempt():
         return transfer_create(

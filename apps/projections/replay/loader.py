@@ -126,7 +126,7 @@ def _chunk_load(chunk: _Chunk, *, snapshot: str, applied_at: datetime, copy: boo
     stage = _STAGES[chunk.stage]
     ctid = sql.Identifier(stage.ledger_alias, "ctid")
     where = sql.SQL("{} >= %(first)s::tid").format(ctid)
-    params = {"applied_at": applied_at, "first": f"({chunk.first_page},0)"}
+    params: dict[str, datetime | str] = {"applied_at": applied_at, "first": f"({chunk.first_page},0)"}
     if chunk.end_page is not None:
         where = sql.SQL("{} AND {} < %(end)s::tid").format(where, ctid)
         params["end"] = f"({chunk.end_page},0)"

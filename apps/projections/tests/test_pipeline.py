@@ -144,6 +144,7 @@ def test_a_consumer_killed_mid_batch_and_restarted_leaves_exact_projections(brok
         wait_until(projection_matches_ledger, timeout=60, message="the restarted consumer to catch up")
     finally:
         second.send_signal(signal.SIGTERM)
+        assert second.stderr is not None
         assert second.wait(timeout=30) == 0, second.stderr.read().decode()[-2000:]
 
 

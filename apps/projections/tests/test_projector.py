@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -26,6 +28,11 @@ def outbox_messages(event_type: str | None = None) -> list[ConsumedMessage]:
         )
         for row in rows
     ]
+
+
+def payload(message: ConsumedMessage) -> Any:
+    assert message.value is not None
+    return orjson.loads(message.value)
 
 
 def test_a_batch_builds_balances_statements_and_transfers(make_account, make_transfer):
@@ -77,7 +84,7 @@ def test_a_lost_entry_event_is_healed_from_the_ledger(make_account, make_transfe
     for amount in (10, 20, 30):
         make_transfer(alice, bob, amount)
     entries = outbox_messages("EntryPosted")
-    lost = [m for m in entries if orjson.loads(m.value)["data"]["sequence"] == 2]
+    lost = [m for m in entries if payload(m)["data"]["sequence"] == 2]
 
     result = projection_batch_apply([m for m in entries if m not in lost], consumer_group="g")
 
@@ -92,7 +99,7 @@ def test_a_transfer_whose_events_were_all_lost_is_healed_with_its_entries(make_a
     lost = [
         m
         for m in outbox_messages()
-        if orjson.loads(m.value)["aggregateId"] == lost_id or orjson.loads(m.value)["data"].get("transferId") == lost_id
+        if payload(m)["aggregateId"] == lost_id or payload(m)["data"].get("transferId") == lost_id
     ]
     assert len(lost) == 3  # its TransferPosted and both EntryPosted
 
@@ -108,7 +115,7 @@ def test_healing_entries_leaves_a_transfer_that_arrived_as_it_is(make_account, m
     alice, bob = make_account(), make_account()
     for amount in (10, 20):
         make_transfer(alice, bob, amount)
-    first_entries = [m for m in outbox_messages("EntryPosted") if orjson.loads(m.value)["data"]["sequence"] == 1]
+    first_entries = [m for m in outbox_messages("EntryPosted") if payload(m)["data"]["sequence"] == 1]
 
     result = projection_batch_apply([m for m in outbox_messages() if m not in first_entries], consumer_group="g")
 
@@ -135,7 +142,7 @@ def test_invalid_messages_become_dead_letters_and_the_rest_still_applies(make_ac
             partition=0,
             offset=903,
             key=b"x",
-            value=orjson.dumps({**orjson.loads(outbox_messages("EntryPosted")[0].value), "version": 2}),
+            value=orjson.dumps({**payload(outbox_messages("EntryPosted")[0]), "version": 2}),
         ),
     ]
 
@@ -150,7 +157,7 @@ def test_the_relay_position_reached_is_recorded_with_the_projection_and_never_go
     make_account()
     message = outbox_messages()[0]
 
-    def apply(offset: int, position: int | None = None) -> tuple[int, int]:
+    def apply(offset: int, position: int | None = None) -> tuple[int, int | None]:
         headers = {} if position is None else {RELAY_POSITION_HEADER: str(position).encode()}
         projection_batch_apply(
             [ConsumedMessage(message.topic, 1, offset, message.key, message.value, headers)], consumer_group="g"

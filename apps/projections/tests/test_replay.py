@@ -188,6 +188,7 @@ def test_live_rows_beyond_the_rebuild_are_kept_only_if_the_ledger_has_them(ledge
     # A balance "ahead" of the ledger with its line, and accounts and transfers the ledger never had,
     # as a projection left over from before a restore of the ledger would be.
     line = ProjectedStatementLine.objects.filter(account_id=alice.id).order_by("-sequence").first()
+    assert line is not None
     ProjectedStatementLine.objects.create(
         account_id=alice.id,
         sequence=line.sequence + 1,

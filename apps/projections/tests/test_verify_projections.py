@@ -150,7 +150,11 @@ def test_a_projection_behind_the_ledger_is_drift_until_the_consumer_catches_up(
     assert behind.drift["balance"]["different"] == 2
     assert behind.drift["transfer"]["missing"] == 1
 
-    catch_up = threading.Timer(0.5, lambda: (sync_projections(), connections.close_all()))
+    def sync_and_close() -> None:
+        sync_projections()
+        connections.close_all()
+
+    catch_up = threading.Timer(0.5, sync_and_close)
     catch_up.start()
     try:
         out, error = verify("--wait", "10")
