@@ -6,7 +6,8 @@ and migrated, then gunicorn (config/gunicorn.py), the Celery worker (the outbox 
 the projection consumer, and a Kafka-protocol broker (Tansu, in memory, unless
 KAFKA_BOOTSTRAP_SERVERS names one). The Celery broker is Redis on a database number of its
 own, or, when Redis does not answer, kombu's SQLAlchemy transport on the scenario's own
-PostgreSQL database, as `make run` uses (docs/adr/0009).
+PostgreSQL database, as `make run` uses (docs/adr/0009). The processes, the broker and the
+Celery queue set-up are creditledger.devstack's, so the benchmarks measure the stack `make run` serves.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +29,17 @@ from urllib.parse import quote
 import psutil
 import psycopg
 
+from creditledger.devstack import (
+    TansuBroker,
+    celery_queues_declare,
+    database_broker,
+    free_port,
+    stack_commands,
+    tansu_client_settings,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PostgresServer:
@@ -244,8 +247,6 @@ class Stack:
         else:
             # As `make run` does without Redis: kombu's SQLAlchemy transport on the same
             # PostgreSQL database (docs/adr/0009), polled every 0.1 s.
-            from creditledger.devstack import database_broker
-
             env["CELERY_BROKER_URL"] = database_broker(env["DATABASE_URL"])
             self.broker_kind = "postgresql (kombu sqlalchemy)" + (
                 " (Redis unreachable)" if self.options.celery_broker == "auto" else ""
@@ -254,8 +255,6 @@ class Stack:
         return env
 
     def start(self) -> None:
-        from creditledger.devstack import TansuBroker
-
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.prepare_database()
         self.env = env = self.build_env()
@@ -270,38 +269,23 @@ class Stack:
             self.tansu = TansuBroker(log_path=self.logdir / "tansu.log")
             self.tansu.start()
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.tansu.bootstrap_servers
-            env["KAFKA_CONSUMER_SESSION_TIMEOUT_MS"] = "2000"
-            env["KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS"] = "500"
+            tansu_client_settings(env)
             self.kafka_kind = "tansu (embedded, in memory)"
         self.started = True
         self.run_manage("migrate", "--no-input")
         prom = self.workdir / "prometheus" / self.database
         shutil.rmtree(prom, ignore_errors=True)
         prom.mkdir(parents=True)
-        self._spawn("web", self.web_command(), {"PROMETHEUS_MULTIPROC_DIR": str(prom)})
-        self._spawn(
-            "worker", [PYTHON, "-m", "celery", "-A", "creditledger", "worker", "--pool=solo", "--loglevel=warning"]
-        )
-        self._spawn(
-            "beat",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "creditledger",
-                "beat",
-                "--loglevel=warning",
-                "--schedule",
-                str(self.logdir / "celerybeat-schedule"),
-            ],
-        )
-        self._spawn("consumer", [PYTHON, "manage.py", "consume_projections"])
+        celery_queues_declare(env)
+        commands = stack_commands(port=str(self.port), beat_schedule=self.logdir / "celerybeat-schedule")
+        self._spawn("web", self.web_command(commands["web"]), {"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+        for name in ("worker", "beat", "consumer"):
+            self._spawn(name, commands[name])
         self.wait_ready()
 
-    def web_command(self) -> list[str]:
+    def web_command(self, gunicorn: list[str]) -> list[str]:
         if self.options.server == "gunicorn":
-            return [PYTHON, "-m", "gunicorn", "-c", "config/gunicorn.py", "creditledger.wsgi:application"]
+            return gunicorn
         if self.options.server == "granian":
             return [
                 str(Path(PYTHON).parent / "granian"),

@@ -114,7 +114,7 @@ def _ensure_max_connections(server, data: Path) -> None:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -146,7 +146,7 @@ class TansuBroker:
     cluster id, which is how the relay tells a broker that forgot from one that did not."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.log_path = log_path or DATA_DIR / "tansu.log"
         self.process: subprocess.Popen | None = None
         self.cluster_id = ""
@@ -236,7 +236,7 @@ def _database_create(database_url: str, name: str) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _kafka_settings(env: dict[str, str]) -> None:
+def tansu_client_settings(env: dict[str, str]) -> None:
     # Tansu: without these a new consumer group waits ~23 s for its first message.
     env.setdefault("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", "2000")
     env.setdefault("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
@@ -331,7 +331,7 @@ def test_environment() -> Iterator[dict[str, str]]:
             broker.start()
             services.callback(broker.stop)
             env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-            _kafka_settings(env)
+            tansu_client_settings(env)
         if not env.get("CELERY_BROKER_URL"):
             _database_create(env["DATABASE_URL"], TEST_BROKER_DATABASE_NAME)
             _use_database_broker(env, TEST_BROKER_DATABASE_NAME)
@@ -393,8 +393,23 @@ def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "creditledger", *args]
 
 
+def stack_commands(*, port: str, beat_schedule: Path, reload: bool = False) -> dict[str, list[str]]:
+    """The processes of the stack by name, as `make run` and the benchmarks start them."""
+    if reload:
+        web = _manage("runserver", f"127.0.0.1:{port}")
+    else:
+        web = [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "config" / "gunicorn.py"), "creditledger.wsgi"]
+    return {
+        "web": web,
+        "worker": _celery("worker", "--pool=solo", "--loglevel=warning"),
+        "beat": _celery("beat", "--loglevel=warning", "--schedule", str(beat_schedule)),
+        "consumer": _manage("consume_projections"),
+    }
+
+
 def _children(env: dict[str, str], *, reload: bool) -> list[Child]:
     port = env.get("PORT", "4000")
+    commands = stack_commands(port=port, beat_schedule=DATA_DIR / "celerybeat-schedule", reload=reload)
     metrics_dir = DATA_DIR / "prometheus-web"
 
     def fresh_metrics_dir() -> None:
@@ -402,11 +417,11 @@ def _children(env: dict[str, str], *, reload: bool) -> list[Child]:
         metrics_dir.mkdir(parents=True)
 
     if reload:
-        web = Child("web", _manage("runserver", f"127.0.0.1:{port}"), env)
+        web = Child("web", commands["web"], env)
     else:
         web = Child(
             "web",
-            [sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "config" / "gunicorn.py"), "creditledger.wsgi"],
+            commands["web"],
             {**env, "HOST": "127.0.0.1", "PORT": port, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
             on_start=fresh_metrics_dir,
         )
@@ -415,11 +430,11 @@ def _children(env: dict[str, str], *, reload: bool) -> list[Child]:
         # Celery warns at every start when it runs as root, as development containers do.
         Child(
             "worker",
-            _celery("worker", "--pool=solo", "--loglevel=warning"),
+            commands["worker"],
             {**env, "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges"},
         ),
-        Child("beat", _celery("beat", "--loglevel=warning", "--schedule", str(DATA_DIR / "celerybeat-schedule")), env),
-        Child("consumer", _manage("consume_projections"), env),
+        Child("beat", commands["beat"], env),
+        Child("consumer", commands["consumer"], env),
     ]
 
 
@@ -504,7 +519,7 @@ def run(*, reload: bool) -> int:
             broker.start()
             services.callback(broker.stop)  # after the children: they are stopped first
             env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-            _kafka_settings(env)
+            tansu_client_settings(env)
             _say(f"embedded Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap_servers}")
         if not env.get("CELERY_BROKER_URL"):
             _use_database_broker(env)

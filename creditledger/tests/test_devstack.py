@@ -25,7 +25,7 @@ import requests
 from psycopg import sql
 
 from apps.outbox.relay import RELAY_LOCK_KEY
-from creditledger.devstack import BASE_DIR, STACK_VARIABLES, _free_port, database_connect
+from creditledger.devstack import BASE_DIR, STACK_VARIABLES, database_connect, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ class Stack:
 
     def __init__(self, data_dir: Path, database_url: str) -> None:
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
         #: What an operator's shell has: nothing but where the checkout keeps its data.
@@ -60,8 +60,8 @@ class Stack:
             **self.shell_env,
             "DATABASE_URL": database_url,
             "PORT": str(self.port),
-            "WORKER_METRICS_PORT": str(_free_port()),
-            "CONSUMER_METRICS_PORT": str(_free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "CONSUMER_METRICS_PORT": str(free_port()),
         }
         self.log_path = data_dir / "stack.log"
         self.process: subprocess.Popen | None = None
