@@ -42,6 +42,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
+def _scalar(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise RuntimeError(f"{query} returned no row")
+    return row[0]
+
+
 class PostgresServer:
     """The PostgreSQL server every database of this run lives on."""
 
@@ -67,9 +74,9 @@ class PostgresServer:
             self.user = "postgres"
             self.password = ""
         with self.connect("postgres") as conn:
-            self.version = conn.execute("SHOW server_version").fetchone()[0]
-            self.version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-            self.settings = dict(
+            self.version = _scalar(conn, "SHOW server_version")
+            self.version_num = int(_scalar(conn, "SHOW server_version_num"))
+            self.settings: dict[str, str] = dict(
                 conn.execute(
                     "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
                     "('synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections', "
@@ -117,7 +124,7 @@ class PostgresServer:
 
     def postmaster_pid(self) -> int:
         with self.connect("postgres") as conn:
-            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            backend = _scalar(conn, "SELECT pg_backend_pid()")
         return psutil.Process(backend).ppid()
 
     def pgbench_binary(self) -> str:
@@ -186,7 +193,7 @@ class Stack:
         self.fresh = fresh
         self.logdir = workdir / "logs" / database
         self.processes: dict[str, subprocess.Popen] = {}
-        self.tansu = None
+        self.tansu: TansuBroker | None = None
         self.port = free_port()
         self.env: dict[str, str] = {}
         self.broker_kind = ""

@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -348,7 +349,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen = field(init=False)  # set by start(), before anything reads it
     started_at: float = 0.0
     restart_at: float | None = None
     backoff: float = 1.0
@@ -380,7 +381,8 @@ STABLE_SECONDS = 30.0
 def _prefix_output(name: str, process: subprocess.Popen) -> None:
     prefix = f"{name:<{WIDTH}}| ".encode()
     out = sys.stdout.buffer
-    for line in iter(process.stdout.readline, b""):
+    stdout = cast(IO[bytes], process.stdout)  # started with stdout=PIPE
+    for line in iter(stdout.readline, b""):
         out.write(prefix + line)
         out.flush()
 
@@ -452,9 +454,15 @@ class Supervisor:
 
     def check(self) -> None:
         now = time.monotonic()
-        if self.broker is not None and self.broker.process.poll() is not None and now >= self.broker_restart_at:
+        broker_process = self.broker.process if self.broker is not None else None
+        if (
+            self.broker is not None
+            and broker_process is not None
+            and broker_process.poll() is not None
+            and now >= self.broker_restart_at
+        ):
             _say(
-                f"the embedded broker exited with {self.broker.process.returncode}; restarting it on "
+                f"the embedded broker exited with {broker_process.returncode}; restarting it on "
                 f"{self.broker.bootstrap_servers} (the relay republishes what it forgot)"
             )
             try:
