@@ -4,9 +4,10 @@ committed only after the database commit. Invalid messages go to the dead-letter
 
 When the broker restarts empty (the embedded one keeps nothing), librdkafka reconnects and
 the group is joined again; the new broker has no committed offsets, so every partition is
-read from its beginning (auto.offset.reset is earliest), and a fetch position beyond the new
-log resets there too. The loop refreshes the metadata every second, which is how it notices
-topics created after it joined (the relay creates them on a new broker)."""
+read from its beginning (auto.offset.reset is earliest). The loop refreshes the metadata
+every second, which is how it notices topics created after it joined, and a new broker: it
+creates the topics there, and joins the group again as a new member if the group still
+gives it no partition (see `_group_check`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ tracer = trace.get_tracer(__name__)
 
 LAG_REFRESH_SECONDS = 5.0
 METADATA_REFRESH_SECONDS = 1.0
+#: How long after a broker change the group has to give this consumer partitions: a join
+#: under way is over by then (the embedded broker's session timeout is 2 s).
+GROUP_SETTLE_SECONDS = 5.0
 DB_RETRY_SECONDS = 1.0
 
 
@@ -126,7 +130,7 @@ def consume_loop(
     librdkafka's job; a database error rewinds to the batch start and retries."""
     group = consumer_group or settings.KAFKA["CONSUMER_GROUP"]
     batch_size = batch_size or settings.PROJECTIONS["CONSUMER_BATCH_SIZE"]
-    kafka.topics_ensure([*topics, settings.KAFKA["DEAD_LETTER_TOPIC"]])
+    _topics_ensure(topics)
     consumer = kafka.consumer_create(group)
     # Dead letters need no order, and an idempotent producer is wedged for good by a broker
     # that restarts with no memory of it (the embedded one).
@@ -134,6 +138,7 @@ def consume_loop(
     consumer.subscribe(list(topics))
     lag_refreshed = metadata_refreshed = 0.0
     cluster_id = None
+    group_check_at: float | None = None
     try:
         while not should_stop():
             messages = _poll(consumer, batch_size)
@@ -147,8 +152,12 @@ def consume_loop(
                     continue
                 _commit(consumer, messages)
             if time.monotonic() - metadata_refreshed > METADATA_REFRESH_SECONDS:
-                cluster_id = _metadata_refresh(consumer, cluster_id)
+                previous, cluster_id = cluster_id, _metadata_refresh(consumer, cluster_id, topics)
+                if previous is not None and cluster_id != previous:
+                    group_check_at = time.monotonic() + GROUP_SETTLE_SECONDS
                 metadata_refreshed = time.monotonic()
+            if group_check_at is not None and time.monotonic() >= group_check_at:
+                group_check_at = _group_check(consumer, topics)
             if time.monotonic() - lag_refreshed > LAG_REFRESH_SECONDS:
                 _lag_refresh(consumer)
                 lag_refreshed = time.monotonic()
@@ -193,9 +202,10 @@ def _commit(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
         logger.warning("offset commit failed; the next owner re-reads already applied events", exc_info=True)
 
 
-def _metadata_refresh(consumer: Consumer, cluster_id: str | None) -> str | None:
+def _metadata_refresh(consumer: Consumer, cluster_id: str | None, topics: tuple[str, ...]) -> str | None:
     """Ask the broker for its metadata, so that topics created since the group was joined get
-    assigned; say so when the broker is a new one. Returns the broker's cluster id."""
+    assigned. On a new broker, create the topics. Returns the cluster id dealt with: the
+    previous one while the topics could not be created, so the next refresh tries again."""
     try:
         metadata = consumer.list_topics(timeout=1.0)
     except KafkaException:
@@ -207,7 +217,37 @@ def _metadata_refresh(consumer: Consumer, cluster_id: str | None) -> str | None:
             metadata.cluster_id,
             cluster_id,
         )
+        try:
+            _topics_ensure(topics)
+        except KafkaException:
+            logger.warning("could not create the topics on the new broker; retrying", exc_info=True)
+            return cluster_id
     return metadata.cluster_id
+
+
+def _group_check(consumer: Consumer, topics: tuple[str, ...]) -> float | None:
+    """After a broker change: once the group has given this consumer partitions, None (nothing
+    more to check). Otherwise leave the group and join it again as a new member, and return
+    when to check again.
+
+    librdkafka joins the new broker's group as soon as it reconnects, often before the topics
+    are there again, and gets no partition. Tansu (0.6) answers the same member's rejoin when
+    they appear with the same generation and the assignment it first synced, the empty one,
+    for good; a new member gets a new generation. Only once a join under way is over: Tansu
+    keeps a member that leaves in the middle of one as the leader of a group that never syncs."""
+    if consumer.assignment():
+        return None
+    logger.warning(
+        "no partition assigned %.0f s after the broker changed: joining the group again as a new member",
+        GROUP_SETTLE_SECONDS,
+    )
+    consumer.unsubscribe()
+    consumer.subscribe(list(topics))
+    return time.monotonic() + GROUP_SETTLE_SECONDS
+
+
+def _topics_ensure(topics: tuple[str, ...]) -> None:
+    kafka.topics_ensure([*topics, settings.KAFKA["DEAD_LETTER_TOPIC"]])
 
 
 def _lag_refresh(consumer: Consumer) -> None:
