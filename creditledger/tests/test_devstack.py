@@ -296,7 +296,7 @@ def test_concurrent_clients_get_no_server_error(stack):
 def test_the_supervisor_brings_back_every_child_killed_under_load(stack):
     accounts = stack.open_accounts(4)
     with Load(stack, accounts, clients=8) as load:
-        for name in ("consumer", "worker", "beat"):
+        for name in ("consumer", "worker", "beat", "broker"):
             killed = stack.child(name)
             killed.kill()
             stack.wait_until(
@@ -314,6 +314,20 @@ def test_the_supervisor_brings_back_every_child_killed_under_load(stack):
     assert set(load.statuses) <= {201, 422}, load.statuses
     for name in ("consumer", "worker", "beat", "web"):
         assert f"devstack: {name} exited with -9; restarting it" in stack.log()
+    assert "the embedded broker exited with -9; restarting it" in stack.log()
+    stack.assert_consistent()
+
+
+def test_the_consumer_resumes_on_the_broker_restarted_under_load(stack):
+    accounts = stack.open_accounts(4)
+    with Load(stack, accounts, clients=8) as load:
+        time.sleep(3)
+        broker = stack.child("broker")
+        broker.kill()
+        stack.wait_until(lambda: stack.child("broker").pid != broker.pid, 30, "the broker to be restarted")
+        time.sleep(3)
+    assert set(load.statuses) <= {201, 422}, load.statuses
+    assert "the embedded broker exited with -9; restarting it" in stack.log()
     stack.assert_consistent()
 
 
