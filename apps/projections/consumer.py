@@ -7,7 +7,7 @@ the group is joined again; the new broker has no committed offsets, so every par
 read from its beginning (auto.offset.reset is earliest). The loop refreshes the metadata
 every second, which is how it notices topics created after it joined, and a new broker: it
 creates the topics there, and joins the group again as a new member if the group still
-gives it no partition (see `_group_check`)."""
+gives it no partition (see `_GroupRejoin`)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ METADATA_REFRESH_SECONDS = 1.0
 #: How long after a broker change the group has to give this consumer partitions: a join
 #: under way is over by then (the embedded broker's session timeout is 2 s).
 GROUP_SETTLE_SECONDS = 5.0
+GROUP_REJOIN_ATTEMPTS = 3
 DB_RETRY_SECONDS = 1.0
 
 
@@ -137,8 +138,8 @@ def consume_loop(
     producer = kafka.producer_create(**{"enable.idempotence": False})
     consumer.subscribe(list(topics))
     lag_refreshed = metadata_refreshed = 0.0
-    cluster_id = None
-    group_check_at: float | None = None
+    cluster_id: str | None = None
+    rejoin = _GroupRejoin()
     try:
         while not should_stop():
             messages = _poll(consumer, batch_size)
@@ -154,10 +155,9 @@ def consume_loop(
             if time.monotonic() - metadata_refreshed > METADATA_REFRESH_SECONDS:
                 previous, cluster_id = cluster_id, _metadata_refresh(consumer, cluster_id, topics)
                 if previous is not None and cluster_id != previous:
-                    group_check_at = time.monotonic() + GROUP_SETTLE_SECONDS
+                    rejoin.broker_changed()
                 metadata_refreshed = time.monotonic()
-            if group_check_at is not None and time.monotonic() >= group_check_at:
-                group_check_at = _group_check(consumer, topics)
+            rejoin.check(consumer, topics)
             if time.monotonic() - lag_refreshed > LAG_REFRESH_SECONDS:
                 _lag_refresh(consumer)
                 lag_refreshed = time.monotonic()
@@ -225,25 +225,39 @@ def _metadata_refresh(consumer: Consumer, cluster_id: str | None, topics: tuple[
     return metadata.cluster_id
 
 
-def _group_check(consumer: Consumer, topics: tuple[str, ...]) -> float | None:
-    """After a broker change: once the group has given this consumer partitions, None (nothing
-    more to check). Otherwise leave the group and join it again as a new member, and return
-    when to check again.
+class _GroupRejoin:
+    """After a broker change, join the group again as a new member if it has still given this
+    consumer no partition once a join under way is over, at most GROUP_REJOIN_ATTEMPTS times
+    (with more consumers than partitions on a real Kafka, an idle member is normal).
 
     librdkafka joins the new broker's group as soon as it reconnects, often before the topics
     are there again, and gets no partition. Tansu (0.6) answers the same member's rejoin when
     they appear with the same generation and the assignment it first synced, the empty one,
-    for good; a new member gets a new generation. Only once a join under way is over: Tansu
-    keeps a member that leaves in the middle of one as the leader of a group that never syncs."""
-    if consumer.assignment():
-        return None
-    logger.warning(
-        "no partition assigned %.0f s after the broker changed: joining the group again as a new member",
-        GROUP_SETTLE_SECONDS,
-    )
-    consumer.unsubscribe()
-    consumer.subscribe(list(topics))
-    return time.monotonic() + GROUP_SETTLE_SECONDS
+    for good; a new member gets a new generation. Not earlier than GROUP_SETTLE_SECONDS: Tansu
+    keeps a member that leaves in the middle of a join as the leader of a group that never syncs."""
+
+    def __init__(self) -> None:
+        self.check_at: float | None = None
+        self.attempts_left = 0
+
+    def broker_changed(self) -> None:
+        self.check_at = time.monotonic() + GROUP_SETTLE_SECONDS
+        self.attempts_left = GROUP_REJOIN_ATTEMPTS
+
+    def check(self, consumer: Consumer, topics: tuple[str, ...]) -> None:
+        if self.check_at is None or time.monotonic() < self.check_at:
+            return
+        self.check_at = None
+        if consumer.assignment() or not self.attempts_left:
+            return
+        self.attempts_left -= 1
+        logger.warning(
+            "no partition assigned %.0f s after the broker changed: joining the group again as a new member",
+            GROUP_SETTLE_SECONDS,
+        )
+        consumer.unsubscribe()
+        consumer.subscribe(list(topics))
+        self.check_at = time.monotonic() + GROUP_SETTLE_SECONDS
 
 
 def _topics_ensure(topics: tuple[str, ...]) -> None:
