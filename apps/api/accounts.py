@@ -5,6 +5,7 @@ from rest_framework.views import APIView
 
 from apps.accounts import selectors, services
 from apps.accounts.models import AccountStatus
+from apps.accounts.services import UNCHANGED
 from apps.api.consistency import TOKEN_HEADER_PARAMETER, ConsistencyQuerySerializer, read_your_writes
 from apps.projections import selectors as projections
 from creditledger import errors
@@ -161,6 +162,27 @@ class AccountListCreateApi(APIView):
 
 
 class AccountDetailApi(APIView):
+    class AccountUpdateInputSerializer(StrictInputSerializer):
+        name = StrictCharField(required=False, allow_null=True, max_length=200)
+        metadata = MetadataField(required=False, help_text="Replaces the whole metadata object.")
+        overdraftLimit = OverdraftLimitField(
+            required=False,
+            help_text="null: unlimited; 0: never negative; N: down to -N. Refused below what the balance needs.",
+        )
+        status = serializers.ChoiceField(
+            choices=AccountStatus.choices,
+            required=False,
+            help_text="active <-> frozen -> closed. Frozen: no debit or credit. Closed: final, needs a zero balance.",
+        )
+        reason = StrictCharField(
+            required=False, max_length=500, help_text="Why; carried by the AccountUpdated event and kept."
+        )
+
+        def validate(self, attrs):
+            if not {"name", "metadata", "overdraftLimit", "status"} & set(attrs):
+                raise serializers.ValidationError("Give at least one of name, metadata, overdraftLimit and status.")
+            return attrs
+
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_retrieve",
@@ -172,6 +194,34 @@ class AccountDetailApi(APIView):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         query_params_validate(request, NoQueryParameters)
         account = selectors.account_get(account_id=account_uuid)
+        return Response(AccountOutputSerializer(account).data)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_update",
+        summary="Rename, change metadata or overdraft limit, freeze, unfreeze or close an account",
+        parameters=[_ACCOUNT_ID_PARAMETER],
+        request=AccountUpdateInputSerializer,
+        responses={200: AccountOutputSerializer, **problem_responses(400, 404, 413, 422, 503)},
+        examples=[
+            OpenApiExample("Freeze", value={"status": "frozen", "reason": "chargeback review"}, request_only=True),
+            OpenApiExample("Credit line", value={"overdraftLimit": 50000}, request_only=True),
+        ],
+    )
+    def patch(self, request, account_id: str):
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        query_params_validate(request, NoQueryParameters)
+        serializer = self.AccountUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        account = services.account_update(
+            account_id=account_uuid,
+            name=data.get("name", UNCHANGED),
+            metadata=data.get("metadata", UNCHANGED),
+            overdraft_limit=data.get("overdraftLimit", UNCHANGED),
+            status=data.get("status", UNCHANGED),
+            reason=data.get("reason"),
+        )
         return Response(AccountOutputSerializer(account).data)
 
 
