@@ -85,6 +85,22 @@ class BalanceOutOfRange(BusinessRuleViolation):
     code, title = "balance_out_of_range", "Balance out of range"
 
 
+class AccountClosed(BusinessRuleViolation):
+    code, title = "account_closed", "Account is closed"
+
+
+class AccountNotEmpty(BusinessRuleViolation):
+    code, title = "account_not_empty", "Account is not empty"
+
+
+class StatusTransitionNotAllowed(BusinessRuleViolation):
+    code, title = "status_transition_not_allowed", "Status change not allowed"
+
+
+class OverdraftLimitBelowBalance(BusinessRuleViolation):
+    code, title = "overdraft_limit_below_balance", "Overdraft limit below the balance"
+
+
 class ServiceUnavailable(LedgerError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 

@@ -1,5 +1,7 @@
+from typing import Any
+
 from apps.accounts.models import Account
-from apps.outbox.registry import ACCOUNT_CREATED
+from apps.outbox.registry import ACCOUNT_CREATED, ACCOUNT_UPDATED
 from apps.outbox.services import OutboxMessage
 
 
@@ -18,3 +20,11 @@ def account_created_message(account: Account) -> OutboxMessage:
             "metadata": account.metadata,
         },
     )
+
+
+def account_updated_message(account: Account, *, changes: dict[str, Any], reason: str | None) -> OutboxMessage:
+    """`changes`: the changed fields with their new values, named as in the API."""
+    data = {"accountId": str(account.id), "changedFields": list(changes), "status": account.status, **changes}
+    if reason is not None:
+        data["reason"] = reason
+    return OutboxMessage(event_type=ACCOUNT_UPDATED, key=str(account.id), occurred_at=account.updated_at, data=data)

@@ -69,3 +69,22 @@ class Account(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.id} ({self.currency_id})"
+
+
+class AccountChange(models.Model):
+    """One PATCH of an account, kept for good: what changed, why and by whom. The
+    AccountUpdated event carries the same, but the outbox forgets it after a day."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    changes = models.JSONField(help_text="The changed fields with their new values, named as in the API.")
+    reason = models.TextField(null=True, blank=True)
+    changed_by = models.CharField(max_length=150, null=True, blank=True, help_text="The admin user; null for the API.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "account_change"
+        indexes = [models.Index(fields=["account", "created_at"], name="account_change_account_time")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} at {self.created_at}: {self.changes}"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import Any, Final
+from uuid import UUID
 
 from django.db import IntegrityError
 
-from apps.accounts.events import account_created_message
-from apps.accounts.models import Account, Currency
+from apps.accounts.events import account_created_message, account_updated_message
+from apps.accounts.models import Account, AccountChange, AccountStatus, Currency
 from apps.accounts.selectors import currency_get
 from apps.outbox.services import outbox_messages_add
 from creditledger import errors
@@ -47,3 +49,108 @@ def account_create(
         return account
 
     return in_durable_transaction(work)
+
+
+class Unchanged(Enum):
+    """A field account_update is not asked to change (None is a value there)."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+
+#: The account fields a PATCH may change, by their API names.
+_API_NAMES = {"name": "name", "metadata": "metadata", "overdraft_limit": "overdraftLimit", "status": "status"}
+#: active <-> frozen -> closed: an account is frozen, so that nothing moves, before it closes.
+_STATUS_TRANSITIONS = {
+    (AccountStatus.ACTIVE, AccountStatus.FROZEN),
+    (AccountStatus.FROZEN, AccountStatus.ACTIVE),
+    (AccountStatus.FROZEN, AccountStatus.CLOSED),
+}
+
+
+def account_update(
+    *,
+    account_id: UUID,
+    name: str | Unchanged | None = UNCHANGED,
+    metadata: dict[str, Any] | Unchanged = UNCHANGED,
+    overdraft_limit: int | Unchanged | None = UNCHANGED,
+    status: str | Unchanged = UNCHANGED,
+    reason: str | None = None,
+    changed_by: str | None = None,
+) -> Account:
+    """Change an account's name, metadata, overdraft limit or status. Only the fields whose
+    value differs are changed, each change is an AccountUpdated event and an AccountChange
+    record; asking for the values it already has changes nothing (idempotent).
+
+    The account's row is locked first, as the posting function locks it, so a change and a
+    transfer on the same account are serialized: a transfer either commits before a freeze or
+    sees the account frozen."""
+    asked = {
+        field: value
+        for field, value in {
+            "name": name,
+            "metadata": metadata,
+            "overdraft_limit": overdraft_limit,
+            "status": status,
+        }.items()
+        if value is not UNCHANGED
+    }
+    if not asked:
+        raise errors.InvalidRequest("Give at least one of name, metadata, overdraftLimit and status.")
+
+    def work() -> Account:
+        account = Account.objects.select_for_update().filter(id=account_id).first()
+        if account is None:
+            raise errors.AccountNotFound(f"No account {account_id}.")
+        changes = {field: value for field, value in asked.items() if getattr(account, field) != value}
+        if not changes:
+            return account
+        _account_change_check(account, changes)
+        for field, value in changes.items():
+            setattr(account, field, value)
+        account.save(update_fields=[*changes, "updated_at"])
+        api_changes = {_API_NAMES[field]: value for field, value in changes.items()}
+        AccountChange.objects.create(
+            account=account, changes=api_changes, reason=reason, changed_by=changed_by, created_at=account.updated_at
+        )
+        outbox_messages_add(account_updated_message(account, changes=api_changes, reason=reason))
+        return account
+
+    return in_durable_transaction(work)
+
+
+def _account_change_check(account: Account, changes: dict[str, Any]) -> None:
+    if account.status == AccountStatus.CLOSED:
+        raise errors.AccountClosed(f"Account {account.id} is closed; it can no longer change.", accountStatus="closed")
+    if "status" in changes:
+        transition = (account.status, changes["status"])
+        if transition not in _STATUS_TRANSITIONS:
+            raise errors.StatusTransitionNotAllowed(
+                f"An account that is {transition[0]} cannot become {transition[1]}: "
+                "only active <-> frozen and frozen -> closed.",
+                field="status",
+                accountStatus=account.status,
+            )
+        if changes["status"] == AccountStatus.CLOSED:
+            _account_empty_check(account)
+    limit = changes.get("overdraft_limit")
+    if limit is not None and account.balance < -limit:
+        raise errors.OverdraftLimitBelowBalance(
+            f"Account {account.id} has a balance of {account.balance}; its overdraft limit cannot go below "
+            f"{-account.balance}.",
+            field="overdraftLimit",
+            balance=account.balance,
+            minimumOverdraftLimit=-account.balance,
+        )
+
+
+def _account_empty_check(account: Account) -> None:
+    """Closing needs nothing left on the account, read under its row lock. Today that is the
+    posted balance; the pending total (holds) must join here, read under the same lock."""
+    if account.balance != 0:
+        raise errors.AccountNotEmpty(
+            f"Account {account.id} has a balance of {account.balance}; only an empty account can close.",
+            field="status",
+            balance=account.balance,
+        )

@@ -1,3 +1,7 @@
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -5,10 +9,19 @@ from rest_framework.views import APIView
 
 from apps.accounts import selectors, services
 from apps.accounts.models import AccountStatus
+from apps.accounts.services import UNCHANGED
 from apps.api.consistency import TOKEN_HEADER_PARAMETER, ConsistencyQuerySerializer, read_your_writes
+from apps.ledger import selectors as ledger
 from apps.projections import selectors as projections
 from creditledger import errors
-from creditledger.api.fields import CurrencyCodeField, CursorField, MetadataField, OverdraftLimitField, StrictCharField
+from creditledger.api.fields import (
+    CurrencyCodeField,
+    CursorField,
+    InstantField,
+    MetadataField,
+    OverdraftLimitField,
+    StrictCharField,
+)
 from creditledger.api.ids import parse_path_id
 from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.schema import problem_responses
@@ -21,6 +34,18 @@ from creditledger.api.serializers import (
 )
 
 _ACCOUNT_ID_PARAMETER = OpenApiParameter("account_id", str, OpenApiParameter.PATH, description="Account id (UUID).")
+_AS_OF_HELP = (
+    "An instant (RFC 3339 with offset; URL-encode a `+`): read the posted balance after the account's last entry "
+    "at or before it, from the ledger itself. A future instant gives the current posted balance."
+)
+
+
+@dataclass(frozen=True)
+class BalanceAsOf(projections.Balance):
+    """The balance at `as_of`, from the ledger: its sequences are those of the last entry at
+    or before that instant, so it is up to date by definition."""
+
+    as_of: datetime
 
 
 class CurrencyOutputSerializer(serializers.Serializer):
@@ -161,6 +186,27 @@ class AccountListCreateApi(APIView):
 
 
 class AccountDetailApi(APIView):
+    class AccountUpdateInputSerializer(StrictInputSerializer):
+        name = StrictCharField(required=False, allow_null=True, max_length=200)
+        metadata = MetadataField(required=False, help_text="Replaces the whole metadata object.")
+        overdraftLimit = OverdraftLimitField(
+            required=False,
+            help_text="null: unlimited; 0: never negative; N: down to -N. Refused below what the balance needs.",
+        )
+        status = serializers.ChoiceField(
+            choices=AccountStatus.choices,
+            required=False,
+            help_text="active <-> frozen -> closed. Frozen: no debit or credit. Closed: final, needs a zero balance.",
+        )
+        reason = StrictCharField(
+            required=False, max_length=500, help_text="Why; carried by the AccountUpdated event and kept."
+        )
+
+        def validate(self, attrs):
+            if not {"name", "metadata", "overdraftLimit", "status"} & set(attrs):
+                raise serializers.ValidationError("Give at least one of name, metadata, overdraftLimit and status.")
+            return attrs
+
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_retrieve",
@@ -172,6 +218,34 @@ class AccountDetailApi(APIView):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         query_params_validate(request, NoQueryParameters)
         account = selectors.account_get(account_id=account_uuid)
+        return Response(AccountOutputSerializer(account).data)
+
+    @extend_schema(
+        tags=["accounts"],
+        operation_id="accounts_update",
+        summary="Rename, change metadata or overdraft limit, freeze, unfreeze or close an account",
+        parameters=[_ACCOUNT_ID_PARAMETER],
+        request=AccountUpdateInputSerializer,
+        responses={200: AccountOutputSerializer, **problem_responses(400, 404, 413, 422, 503)},
+        examples=[
+            OpenApiExample("Freeze", value={"status": "frozen", "reason": "chargeback review"}, request_only=True),
+            OpenApiExample("Credit line", value={"overdraftLimit": 50000}, request_only=True),
+        ],
+    )
+    def patch(self, request, account_id: str):
+        account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
+        query_params_validate(request, NoQueryParameters)
+        serializer = self.AccountUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        account = services.account_update(
+            account_id=account_uuid,
+            name=data.get("name", UNCHANGED),
+            metadata=data.get("metadata", UNCHANGED),
+            overdraft_limit=data.get("overdraftLimit", UNCHANGED),
+            status=data.get("status", UNCHANGED),
+            reason=data.get("reason"),
+        )
         return Response(AccountOutputSerializer(account).data)
 
 
@@ -191,20 +265,47 @@ class AccountBalanceApi(APIView):
             source="updated_at", allow_null=True, help_text="When that entry was posted."
         )
         consistency = ConsistencySerializer(source="*")
+        asOf = serializers.DateTimeField(
+            source="as_of",
+            required=False,
+            help_text="Only with the asOf parameter: the instant asked for, in UTC. The balance, sequences and "
+            "updatedAt are those of that instant; overdraftLimit and available use today's limit.",
+        )
+
+    class BalanceQuerySerializer(ConsistencyQuerySerializer):
+        asOf = InstantField(required=False, help_text=_AS_OF_HELP + " A consistency token is then not needed.")
 
     @extend_schema(
         tags=["accounts"],
         operation_id="accounts_balance",
-        summary="Current balance (read model; pass a consistency token to read your writes)",
-        parameters=[_ACCOUNT_ID_PARAMETER, ConsistencyQuerySerializer, TOKEN_HEADER_PARAMETER],
+        summary="Current balance (read model; pass a consistency token to read your writes), or the posted "
+        "balance at an instant (ledger)",
+        parameters=[_ACCOUNT_ID_PARAMETER, BalanceQuerySerializer, TOKEN_HEADER_PARAMETER],
         responses={200: BalanceOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
-        params = query_params_validate(request, ConsistencyQuerySerializer)
+        params = query_params_validate(request, self.BalanceQuerySerializer)
+        if "asOf" in params:
+            return Response(self.BalanceOutputSerializer(_balance_as_of(account_uuid, params["asOf"])).data)
         read_your_writes(request, params, account_id=account_uuid)
         balance = projections.projected_balance(account_id=account_uuid)
         return Response(self.BalanceOutputSerializer(balance).data)
+
+
+def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
+    account = selectors.account_get(account_id=account_id)
+    posted = ledger.account_balance_at(account_id=account.id, moment=moment)
+    return BalanceAsOf(
+        account_id=account.id,
+        currency=account.currency_id,
+        balance=posted.balance,
+        overdraft_limit=account.overdraft_limit,
+        projected_sequence=posted.sequence,
+        ledger_sequence=posted.sequence,
+        updated_at=posted.posted_at,
+        as_of=moment,
+    )
 
 
 class AccountStatementApi(APIView):
@@ -216,10 +317,19 @@ class AccountStatementApi(APIView):
     )
     class StatementQuerySerializer(PageQuerySerializer, ConsistencyQuerySerializer):
         cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
+        asOf = InstantField(
+            required=False,
+            help_text="An instant (RFC 3339 with offset): the answer adds `openingBalance`, the posted balance after "
+            "the account's last entry at or before it (an entry at exactly that instant is counted), read from the "
+            "ledger.",
+        )
 
     class StatementOutputSerializer(serializers.Serializer):
         accountId = serializers.UUIDField()
         currency = serializers.CharField()
+        openingBalance = serializers.IntegerField(
+            required=False, help_text="Only with the asOf parameter: the ledger's posted balance at that instant."
+        )
         # The metaclass moves declared fields out of the class, so Serializer.data stays a property.
         data = StatementLineSerializer(many=True)  # type: ignore[assignment]  # a field named like it
         nextCursor = serializers.CharField(allow_null=True)
@@ -243,4 +353,9 @@ class AccountStatementApi(APIView):
             after_sequence=params.get("cursor"),
             limit=params["limit"],
         )
-        return page_response(page, StatementLineSerializer, accountId=str(account.id), currency=account.currency_id)
+        opening = {}
+        if "asOf" in params:
+            opening["openingBalance"] = ledger.account_balance_at(account_id=account.id, moment=params["asOf"]).balance
+        return page_response(
+            page, StatementLineSerializer, accountId=str(account.id), currency=account.currency_id, **opening
+        )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +11,31 @@ from django.db.models import Prefetch
 
 from apps.ledger.models import Entry, Transfer
 from creditledger import errors
+
+
+@dataclass(frozen=True)
+class PostedBalance:
+    """An account's posted balance after its last entry at or before an instant."""
+
+    balance: int
+    #: The sequence of that entry; 0 when there was none yet.
+    sequence: int
+    #: When that entry was posted; None when there was none yet.
+    posted_at: datetime | None
+
+
+def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
+    """Read from the journal itself, so it is exact, with one backward probe of the index on
+    entry (account_id, created_at). An account's entries are posted under its row lock, each
+    at clock_timestamp() after the previous one committed, so their times rise strictly with
+    their sequence: the last by time is the last by sequence."""
+    latest = (
+        Entry.objects.filter(account_id=account_id, created_at__lte=moment)
+        .order_by("-created_at")
+        .values_list("balance_after", "sequence", "created_at")
+        .first()
+    )
+    return PostedBalance(*latest) if latest else PostedBalance(balance=0, sequence=0, posted_at=None)
 
 
 def transfer_get(*, transfer_id: UUID) -> Transfer:

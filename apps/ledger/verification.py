@@ -14,12 +14,14 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from apps.accounts.models import AccountStatus
 from apps.ledger.models import TransferStatus
 
 DEFAULT_LIMIT = 100
 
 # Per account: entry count, sum, last sequence, latest balance_after, currencies, and the
-# entries whose balance_after does not continue the running sum of amounts.
+# entries whose balance_after does not continue the running sum of amounts; a closed account
+# must hold nothing.
 _ACCOUNTS_SQL = """
 WITH chain AS (
     SELECT account_id, sequence, currency, amount, balance_after,
@@ -43,7 +45,7 @@ per_account AS (
 checked AS (
     SELECT coalesce(a.id, p.account_id) AS id,
            a.id IS NULL AS account_missing,
-           a.currency, a.balance, a.last_sequence, a.overdraft_limit,
+           a.currency, a.balance, a.last_sequence, a.overdraft_limit, a.status,
            coalesce(p.entry_count, 0) AS entry_count,
            coalesce(p.entry_sum, 0) AS entry_sum,
            coalesce(p.max_sequence, 0) AS max_sequence,
@@ -64,6 +66,7 @@ problems AS (
         OR max_currency <> currency
         OR broken_links > 0
         OR least(balance, entry_sum) < -overdraft_limit
+        OR (status = %(closed)s AND (balance <> 0 OR entry_sum <> 0))
 )
 SELECT (SELECT count(*) FROM checked WHERE NOT account_missing),
        (SELECT coalesce(sum(entry_count), 0) FROM checked),
@@ -185,7 +188,7 @@ def ledger_verify(*, limit: int = DEFAULT_LIMIT) -> VerificationReport:
 
 
 def _verify(limit: int) -> VerificationReport:
-    accounts, entries, account_problems, account_rows = _query(_ACCOUNTS_SQL, limit=limit)
+    accounts, entries, account_problems, account_rows = _query(_ACCOUNTS_SQL, limit=limit, closed=AccountStatus.CLOSED)
     transfers, transfer_problems, transfer_rows = _query(_TRANSFERS_SQL, limit=limit, posted=TransferStatus.POSTED)
     records, record_problems, record_rows = _query(_IDEMPOTENCY_SQL, limit=limit)
     problems = (
@@ -234,6 +237,8 @@ def _account_details(row: dict[str, Any]) -> list[str]:
     limit = row["overdraft_limit"]
     if limit is not None and min(balance, entry_sum) < -limit:
         details.append(f"balance {balance} (entries: {entry_sum}) is beyond its overdraft limit of {limit}")
+    if row["status"] == AccountStatus.CLOSED and (balance or entry_sum):
+        details.append(f"closed with balance {balance} (entries: {entry_sum}); a closed account holds nothing")
     return details
 
 

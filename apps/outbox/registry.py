@@ -69,6 +69,31 @@ ACCOUNT_CREATED = EventType(
         }
     ),
 )
+#: One per PATCH that changes something. `changedFields` names what changed, each with its
+#: new value beside it; `status` is always there.
+ACCOUNT_UPDATED = EventType(
+    name="AccountUpdated",
+    topic="ledger.account.v1",
+    version=1,
+    aggregate_type="account",
+    data_schema=_object(
+        {
+            "accountId": _UUID,
+            "changedFields": {
+                "type": "array",
+                "items": {"enum": ["name", "metadata", "overdraftLimit", "status"]},
+                "minItems": 1,
+                "uniqueItems": True,
+            },
+            "status": {"enum": ["active", "frozen", "closed"]},
+            "name": {"type": ["string", "null"]},
+            "metadata": {"type": "object"},
+            "overdraftLimit": {"type": ["integer", "null"], "minimum": 0},
+            "reason": {"type": "string"},
+        },
+        optional=("name", "metadata", "overdraftLimit", "reason"),
+    ),
+)
 TRANSFER_POSTED = EventType(
     name="TransferPosted",
     topic="ledger.transfer.v1",
@@ -98,7 +123,9 @@ ENTRY_POSTED = EventType(
     data_schema=_ENTRY_DATA,
 )
 
-EVENT_TYPES: dict[str, EventType] = {event.name: event for event in (ACCOUNT_CREATED, TRANSFER_POSTED, ENTRY_POSTED)}
+EVENT_TYPES: dict[str, EventType] = {
+    event.name: event for event in (ACCOUNT_CREATED, ACCOUNT_UPDATED, TRANSFER_POSTED, ENTRY_POSTED)
+}
 
 #: Every topic an event type is published on, in declaration order.
 TOPICS: tuple[str, ...] = tuple(dict.fromkeys(event.topic for event in EVENT_TYPES.values()))

@@ -26,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from apps.outbox.registry import ACCOUNT_CREATED, ENTRY_POSTED, TRANSFER_POSTED, EventType
+from apps.outbox.registry import ACCOUNT_CREATED, ACCOUNT_UPDATED, ENTRY_POSTED, TRANSFER_POSTED, EventType
 from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.outbox.topics import RELAY_POSITION_HEADER
 from apps.projections.ledger_rows import TRANSFER_COLUMNS, column_list, transfer_rows_sql
@@ -156,6 +156,14 @@ def _accounts_apply(cursor, tables: Tables, accounts: list[dict[str, Any]], now:
     )
     result.applied[ACCOUNT_CREATED.name] += created
     result.duplicates += len(accounts) - created
+
+
+def _account_updates_apply(
+    cursor, tables: Tables, updates: list[dict[str, Any]], now: datetime, result: BatchResult
+) -> None:
+    """Nothing to write: the read model keeps no account attribute. The balance answer takes
+    the overdraft limit from the account itself, and a status change moves no money."""
+    result.applied[ACCOUNT_UPDATED.name] += len(updates)
 
 
 def _entries_apply(
@@ -305,10 +313,11 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
         logger.warning("healed %d transfers of healed entries from the ledger", cursor.rowcount)
 
 
-#: How each event type of the registry is applied, in this order: accounts, entries (which
+#: How each event type of the registry is applied, in this order: accounts (created, updated), entries (which
 #: return the entries they healed from the ledger), then transfers.
 EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     ACCOUNT_CREATED: _accounts_apply,
+    ACCOUNT_UPDATED: _account_updates_apply,
     ENTRY_POSTED: _entries_apply,
     TRANSFER_POSTED: _transfers_apply,
 }

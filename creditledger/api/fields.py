@@ -7,6 +7,7 @@ import base64
 import binascii
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any, overload
 from uuid import UUID
 
@@ -160,6 +161,31 @@ class IdempotencyKeyField(serializers.Field):
 
     def to_representation(self, value: str) -> str:
         return value
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})$")
+
+
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-11-23T23:32:20Z"})
+class InstantField(serializers.Field):
+    """An instant as RFC 3339 writes it: date, time and a UTC offset (`Z` or `+01:00`). DRF's
+    DateTimeField also takes a bare date or a time without offset, which name no instant;
+    the server's time zone would decide."""
+
+    default_error_messages = {
+        "invalid": "Must be an RFC 3339 date-time with a UTC offset, for example 2026-11-23T23:32:20Z.",
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str) or not _RFC3339.match(data):
+            self.fail("invalid")
+        try:
+            return datetime.fromisoformat(data.upper()).astimezone(UTC)
+        except (ValueError, OverflowError):  # 2026-02-30; 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            self.fail("invalid")
+
+    def to_representation(self, value: datetime) -> str:
+        return serializers.DateTimeField().to_representation(value)
 
 
 class UUIDStringField(serializers.UUIDField):

@@ -1,4 +1,4 @@
-"""POST/GET /accounts, GET /accounts/{id} and GET/POST /currencies over HTTP."""
+"""POST/GET /accounts, GET/PATCH /accounts/{id} and GET/POST /currencies over HTTP."""
 
 from __future__ import annotations
 
@@ -414,3 +414,143 @@ def test_invalid_currencies_are_a_400(api, problem, body, field):
     problem(api.post("/currencies", body, format="json"), 400, "validation_error", field=field)
 
     assert "GPU" not in [currency["code"] for currency in api.get("/currencies").json()]
+
+
+# --- PATCH /accounts/{id} --------------------------------------------------------------------------
+
+
+def patch_account(api, account_id, body):
+    return api.patch(f"/accounts/{account_id}", body, format="json")
+
+
+def test_a_patch_answers_the_account_as_get_shows_it(api, make_account):
+    account = make_account(name="Acme", overdraft_limit=0)
+
+    response = patch_account(
+        api, account.id, {"name": "Acme Inc", "metadata": {"plan": "pro"}, "overdraftLimit": 500, "status": "frozen"}
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body == api.get(f"/accounts/{account.id}").json()
+    assert (body["name"], body["metadata"], body["overdraftLimit"], body["status"]) == (
+        "Acme Inc",
+        {"plan": "pro"},
+        500,
+        "frozen",
+    )
+
+
+def test_the_same_patch_twice_gives_the_same_answer(api, make_account):
+    account = make_account()
+
+    first = patch_account(api, account.id, {"status": "frozen", "reason": "review"})
+    second = patch_account(api, account.id, {"status": "frozen", "reason": "review"})
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json() == second.json()
+
+
+def test_null_name_and_overdraft_limit_are_values(api, make_account):
+    account = make_account(name="Acme", overdraft_limit=0)
+
+    body = patch_account(api, account.id, {"name": None, "overdraftLimit": None}).json()
+
+    assert (body["name"], body["overdraftLimit"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"reason": "nothing else"}, "body"),
+        ({"status": "deleted"}, "status"),
+        ({"status": None}, "status"),
+        ({"overdraftLimit": -1}, "overdraftLimit"),
+        ({"overdraftLimit": "10"}, "overdraftLimit"),
+        ({"metadata": None}, "metadata"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"currency": "EUR"}, "currency"),
+        ({"externalRef": "cus_2"}, "externalRef"),
+        ({"balance": 0}, "balance"),
+        ({"status": "frozen", "reason": "x" * 501}, "reason"),
+    ],
+)
+def test_invalid_patches_are_named_and_change_nothing(api, make_account, problem, ledger_state, body, field):
+    account = make_account(name="Acme")
+    before = ledger_state()
+
+    problem(patch_account(api, account.id, body), 400, "validation_error", field=field)
+
+    assert ledger_state() == before
+    assert Account.objects.get(id=account.id).name == "Acme"
+
+
+def test_patching_an_unknown_or_malformed_account_is_a_404(api, problem):
+    problem(patch_account(api, MISSING_ID, {"name": "x"}), 404, "account_not_found")
+    problem(patch_account(api, "nope", {"name": "x"}), 404, "account_not_found")
+
+
+def test_a_patch_takes_no_query_parameters(api, make_account, problem):
+    account = make_account()
+
+    response = api.patch(f"/accounts/{account.id}?status=frozen", {"name": "x"}, format="json")
+
+    problem(response, 400, "validation_error", field="status")
+
+
+def test_closing_an_account_with_a_balance_is_a_422(api, make_account, make_transfer, problem):
+    account, other = make_account(), make_account()
+    make_transfer(other, account, 70)
+    patch_account(api, account.id, {"status": "frozen"})
+
+    body = problem(patch_account(api, account.id, {"status": "closed"}), 422, "account_not_empty", field="status")
+
+    assert body["balance"] == 70
+
+
+def test_closing_an_active_account_is_a_422_that_says_to_freeze_first(api, make_account, problem):
+    account = make_account()
+
+    body = problem(
+        patch_account(api, account.id, {"status": "closed"}), 422, "status_transition_not_allowed", field="status"
+    )
+
+    assert body["accountStatus"] == "active"
+
+
+def test_a_closed_account_refuses_every_change(api, make_account, problem):
+    account = make_account()
+    patch_account(api, account.id, {"status": "frozen"})
+    assert patch_account(api, account.id, {"status": "closed"}).status_code == 200
+
+    problem(patch_account(api, account.id, {"name": "reopened"}), 422, "account_closed")
+    problem(patch_account(api, account.id, {"status": "active"}), 422, "account_closed")
+    assert patch_account(api, account.id, {"status": "closed"}).status_code == 200  # the same request again
+
+
+def test_an_overdraft_limit_below_the_balance_is_a_422(api, make_account, make_transfer, problem):
+    account, other = make_account(), make_account()
+    make_transfer(account, other, 250)
+
+    response = patch_account(api, account.id, {"overdraftLimit": 100})
+
+    body = problem(response, 422, "overdraft_limit_below_balance", field="overdraftLimit")
+
+    assert (body["balance"], body["minimumOverdraftLimit"]) == (-250, 250)
+    assert patch_account(api, account.id, {"overdraftLimit": 250}).json()["overdraftLimit"] == 250
+
+
+def test_a_frozen_account_refuses_transfers_until_unfrozen(api, make_account, problem):
+    account, other = make_account(), make_account()
+    patch_account(api, account.id, {"status": "frozen"})
+    transfer = {"from": str(other.id), "to": str(account.id), "amount": 5, "currency": "USD"}
+
+    refused = api.post("/transfers", {**transfer, "idempotencyKey": "frozen-1"}, format="json")
+    patch_account(api, account.id, {"status": "active"})
+    posted = api.post("/transfers", {**transfer, "idempotencyKey": "frozen-2"}, format="json")
+
+    assert problem(refused, 422, "account_not_active", field="to")["accountStatus"] == "frozen"
+    assert posted.status_code == 201

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from rest_framework.fields import DateTimeField
+
+from apps.ledger.models import Entry
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
 MISSING_ID = "01900000-0000-7000-8000-000000000000"
+MICROSECOND = timedelta(microseconds=1)
+
+
+def iso_z(moment) -> str:
+    """As the API writes a time: UTC, microseconds, Z."""
+    return DateTimeField().to_representation(moment)
 
 
 def test_a_balance_shows_what_is_left_to_spend(api, make_account, make_transfer, sync_projections):
@@ -64,3 +75,92 @@ def test_an_empty_consistency_token_reads_without_waiting(api, make_account):
     response = api.get(f"/accounts/{account.id}/balance", {"consistencyToken": ""})
 
     assert response.status_code == 200
+
+
+# --- asOf: the posted balance at an instant, from the ledger --------------------------------------
+
+
+def iso(moment) -> str:
+    return moment.isoformat()
+
+
+def test_as_of_gives_the_posted_balance_after_the_last_entry_at_or_before_it(api, make_account, make_transfer):
+    wallet, other = make_account(overdraft_limit=100), make_account()
+    make_transfer(other, wallet, 1_000)
+    make_transfer(wallet, other, 250)
+    first, second = Entry.objects.filter(account=wallet).order_by("sequence")
+
+    body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(second.created_at - MICROSECOND)}).json()
+
+    # Nothing was projected: this is the ledger.
+    assert body == {
+        "accountId": str(wallet.id),
+        "currency": "USD",
+        "balance": 1_000,
+        "available": 1_100,
+        "overdraftLimit": 100,
+        "lastSequence": 1,
+        "updatedAt": iso_z(first.created_at),
+        "consistency": {"projectedSequence": 1, "ledgerSequence": 1, "upToDate": True},
+        "asOf": iso_z(second.created_at - MICROSECOND),
+    }
+    at_second = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(second.created_at)}).json()
+    assert (at_second["balance"], at_second["lastSequence"]) == (750, 2)
+
+
+def test_as_of_before_the_first_entry_is_zero(api, make_account, make_transfer):
+    wallet, other = make_account(), make_account()
+    make_transfer(other, wallet, 5)
+    first = Entry.objects.get(account=wallet)
+
+    body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(first.created_at - MICROSECOND)}).json()
+
+    assert (body["balance"], body["lastSequence"], body["updatedAt"]) == (0, 0, None)
+
+
+def test_as_of_in_the_future_gives_the_current_posted_balance(api, make_account, make_transfer):
+    wallet, other = make_account(), make_account()
+    make_transfer(other, wallet, 42)
+
+    body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": "2999-01-01T00:00:00Z"}).json()
+
+    assert (body["balance"], body["lastSequence"], body["asOf"]) == (42, 1, "2999-01-01T00:00:00Z")
+
+
+def test_as_of_is_read_in_utc_whatever_the_offset(api, make_account):
+    wallet = make_account()
+
+    body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": "2026-11-24T01:30:00.5+02:00"}).json()
+
+    assert body["asOf"] == "2026-11-23T23:30:00.500000Z"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "as_of",
+    [
+        "yesterday",
+        "",
+        "2026-11-23",
+        "2026-11-23T23:32:20",  # no offset: the server's time zone would decide
+        "2026-11-23T23:32:20 01:00",  # an unencoded + arrives as a space
+        "2026-02-30T00:00:00Z",
+        "2026-11-23T24:00:00Z",
+        "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
+        "1700000000",
+    ],
+)
+def test_an_invalid_as_of_is_a_400_naming_it(api, make_account, problem, as_of):
+    wallet = make_account()
+
+    problem(api.get(f"/accounts/{wallet.id}/balance", {"asOf": as_of}), 400, "validation_error", field="asOf")
+
+
+def test_as_of_of_an_unknown_account_is_a_404(api, problem):
+    problem(api.get(f"/accounts/{MISSING_ID}/balance", {"asOf": "2026-01-01T00:00:00Z"}), 404, "account_not_found")
+
+
+def test_without_as_of_the_answer_has_no_as_of(api, make_account):
+    wallet = make_account()
+
+    assert "asOf" not in api.get(f"/accounts/{wallet.id}/balance").json()

@@ -124,3 +124,36 @@ def test_bad_statement_parameters_are_a_400(api, make_account, problem, params, 
     account = make_account()
 
     problem(api.get(f"/accounts/{account.id}/statements", params), 400, "validation_error", field=field)
+
+
+def test_as_of_adds_the_opening_balance_from_the_ledger(api, make_account, make_transfer, sync_projections):
+    account, other = make_account(), make_account()
+    make_transfer(other, account, 500)
+    make_transfer(account, other, 120)
+    make_transfer(other, account, 7)
+    sync_projections()
+    _, second, third = api.get(f"/accounts/{account.id}/statements").json()["data"]
+
+    response = api.get(f"/accounts/{account.id}/statements", {"asOf": second["createdAt"], "from": third["createdAt"]})
+
+    body = response.json()
+    assert (body["accountId"], body["currency"], body["openingBalance"]) == (str(account.id), "USD", 380)
+    assert [(line["sequence"], line["amount"], line["balanceAfter"]) for line in body["data"]] == [(3, 7, 387)]
+    before_any = api.get(f"/accounts/{account.id}/statements", {"asOf": "2000-01-01T00:00:00Z"}).json()
+    assert before_any["openingBalance"] == 0
+    assert len(before_any["data"]) == 3
+
+
+def test_without_as_of_a_statement_has_no_opening_balance(api, make_account):
+    account = make_account()
+
+    assert "openingBalance" not in api.get(f"/accounts/{account.id}/statements").json()
+
+
+@pytest.mark.django_db
+def test_an_invalid_as_of_on_a_statement_is_a_400_naming_it(api, make_account, problem):
+    account = make_account()
+
+    response = api.get(f"/accounts/{account.id}/statements", {"asOf": "2026-11-23"})
+
+    problem(response, 400, "validation_error", field="asOf")

@@ -196,6 +196,59 @@ def test_a_balance_down_to_the_overdraft_limit_is_accepted(make_account):
     assert source.balance == -50
 
 
+# --- closed accounts (sql/0007_account_closed_final.sql) ----------------------------------------
+
+
+def close(cursor, account: Account) -> None:
+    cursor.execute("UPDATE account SET status = 'closed' WHERE id = %s", [account.id])
+
+
+def test_an_account_with_a_balance_cannot_be_closed(pair):
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw_transfer(cursor, source=source, destination=destination, amount=10)
+
+    with pytest.raises(IntegrityError, match="account_closed_balance_zero"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            close(cursor, destination)
+
+    destination.refresh_from_db()
+    assert destination.status == "active"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE account SET status = 'active'",
+        "UPDATE account SET status = 'frozen'",
+        "UPDATE account SET name = 'reopened'",
+        "UPDATE account SET overdraft_limit = 0",
+        "UPDATE account SET metadata = '{\"a\": 1}'",
+        "UPDATE account SET updated_at = now() + interval '1 second'",
+    ],
+)
+def test_a_closed_account_never_changes_again(make_account, statement):
+    account = make_account(name="closed")
+    with transaction.atomic(), connection.cursor() as cursor:
+        close(cursor, account)
+
+    with pytest.raises(IntegrityError, match="is closed"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement + " WHERE id = %s", [account.id])
+
+    account.refresh_from_db()
+    assert (account.status, account.name, account.overdraft_limit, account.metadata) == ("closed", "closed", None, {})
+
+
+def test_an_update_that_changes_nothing_on_a_closed_account_is_harmless(make_account):
+    account = make_account()
+    with transaction.atomic(), connection.cursor() as cursor:
+        close(cursor, account)
+        cursor.execute("UPDATE account SET status = status WHERE id = %s", [account.id])
+
+    account.refresh_from_db()
+    assert account.status == "closed"
+
+
 # --- balanced transfers, checked at commit -----------------------------------------------------
 
 
@@ -464,6 +517,7 @@ LEDGER_TRIGGERS = {
     "entry_balanced",
     "transfer_balanced",
     "account_matches_entries",
+    "account_closed_final",
 }
 LEDGER_FUNCTIONS = {
     "ledger_entry_immutable",
@@ -475,6 +529,7 @@ LEDGER_FUNCTIONS = {
     "ledger_entry_deferred_check",
     "ledger_transfer_deferred_check",
     "ledger_account_deferred_check",
+    "ledger_account_closed_final",
 }
 
 
@@ -484,16 +539,19 @@ def _installed_invariants() -> set[str]:
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
             "AND tgrelid IN ('entry'::regclass, 'transfer'::regclass, 'account'::regclass) "
             "UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'ledger\\_%%' "
-            "UNION ALL SELECT conname FROM pg_constraint WHERE conname = 'entry_account_currency_fk'"
+            "UNION ALL SELECT conname FROM pg_constraint "
+            "WHERE conname IN ('entry_account_currency_fk', 'account_closed_balance_zero')"
         )
         return {name for (name,) in cursor.fetchall()}
 
 
 def test_the_invariants_migration_reverses_and_reapplies(make_account):
-    everything = LEDGER_TRIGGERS | LEDGER_FUNCTIONS | {"entry_account_currency_fk"}
+    everything = LEDGER_TRIGGERS | LEDGER_FUNCTIONS | {"entry_account_currency_fk", "account_closed_balance_zero"}
     assert _installed_invariants() >= everything
 
     try:
+        call_command("migrate", "ledger", "0006", verbosity=0)
+        assert "account_closed_final" not in _installed_invariants()
         call_command("migrate", "ledger", "0004", verbosity=0)
         # 0006 and 0005 reversed: version 1 of each function they redefined is back.
         assert "ledger_outbox_row" in _installed_invariants()

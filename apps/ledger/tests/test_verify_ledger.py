@@ -220,3 +220,21 @@ def test_runs_inside_the_callers_transaction(make_account, make_transfer):
 
     assert report.ok
     assert (report.accounts, report.entries, report.transfers) == (2, 2, 1)
+
+
+def test_a_closed_account_that_still_holds_something_is_found(ledger):
+    bob = ledger["bob"]
+    # The CHECK keeps a closed account's balance at 0, but his entries still add up to 750.
+    tamper("UPDATE account SET status = 'closed', balance = 0 WHERE id = %s", [bob.id])
+
+    report = ledger_verify()
+
+    details = {problem.id: problem.details for problem in report.problems}
+    assert "closed with balance 0 (entries: 750); a closed account holds nothing" in details[str(bob.id)]
+
+
+def test_a_closed_empty_account_passes(make_account):
+    account = make_account()
+    tamper("UPDATE account SET status = 'closed' WHERE id = %s", [account.id])
+
+    assert ledger_verify().ok
