@@ -93,10 +93,6 @@ class AccountNotEmpty(BusinessRuleViolation):
     code, title = "account_not_empty", "Account is not empty"
 
 
-class StatusTransitionNotAllowed(BusinessRuleViolation):
-    code, title = "status_transition_not_allowed", "Status change not allowed"
-
-
 class OverdraftLimitBelowBalance(BusinessRuleViolation):
     code, title = "overdraft_limit_below_balance", "Overdraft limit below the balance"
 

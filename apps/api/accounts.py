@@ -196,7 +196,9 @@ class AccountDetailApi(APIView):
         status = serializers.ChoiceField(
             choices=AccountStatus.choices,
             required=False,
-            help_text="active <-> frozen -> closed. Frozen: no debit or credit. Closed: final, needs a zero balance.",
+            help_text=(
+                "active <-> frozen; either -> closed. Frozen: no debit or credit. Closed: final, needs a zero balance."
+            ),
         )
         reason = StrictCharField(
             required=False, max_length=500, help_text="Why; carried by the AccountUpdated event and kept."

@@ -511,14 +511,14 @@ def test_closing_an_account_with_a_balance_is_a_422(api, make_account, make_tran
     assert body["balance"] == 70
 
 
-def test_closing_an_active_account_is_a_422_that_says_to_freeze_first(api, make_account, problem):
+def test_an_empty_active_account_closes_at_once(api, make_account):
     account = make_account()
 
-    body = problem(
-        patch_account(api, account.id, {"status": "closed"}), 422, "status_transition_not_allowed", field="status"
-    )
+    answer = patch_account(api, account.id, {"status": "closed"})
 
-    assert body["accountStatus"] == "active"
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["status"] == "closed"
+    assert api.get(f"/accounts/{account.id}").json()["status"] == "closed"
 
 
 def test_a_closed_account_refuses_every_change(api, make_account, problem):
