@@ -19,7 +19,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-TRANSFERS_POSTED = Counter("creditledger_transfers_posted", "Transfers posted.", ["currency"])
+TRANSFERS_POSTED = Counter(
+    "creditledger_transfers_posted",
+    "Transfers posted, by currency: one in several currencies counts in each.",
+    ["currency"],
+)
 TRANSFERS_FAILED = Counter("creditledger_transfers_failed", "Transfers refused, by reason (error code).", ["reason"])
 
 RELAY_BATCH_SIZE = Histogram(

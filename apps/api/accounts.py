@@ -74,6 +74,9 @@ class StatementLineSerializer(serializers.Serializer):
     side = serializers.ChoiceField(choices=["debit", "credit"])
     balanceAfter = serializers.IntegerField(source="balance_after")
     counterparty = serializers.UUIDField(source="counterparty_id")
+    description = serializers.CharField(
+        allow_null=True, help_text="Its transfer's description; null until the read model has that transfer."
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
 

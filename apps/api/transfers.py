@@ -1,11 +1,17 @@
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.consistency import TOKEN_HEADER, consistency_token_for
 from apps.ledger import selectors, services
-from apps.ledger.models import TransferStatus
+from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, TransferStatus
 from apps.projections import selectors as projections
 from creditledger import errors
 from creditledger.api.fields import (
@@ -14,6 +20,7 @@ from creditledger.api.fields import (
     IdempotencyKeyField,
     MetadataField,
     MinorUnitsField,
+    StrictCharField,
     UUIDStringField,
 )
 from creditledger.api.ids import parse_path_id
@@ -39,22 +46,36 @@ class EntryOutputSerializer(serializers.Serializer):
     balanceAfter = serializers.IntegerField(source="balance_after")
 
 
+@keyword_fields(**{"from": serializers.UUIDField(help_text="Account debited.")})
+class PostingOutputSerializer(serializers.Serializer):
+    to = serializers.UUIDField(help_text="Account credited.")
+    amount = serializers.IntegerField(help_text="Positive, in the currency's minor units.")
+    currency = serializers.CharField()
+
+
+_ONE_POSTING = "The transfer's posting when it has exactly one; null when it has several (see postings)."
+_ENTRIES = "Posting by posting, each debit first: entries 2i and 2i+1 are postings[i]."
+_DESCRIPTION_HELP = f"Why the money moved, for people (at most {DESCRIPTION_MAX_LENGTH} characters); immutable."
+
+
 @keyword_fields(
     transferId=serializers.UUIDField(source="id"),
-    **{"from": serializers.UUIDField(source="from_account_id")},
+    **{"from": serializers.UUIDField(source="from_account_id", allow_null=True, help_text=_ONE_POSTING)},
 )
 class TransferOutputSerializer(serializers.Serializer):
-    """The transfer document (ledger_transfer_document in sql/0004_post_transfer.sql); a test
-    checks real answers against this schema."""
+    """The transfer document (ledger_transfer_document, sql/functions/ledger_transfer_document.v2.sql);
+    a test checks real answers against this schema."""
 
-    to = serializers.UUIDField(source="to_account_id")
-    amount = serializers.IntegerField()
-    currency = serializers.CharField(source="currency_id")
+    to = serializers.UUIDField(source="to_account_id", allow_null=True, help_text=_ONE_POSTING)
+    amount = serializers.IntegerField(allow_null=True, help_text=_ONE_POSTING)
+    currency = serializers.CharField(source="currency_id", allow_null=True, help_text=_ONE_POSTING)
     status = serializers.ChoiceField(choices=TransferStatus.choices)
     idempotencyKey = serializers.CharField(source="idempotency_key")
     metadata = MetadataField()
+    description = serializers.CharField(allow_null=True, help_text=_DESCRIPTION_HELP)
     createdAt = serializers.DateTimeField(source="created_at")
-    entries = EntryOutputSerializer(many=True, source="entries.all")
+    postings = PostingOutputSerializer(many=True, help_text="One or more, in the order they were posted.")
+    entries = EntryOutputSerializer(many=True, source="entries.all", help_text=_ENTRIES)
 
 
 class PostedTransferOutputSerializer(TransferOutputSerializer):
@@ -73,33 +94,75 @@ class ProjectedEntrySerializer(serializers.Serializer):
 
 @keyword_fields(
     transferId=serializers.UUIDField(source="transfer_id"),
-    **{"from": serializers.UUIDField(source="from_account_id")},
+    **{"from": serializers.UUIDField(source="from_account_id", allow_null=True, help_text=_ONE_POSTING)},
 )
 class TransferListItemSerializer(serializers.Serializer):
     """A transfer as the read model has it: the same shape as TransferOutput."""
 
-    to = serializers.UUIDField(source="to_account_id")
-    amount = serializers.IntegerField()
-    currency = serializers.CharField()
+    to = serializers.UUIDField(source="to_account_id", allow_null=True, help_text=_ONE_POSTING)
+    amount = serializers.IntegerField(allow_null=True, help_text=_ONE_POSTING)
+    currency = serializers.CharField(allow_null=True, help_text=_ONE_POSTING)
     status = serializers.ChoiceField(choices=TransferStatus.choices)
     idempotencyKey = serializers.CharField(source="idempotency_key")
     metadata = MetadataField()
+    description = serializers.CharField(allow_null=True, help_text=_DESCRIPTION_HELP)
     createdAt = serializers.DateTimeField(source="created_at")
-    entries = ProjectedEntrySerializer(many=True)
+    postings = PostingOutputSerializer(many=True)
+    entries = ProjectedEntrySerializer(many=True, help_text=_ENTRIES)
+
+
+@keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
+class PostingInputSerializer(StrictInputSerializer):
+    to = UUIDStringField(help_text="Account credited.")
+    amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
+    currency = CurrencyCodeField()
+
+
+class TransferInputSerializer(StrictInputSerializer):
+    """What both forms of POST /transfers share."""
+
+    idempotencyKey = IdempotencyKeyField(
+        required=False,
+        help_text="Required here or in the Idempotency-Key header. Same key + same body replays the first answer.",
+    )
+    metadata = MetadataField(required=False, default=dict)
+    description = StrictCharField(
+        required=False, allow_null=True, max_length=DESCRIPTION_MAX_LENGTH, help_text=_DESCRIPTION_HELP
+    )
+
+
+@keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
+class SingleTransferInputSerializer(TransferInputSerializer):
+    """The seed's form: one posting, given by its own fields."""
+
+    to = UUIDStringField(help_text="Account credited.")
+    amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
+    currency = CurrencyCodeField()
+
+
+class MultiLegTransferInputSerializer(TransferInputSerializer):
+    """Postings moved together, all or none, in any mix of currencies."""
+
+    postings = serializers.ListField(
+        child=PostingInputSerializer(),
+        allow_empty=False,
+        min_length=1,
+        max_length=MAX_POSTINGS,
+        help_text=f"1 to {MAX_POSTINGS} postings, each checked as a single transfer; refusals name "
+        "postings[i].<field>. Each account's balance after all of its postings must be within its overdraft.",
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            single = [name for name in ("from", "to", "amount", "currency") if name in data]
+            if single:
+                raise serializers.ValidationError(
+                    {name: ["Give postings, or from, to, amount and currency: not both."] for name in single}
+                )
+        return super().to_internal_value(data)
 
 
 class TransferListCreateApi(APIView):
-    @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
-    class TransferCreateInputSerializer(StrictInputSerializer):
-        to = UUIDStringField(help_text="Account credited.")
-        amount = MinorUnitsField(help_text="Positive integer in the currency's minor units (1234 = 12.34 USD).")
-        currency = CurrencyCodeField()
-        idempotencyKey = IdempotencyKeyField(
-            required=False,
-            help_text="Required here or in the Idempotency-Key header. Same key + same body replays the first answer.",
-        )
-        metadata = MetadataField(required=False, default=dict)
-
     @keyword_fields(
         **{
             "from": serializers.DateTimeField(
@@ -122,8 +185,15 @@ class TransferListCreateApi(APIView):
     @extend_schema(
         tags=["transfers"],
         operation_id="transfers_create",
-        summary="Post a transfer (exactly once per idempotency key)",
-        request=TransferCreateInputSerializer,
+        summary="Post a transfer of one or more postings (exactly once per idempotency key)",
+        description="Either the single form (from, to, amount, currency) or postings: 1 to "
+        f"{MAX_POSTINGS} postings in any mix of currencies, posted together or not at all. Giving both, or "
+        "neither, is a 400.",
+        request=PolymorphicProxySerializer(
+            component_name="TransferCreate",
+            serializers=[SingleTransferInputSerializer, MultiLegTransferInputSerializer],
+            resource_type_field_name=None,
+        ),
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
@@ -152,20 +222,58 @@ class TransferListCreateApi(APIView):
                 },
                 request_only=True,
             ),
+            OpenApiExample(
+                "Buy 1,000 CREDITS for 10 USD",
+                description="The buyer pays 10.00 USD and receives 1,000 CREDITS, or neither happens.",
+                value={
+                    "postings": [
+                        {
+                            "from": "0193a1b2-0000-7000-8000-00000000000a",
+                            "to": "0193a1b2-0000-7000-8000-00000000000b",
+                            "amount": 1000,
+                            "currency": "USD",
+                        },
+                        {
+                            "from": "0193a1b2-0000-7000-8000-00000000000c",
+                            "to": "0193a1b2-0000-7000-8000-00000000000d",
+                            "amount": 1000,
+                            "currency": "CREDITS",
+                        },
+                    ],
+                    "description": "Buy 1,000 CREDITS for 10 USD",
+                    "idempotencyKey": "order-1042",
+                },
+                request_only=True,
+            ),
         ],
     )
     def post(self, request):
-        serializer = self.TransferCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        outcome = services.transfer_create(
-            idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
-            from_account_id=data["from"],
-            to_account_id=data["to"],
-            amount=data["amount"],
-            currency=data["currency"],
-            metadata=data["metadata"],
-        )
+        if isinstance(request.data, dict) and "postings" in request.data:
+            multi = MultiLegTransferInputSerializer(data=request.data)
+            multi.is_valid(raise_exception=True)
+            data = multi.validated_data
+            outcome = services.transfer_create_postings(
+                idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
+                postings=[
+                    services.Posting(posting["from"], posting["to"], posting["amount"], posting["currency"])
+                    for posting in data["postings"]
+                ],
+                metadata=data["metadata"],
+                description=data.get("description"),
+            )
+        else:
+            single = SingleTransferInputSerializer(data=request.data)
+            single.is_valid(raise_exception=True)
+            data = single.validated_data
+            outcome = services.transfer_create(
+                idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
+                from_account_id=data["from"],
+                to_account_id=data["to"],
+                amount=data["amount"],
+                currency=data["currency"],
+                metadata=data["metadata"],
+                description=data.get("description"),
+            )
         token = consistency_token_for(outcome.positions)
         body = {**outcome.document, "consistencyToken": token}
         headers = {TOKEN_HEADER: token}

@@ -21,9 +21,17 @@ class EntryAmountsMixin:
 
 class EntryInline(EntryAmountsMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = Entry
-    fields = ("account", "amount_display", "sequence", "balance_after_display", "counterparty", "created_at")
+    fields = (
+        "posting_index",
+        "account",
+        "amount_display",
+        "sequence",
+        "balance_after_display",
+        "counterparty",
+        "created_at",
+    )
     readonly_fields = ("amount_display", "balance_after_display")
-    ordering = ("amount",)  # debit first
+    ordering = ("posting_index", "amount")  # posting by posting, debit first
     show_change_link = True
     extra = 0
 
@@ -33,7 +41,7 @@ class EntryInline(EntryAmountsMixin, ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Transfer)
 class TransferAdmin(LedgerTableAdmin):
-    list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status")
+    list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status", "description")
     list_select_related = ("from_account", "to_account")
     list_filter = ("currency", "status", "created_at")
     search_fields = ("id", "idempotency_key", "from_account", "to_account")
@@ -52,7 +60,9 @@ class TransferAdmin(LedgerTableAdmin):
 
     @admin.display(description="amount (minor units)")
     def amount_display(self, transfer: Transfer) -> str:
-        return amount_with_currency(transfer.amount, transfer.currency_id)
+        if transfer.posting_count > 1:
+            return f"{transfer.posting_count} postings (see the entries)"
+        return amount_with_currency(transfer.amount, transfer.currency_id or "")
 
 
 @admin.register(Entry)

@@ -13,21 +13,44 @@ class TransferStatus(models.TextChoices):
     POSTED = "posted"
 
 
+#: The most postings one transfer may have (the API's and the service's limit).
+MAX_POSTINGS = 100
+DESCRIPTION_MAX_LENGTH = 500
+
+
 class Transfer(models.Model):
-    """A movement of `amount` from one account to another, recorded as two entries."""
+    """One atomic posting of one or more postings, each a movement of an amount from one
+    account to another recorded as two entries (docs/adr/0016-multi-leg-transfers.md).
+
+    `from_account`, `to_account`, `amount` and `currency` are those of the transfer's posting
+    when it has exactly one, and NULL when it has several."""
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     idempotency_key = models.CharField(max_length=255, unique=True)
     request_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the canonical request.")
     # Indexed below together with id, for keyset pagination of an account's transfers.
-    from_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
-    to_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
-    amount = models.BigIntegerField()
-    currency = models.ForeignKey(
-        Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False
+    from_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, null=True, blank=True
     )
+    to_account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_index=False, null=True, blank=True
+    )
+    amount = models.BigIntegerField(null=True, blank=True)
+    currency = models.ForeignKey(
+        Currency,
+        on_delete=models.PROTECT,
+        db_column="currency",
+        related_name="+",
+        db_index=False,
+        null=True,
+        blank=True,
+    )
+    posting_count = models.SmallIntegerField(db_default=1, help_text="How many postings (debit-credit pairs).")
     status = models.CharField(max_length=16, choices=TransferStatus.choices)
     metadata = models.JSONField(default=dict, blank=True)
+    description = models.CharField(
+        max_length=DESCRIPTION_MAX_LENGTH, null=True, blank=True, help_text="Why the money moved, for people."
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -37,6 +60,24 @@ class Transfer(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
             models.CheckConstraint(condition=~Q(from_account=F("to_account")), name="transfer_distinct_accounts"),
             models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="transfer_status_valid"),
+            models.CheckConstraint(condition=Q(posting_count__gte=1), name="transfer_posting_count_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    posting_count=1,
+                    from_account__isnull=False,
+                    to_account__isnull=False,
+                    amount__isnull=False,
+                    currency__isnull=False,
+                )
+                | Q(
+                    posting_count__gt=1,
+                    from_account__isnull=True,
+                    to_account__isnull=True,
+                    amount__isnull=True,
+                    currency__isnull=True,
+                ),
+                name="transfer_single_posting_columns",
+            ),
         ]
         indexes = [
             models.Index(fields=["from_account", "id"], name="transfer_from_account_id"),
@@ -45,12 +86,15 @@ class Transfer(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.posting_count > 1:
+            return f"{self.posting_count} postings"
         return f"{self.amount} {self.currency_id} {self.from_account_id} -> {self.to_account_id}"
 
 
 class Entry(models.Model):
-    """One side of a transfer on one account: a signed amount (credit > 0, debit < 0),
-    the account's next gapless sequence number and its balance after this entry."""
+    """One side of a posting on one account: a signed amount (credit > 0, debit < 0),
+    the account's next gapless sequence number and its balance after this entry. Each
+    posting of a transfer is one debit and one credit with the same `posting_index`."""
 
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
@@ -63,6 +107,7 @@ class Entry(models.Model):
     amount = models.BigIntegerField()
     sequence = models.BigIntegerField()
     balance_after = models.BigIntegerField()
+    posting_index = models.SmallIntegerField(db_default=0, help_text="The posting's place in its transfer, from 0.")
     created_at = models.DateTimeField()
 
     class Meta:

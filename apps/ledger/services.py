@@ -1,16 +1,17 @@
 """Posting transfers: the one place that moves money.
 
 The work happens in one round trip, in the PL/pgSQL function ledger_post_transfer
-(sql/0004_post_transfer.sql): claim the idempotency key, lock both accounts in id order,
-check the business rules, write the transfer, its two entries, the balances and the
-outbox events, and record the outcome against the key. The triggers of 0002 check every
-row it writes. This module owns the transaction, the input checks, the ids and the trace
-context, and turns outcomes into domain errors.
+(sql/functions/ledger_post_transfer.v3.sql): claim the idempotency key, lock every account
+involved in id order, check the business rules, write the transfer, the two entries of each
+posting, the balances and the outbox events, and record the outcome against the key. The
+triggers of 0002 check every row it writes. This module owns the transaction, the input
+checks, the ids and the trace context, and turns outcomes into domain errors.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -21,7 +22,7 @@ from django.db import connection
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
-from apps.ledger.models import Transfer
+from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, Transfer
 from apps.ledger.selectors import transfer_get
 from apps.outbox.services import outbox_relay_kick_on_commit
 from creditledger import errors, metrics
@@ -36,7 +37,7 @@ class TransferOutcome:
     #: The transfer as the API shows it (ledger_transfer_document).
     document: dict[str, Any]
     replayed: bool
-    #: The sequence of the transfer's entry on each of its two accounts: how far the read
+    #: The sequence of the transfer's last entry on each of its accounts: how far the read
     #: model must have got on each account to include this transfer.
     positions: dict[UUID, int]
 
@@ -49,20 +50,27 @@ class TransferOutcome:
         return transfer_get(transfer_id=self.transfer_id)
 
 
-def request_fingerprint(
-    *, from_account_id: UUID, to_account_id: UUID, amount: int, currency: str, metadata: dict[str, Any]
-) -> str:
-    canonical = orjson.dumps(
-        {
-            "from": str(from_account_id),
-            "to": str(to_account_id),
-            "amount": amount,
-            "currency": currency,
-            "metadata": metadata,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(canonical).hexdigest()
+@dataclass(frozen=True)
+class Posting:
+    """`amount` minor units of `currency` from one account to another: one debit, one credit."""
+
+    from_account_id: UUID
+    to_account_id: UUID
+    amount: int
+    currency: str
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "from": str(self.from_account_id),
+            "to": str(self.to_account_id),
+            "amount": self.amount,
+            "currency": self.currency,
+        }
+
+
+def request_fingerprint(*, request: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the whole request (ADR 0003)."""
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def transfer_create(
@@ -73,6 +81,7 @@ def transfer_create(
     amount: int,
     currency: str,
     metadata: dict[str, Any] | None = None,
+    description: str | None = None,
 ) -> TransferOutcome:
     """Move `amount` minor units from one account to another, exactly once per key.
 
@@ -81,36 +90,94 @@ def transfer_create(
     with a different request raises IdempotencyKeyReused. Invalid input (400: an amount
     out of range, an unknown currency) is not stored, as with Stripe.
     """
+    posting = Posting(from_account_id, to_account_id, amount, currency)
     metadata = metadata or {}
-    if amount < 1 or amount > INT64_MAX:
-        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
-    fingerprint = request_fingerprint(
-        from_account_id=from_account_id,
-        to_account_id=to_account_id,
-        amount=amount,
-        currency=currency,
+    # The seed's fingerprint, so that keys used before postings existed still replay.
+    request = {**posting.canonical(), "metadata": metadata}
+    if description is not None:
+        request["description"] = description
+    return _transfer_post(
+        idempotency_key=idempotency_key,
+        postings=[posting],
+        single=True,
         metadata=metadata,
+        description=description,
+        fingerprint=request_fingerprint(request=request),
     )
+
+
+def transfer_create_postings(
+    *,
+    idempotency_key: str,
+    postings: Sequence[Posting],
+    metadata: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> TransferOutcome:
+    """Post 1 to MAX_POSTINGS postings, in any mix of currencies, as one transfer: all or none.
+
+    Each posting is checked as a single transfer is, and refusals name it
+    (`postings[2].amount`). The overdraft rule applies to each account's balance after all
+    of its postings: credits in the same transfer count (ADR 0016). Idempotent as
+    transfer_create; the fingerprint covers the postings in their order.
+    """
+    if not 1 <= len(postings) <= MAX_POSTINGS:
+        raise errors.InvalidRequest(f"A transfer has 1 to {MAX_POSTINGS} postings.", field="postings")
+    metadata = metadata or {}
+    request: dict[str, Any] = {"postings": [posting.canonical() for posting in postings], "metadata": metadata}
+    if description is not None:
+        request["description"] = description
+    return _transfer_post(
+        idempotency_key=idempotency_key,
+        postings=postings,
+        single=False,
+        metadata=metadata,
+        description=description,
+        fingerprint=request_fingerprint(request=request),
+    )
+
+
+def _transfer_post(
+    *,
+    idempotency_key: str,
+    postings: Sequence[Posting],
+    single: bool,
+    metadata: dict[str, Any],
+    description: str | None,
+    fingerprint: str,
+) -> TransferOutcome:
+    for index, posting in enumerate(postings):
+        if posting.amount < 1 or posting.amount > INT64_MAX:
+            raise errors.InvalidRequest(
+                "amount must be between 1 and 2^63-1 minor units.",
+                field="amount" if single else f"postings[{index}].amount",
+            )
+    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
+        raise errors.InvalidRequest(
+            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     arguments = [
         idempotency_key,
         fingerprint,
-        from_account_id,
-        to_account_id,
-        amount,
-        currency,
+        single,
+        [posting.from_account_id for posting in postings],
+        [posting.to_account_id for posting in postings],
+        [posting.amount for posting in postings],
+        [posting.currency for posting in postings],
         Jsonb(metadata),
+        description,
         new_id(),
-        [new_id(), new_id()],
-        [new_id(), new_id(), new_id()],
+        [new_id() for _ in range(2 * len(postings))],
+        [new_id() for _ in range(1 + 2 * len(postings))],
         Jsonb(trace_headers),
     ]
 
     def work() -> dict[str, Any]:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT ledger_post_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)::text",
+                "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
+                "%s, %s::uuid[], %s::uuid[], %s)::text",
                 arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
             )
             result = orjson.loads(cursor.fetchone()[0])
@@ -131,9 +198,13 @@ def transfer_create(
         error.replayed = replayed
     else:
         if not replayed:
-            metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
+            for currency in sorted({posting.currency for posting in postings}):
+                metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         document = result["transfer"]
-        positions = {UUID(entry["accountId"]): entry["sequence"] for entry in document["entries"]}
+        positions: dict[UUID, int] = {}
+        for entry in document["entries"]:
+            account_id = UUID(entry["accountId"])
+            positions[account_id] = max(positions.get(account_id, 0), entry["sequence"])
         return TransferOutcome(document=document, replayed=replayed, positions=positions)
     if not replayed:
         metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()

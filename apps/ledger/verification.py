@@ -76,23 +76,38 @@ SELECT (SELECT count(*) FROM checked WHERE NOT account_missing),
 """
 
 # Per transfer: its entries must sum to zero in every currency and, once posted, be exactly
-# -amount on the source and +amount on the destination, in the transfer's currency.
+# -amount on the source and +amount on the destination, in the transfer's currency (one
+# posting, index 0); or, for several postings (from, to, amount and currency NULL), come in
+# posting_count postings numbered from 0, each one debit and its matching credit (same amount
+# and currency, the two accounts each other's counterparty). With 2 * posting_count entries,
+# that many debits of distinct postings that each have their credit leave room for nothing else.
 _TRANSFERS_SQL = """
 WITH sides AS (
     SELECT e.transfer_id, e.currency,
            count(*) AS entry_count,
            sum(e.amount) AS total,
-           count(*) FILTER (WHERE e.currency = t.currency AND (
+           count(*) FILTER (WHERE e.currency = t.currency AND e.posting_index = 0 AND (
                (e.account_id = t.from_account_id AND e.counterparty_id = t.to_account_id AND e.amount = -t.amount) OR
                (e.account_id = t.to_account_id AND e.counterparty_id = t.from_account_id AND e.amount = t.amount)
            )) AS matching
       FROM entry e LEFT JOIN transfer t ON t.id = e.transfer_id
      GROUP BY e.transfer_id, e.currency
 ),
+pairs AS (
+    SELECT d.transfer_id, count(DISTINCT d.posting_index) AS paired
+      FROM entry d
+      JOIN transfer t ON t.id = d.transfer_id
+      JOIN entry c ON c.transfer_id = d.transfer_id AND c.posting_index = d.posting_index
+                  AND c.account_id = d.counterparty_id AND c.counterparty_id = d.account_id
+                  AND c.amount = -d.amount AND c.currency = d.currency
+     WHERE t.from_account_id IS NULL AND d.amount < 0 AND d.account_id <> d.counterparty_id
+       AND d.posting_index >= 0 AND d.posting_index < t.posting_count
+     GROUP BY d.transfer_id
+),
 checked AS (
     SELECT coalesce(t.id, s.transfer_id) AS id,
            t.id IS NULL AS transfer_missing,
-           t.status, t.amount, t.currency, t.from_account_id, t.to_account_id,
+           t.status, t.posting_count, t.amount, t.currency, t.from_account_id, t.to_account_id,
            coalesce(sum(s.entry_count), 0) AS entry_count,
            coalesce(sum(s.matching), 0) AS matching,
            coalesce(jsonb_object_agg(s.currency, s.total) FILTER (WHERE s.total <> 0), '{}') AS unbalanced
@@ -100,10 +115,13 @@ checked AS (
      GROUP BY t.id, s.transfer_id
 ),
 problems AS (
-    SELECT * FROM checked
-     WHERE transfer_missing
-        OR unbalanced <> '{}'
-        OR (status = %(posted)s AND (entry_count <> 2 OR matching <> 2))
+    SELECT c.*, coalesce(p.paired, 0) AS paired
+      FROM checked c LEFT JOIN pairs p ON p.transfer_id = c.id
+     WHERE c.transfer_missing
+        OR c.unbalanced <> '{}'
+        OR (c.status = %(posted)s AND c.from_account_id IS NOT NULL AND (c.entry_count <> 2 OR c.matching <> 2))
+        OR (c.status = %(posted)s AND c.from_account_id IS NULL
+            AND (c.entry_count <> 2 * c.posting_count OR coalesce(p.paired, 0) <> c.posting_count))
 )
 SELECT (SELECT count(*) FROM checked WHERE NOT transfer_missing),
        (SELECT count(*) FROM problems),
@@ -246,11 +264,20 @@ def _transfer_details(row: dict[str, Any]) -> list[str]:
     if row["transfer_missing"]:
         return [f"{row['entry_count']} entries belong to a transfer that does not exist"]
     details = [f"entries in {currency} sum to {total}, not 0" for currency, total in sorted(row["unbalanced"].items())]
-    if row["status"] == TransferStatus.POSTED and not row["entry_count"] == row["matching"] == 2:
+    if row["status"] != TransferStatus.POSTED:
+        return details
+    postings = row["posting_count"]
+    if row["from_account_id"] is not None:
+        if not row["entry_count"] == row["matching"] == 2:
+            details.append(
+                f"a posted transfer has exactly 2 entries, -{row['amount']} {row['currency']} on "
+                f"{row['from_account_id']} and +{row['amount']} on {row['to_account_id']}; this one has "
+                f"{row['entry_count']}, {row['matching']} of them matching"
+            )
+    elif row["entry_count"] != 2 * postings or row["paired"] != postings:
         details.append(
-            f"a posted transfer has exactly 2 entries, -{row['amount']} {row['currency']} on "
-            f"{row['from_account_id']} and +{row['amount']} on {row['to_account_id']}; this one has "
-            f"{row['entry_count']}, {row['matching']} of them matching"
+            f"a posted transfer of {postings} postings has one debit and its matching credit for each, "
+            f"{2 * postings} entries; this one has {row['entry_count']} entries, {row['paired']} postings that pair up"
         )
     return details
 

@@ -94,6 +94,18 @@ ACCOUNT_UPDATED = EventType(
         optional=("name", "metadata", "overdraftLimit", "reason"),
     ),
 )
+
+_AMOUNT = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_POSTING = _object({"from": _UUID, "to": _UUID, "amount": _AMOUNT, "currency": _CURRENCY})
+
+#: `from`, `to`, `amount` and `currency` are the transfer's one posting, null when it has several.
+#: `postings` and `description` came later: optional, so that earlier events stay valid.
 TRANSFER_POSTED = EventType(
     name="TransferPosted",
     topic="ledger.transfer.v1",
@@ -103,15 +115,18 @@ TRANSFER_POSTED = EventType(
         {
             "transferId": _UUID,
             "idempotencyKey": {"type": "string"},
-            "from": _UUID,
-            "to": _UUID,
-            "amount": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-            "currency": _CURRENCY,
+            "from": _nullable(_UUID),
+            "to": _nullable(_UUID),
+            "amount": _nullable(_AMOUNT),
+            "currency": _nullable(_CURRENCY),
             "status": {"enum": ["posted"]},
             "metadata": {"type": "object"},
+            "description": {"type": ["string", "null"], "maxLength": 500},
             "createdAt": _TIME,
+            "postings": {"type": "array", "items": _POSTING, "minItems": 1, "maxItems": 100},
             "entries": {"type": "array", "items": _ENTRY_DATA, "minItems": 2},
-        }
+        },
+        optional=("description", "postings"),
     ),
 )
 #: Keyed by the entry's account, so one account's entries stay in order on one partition.

@@ -38,13 +38,15 @@ class LineRow(NamedTuple):
 
 class TransferRow(NamedTuple):
     transfer_id: UUID
-    from_account_id: UUID
-    to_account_id: UUID
-    amount: int
-    currency: str
+    from_account_id: UUID | None  # these four are NULL for a transfer of several postings
+    to_account_id: UUID | None
+    amount: int | None
+    currency: str | None
     status: str
     idempotency_key: str
     metadata: Any  # JSON, as text
+    description: str | None
+    postings: Any  # JSON, as text
     entries: Any  # JSON, as text
     created_at: datetime
     applied_at: datetime | None
@@ -85,7 +87,8 @@ def line_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
 def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
     """projection_transfer rows (TRANSFER_COLUMNS) of the ledger's transfers `t` matching `where`.
 
-    The entries are the array the TransferPosted event carries, debit first, each entry as
+    The postings and the entries are the arrays the TransferPosted event carries: postings in
+    order, each from its debit entry; entries posting by posting, debit first, each as
     ledger_entry_event_data() writes it (apps/ledger/sql/0004_post_transfer.sql): the same
     jsonb value. Not by calling that function: PostgreSQL cannot inline it (it is IMMUTABLE
     around STABLE calls), and a row to jsonb is cheaper than jsonb_build_object; this halves
@@ -93,11 +96,17 @@ def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
     """
     return sql.SQL("""
         SELECT t.id, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status, t.idempotency_key,
-               t.metadata,
-               coalesce((SELECT jsonb_agg(to_jsonb(posted) ORDER BY posted.amount)
+               t.metadata, t.description,
+               coalesce((SELECT jsonb_agg(jsonb_build_object('from', e.account_id, 'to', e.counterparty_id,
+                                                             'amount', -e.amount, 'currency', e.currency)
+                                          ORDER BY e.posting_index)
+                           FROM entry e WHERE e.transfer_id = t.id AND e.amount < 0), '[]'::jsonb),
+               coalesce((SELECT jsonb_agg(to_jsonb(posted) - 'postingIndex'
+                                          ORDER BY posted."postingIndex", posted.amount)
                            FROM (SELECT e.id AS "entryId", e.transfer_id AS "transferId", e.account_id AS "accountId",
                                         e.counterparty_id AS "counterpartyId", e.currency, e.amount, e.sequence,
-                                        e.balance_after AS "balanceAfter", ledger_iso(e.created_at) AS "createdAt"
+                                        e.balance_after AS "balanceAfter", ledger_iso(e.created_at) AS "createdAt",
+                                        e.posting_index AS "postingIndex"
                                    FROM entry e WHERE e.transfer_id = t.id) posted), '[]'::jsonb),
                t.created_at, %(applied_at)s::timestamptz
           FROM transfer t

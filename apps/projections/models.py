@@ -2,7 +2,18 @@
 event twice is a no-op enforced by PostgreSQL: balances carry the sequence they are at,
 statement lines are unique per (account, sequence), transfers per id."""
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models import F, Func, Value
+from django.db.models.expressions import CombinedExpression
+
+
+def _posting_accounts(side: str) -> Func:
+    """The `side` ("from" or "to") account of every posting, as a JSON array (built in, so
+    the replay can create the table in a schema of its own)."""
+    return Func(
+        F("postings"), Value(f"$[*].{side}"), function="jsonb_path_query_array", output_field=models.JSONField()
+    )
 
 
 class ProjectedBalance(models.Model):
@@ -46,27 +57,41 @@ class ProjectedStatementLine(models.Model):
 
 
 class ProjectedTransfer(models.Model):
+    """A transfer as TransferPosted carried it. `from_account_id`, `to_account_id`, `amount`
+    and `currency` are its one posting, NULL when it has several (then see `postings`)."""
+
     transfer_id = models.UUIDField(primary_key=True)
-    from_account_id = models.UUIDField()
-    to_account_id = models.UUIDField()
-    amount = models.BigIntegerField()
-    currency = models.CharField(max_length=16)
+    from_account_id = models.UUIDField(null=True)
+    to_account_id = models.UUIDField(null=True)
+    amount = models.BigIntegerField(null=True)
+    currency = models.CharField(max_length=16, null=True)
     status = models.CharField(max_length=16)
     idempotency_key = models.CharField(max_length=255)
     metadata = models.JSONField(default=dict)
+    description = models.CharField(max_length=500, null=True)
+    postings = models.JSONField(default=list, help_text="[{from, to, amount, currency}], in the transfer's order.")
     entries = models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them.")
     created_at = models.DateTimeField()
     applied_at = models.DateTimeField()
+    account_ids = models.GeneratedField(
+        expression=CombinedExpression(
+            _posting_accounts("from"), "||", _posting_accounts("to"), output_field=models.JSONField()
+        ),
+        output_field=models.JSONField(),
+        db_persist=True,
+        help_text="Every account of its postings (JSON array, GIN-indexed): the list's account filter.",
+    )
 
     class Meta:
         db_table = "projection_transfer"
         indexes = [
-            models.Index(fields=["from_account_id", "transfer_id"], name="projection_transfer_from"),
-            models.Index(fields=["to_account_id", "transfer_id"], name="projection_transfer_to"),
+            GinIndex(fields=["account_ids"], name="projection_transfer_accounts", opclasses=["jsonb_path_ops"]),
             models.Index(fields=["created_at"], name="projection_transfer_time"),
         ]
 
     def __str__(self) -> str:
+        if self.from_account_id is None:
+            return f"{self.transfer_id}: {len(self.postings)} postings"
         return f"{self.transfer_id}: {self.amount} {self.currency} {self.from_account_id} -> {self.to_account_id}"
 
 

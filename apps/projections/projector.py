@@ -48,6 +48,8 @@ _TRANSFER_TYPES = (
     "text",
     "text",
     "jsonb",
+    "text",
+    "jsonb",
     "jsonb",
     "timestamptz",
     "timestamptz",
@@ -260,14 +262,22 @@ def _ledger_entries(account_id: str, first: int, last: int) -> list[dict[str, An
         return [orjson.loads(data) for (data,) in cursor.fetchall()]
 
 
+def _postings(transfer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The transfer's postings; an event from before they were carried had one, its own fields."""
+    if "postings" in transfer:
+        return transfer["postings"]
+    return [{key: transfer[key] for key in ("from", "to", "amount", "currency")}]
+
+
 def _transfers_apply(
     cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult
 ) -> None:
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
-                                            idempotency_key, metadata, entries, created_at, applied_at)
+                                            idempotency_key, metadata, description, postings, entries, created_at,
+                                            applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
-                                     %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
+                                     %s::text[], %s::jsonb[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
             ON CONFLICT (transfer_id) DO NOTHING""").format(transfer=tables.transfer),
         [
             now,
@@ -279,6 +289,8 @@ def _transfers_apply(
             [t["status"] for t in transfers],
             [t["idempotencyKey"] for t in transfers],
             [Jsonb(t["metadata"]) for t in transfers],
+            [t.get("description") for t in transfers],
+            [Jsonb(_postings(t)) for t in transfers],
             [Jsonb(t["entries"]) for t in transfers],
             [parse_datetime(t["createdAt"]) for t in transfers],
         ],

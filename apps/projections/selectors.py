@@ -10,7 +10,7 @@ from typing import cast
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Q, Subquery, Value
+from django.db.models import OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from apps.accounts.selectors import account_get
@@ -87,7 +87,8 @@ def projected_statement_lines(
     after_sequence: int | None = None,
     limit: int,
 ) -> Page[ProjectedStatementLine]:
-    """An account's entries in sequence order, each with its running balance.
+    """An account's entries in sequence order, each with its running balance and its
+    transfer's `description` (None until that transfer's TransferPosted is projected).
 
     One account's entries are posted under its lock, so their times rise with their
     sequence: a time range is the sequence range between the first entry at or after each
@@ -99,6 +100,11 @@ def projected_statement_lines(
         queryset = queryset.filter(created_at__gte=created_from, sequence__gte=_first_sequence_at(lines, created_from))
     if created_to is not None:
         queryset = queryset.filter(created_at__lt=created_to, sequence__lt=_first_sequence_at(lines, created_to))
+    queryset = queryset.annotate(
+        description=Subquery(
+            ProjectedTransfer.objects.filter(transfer_id=OuterRef("transfer_id")).values("description")[:1]
+        )
+    )
     return keyset_page(queryset, field="sequence", after=after_sequence, limit=limit, descending=False)
 
 
@@ -119,11 +125,12 @@ def projected_transfer_list(
     after: UUID | None = None,
     limit: int,
 ) -> Page[ProjectedTransfer]:
-    """Transfers, newest first. `created_from` is inclusive, `created_to` exclusive."""
+    """Transfers, newest first. `created_from` is inclusive, `created_to` exclusive; `account_id`
+    and `currency` match any of a transfer's postings."""
     queryset = ProjectedTransfer.objects.all()
     if account_id is not None:
         account_get(account_id=account_id)
-        queryset = queryset.filter(Q(from_account_id=account_id) | Q(to_account_id=account_id))
+        queryset = queryset.filter(account_ids__contains=[str(account_id)])
     if created_from is not None:
         queryset = queryset.filter(created_at__gte=created_from)
     if created_to is not None:
@@ -131,7 +138,7 @@ def projected_transfer_list(
     if status:
         queryset = queryset.filter(status=status)
     if currency:
-        queryset = queryset.filter(currency=currency)
+        queryset = queryset.filter(postings__contains=[{"currency": currency}])
     return keyset_page(queryset, field="transfer_id", after=after, limit=limit, descending=True)
 
 

@@ -58,11 +58,17 @@ def ledger_error_body(error: errors.LedgerError, instance: str | None = None) ->
 
 
 def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
-    """DRF's nested error dict as a flat list of {field, message} (JSON-pointer-ish paths)."""
+    """DRF's nested error dict as a flat list of {field, message}: `postings[2].amount`. (A list
+    serializer's errors come as a dict keyed by the item's index.)"""
     if isinstance(detail, dict):
         flat: list[dict[str, str]] = []
         for key, value in detail.items():
-            name = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            if key == "non_field_errors":
+                name = prefix
+            elif isinstance(key, int):
+                name = f"{prefix}[{key}]"
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
             flat.extend(_flatten_validation(value, name))
         return flat
     if isinstance(detail, list):

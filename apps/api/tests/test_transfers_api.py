@@ -610,3 +610,203 @@ def test_fetching_a_transfer_refuses_query_parameters(api, body, problem):
     )
 
     assert refused["errors"] == [{"field": "expand", "message": "Unknown field."}]
+
+
+# --- multi-leg transfers ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trade(make_account) -> dict[str, Account]:
+    """A buyer and a shop, each with a USD and a CREDITS account."""
+    return {
+        "buyer_usd": make_account("USD"),
+        "shop_usd": make_account("USD"),
+        "shop_credits": make_account("CREDITS"),
+        "buyer_credits": make_account("CREDITS"),
+    }
+
+
+def leg(source: Account, destination: Account, amount: int, currency: str | None = None) -> dict:
+    return {
+        "from": str(source.id),
+        "to": str(destination.id),
+        "amount": amount,
+        "currency": currency or source.currency_id,
+    }
+
+
+@pytest.fixture
+def buy(trade) -> dict:
+    """Buy 1,000 CREDITS for 10 USD."""
+    return {
+        "postings": [
+            leg(trade["buyer_usd"], trade["shop_usd"], 1000),
+            leg(trade["shop_credits"], trade["buyer_credits"], 1000),
+        ],
+        "description": "Buy 1,000 CREDITS for 10 USD",
+        "idempotencyKey": "buy-1",
+    }
+
+
+def test_postings_in_two_currencies_are_posted_together(api, trade, buy):
+    response = post_transfer(api, buy)
+
+    assert response.status_code == 201
+    posted = response.json()
+    assert {key: posted[key] for key in ("from", "to", "amount", "currency", "status", "description")} == {
+        "from": None,
+        "to": None,
+        "amount": None,
+        "currency": None,
+        "status": "posted",
+        "description": "Buy 1,000 CREDITS for 10 USD",
+    }
+    assert posted["postings"] == buy["postings"]
+    assert [(entry["accountId"], entry["amount"]) for entry in posted["entries"]] == [
+        (str(trade["buyer_usd"].id), -1000),
+        (str(trade["shop_usd"].id), 1000),
+        (str(trade["shop_credits"].id), -1000),
+        (str(trade["buyer_credits"].id), 1000),
+    ]
+    assert balances(*trade.values()) == (-1000, 1000, -1000, 1000)
+    assert api.get(f"/transfers/{posted['transferId']}").json() == {
+        key: value for key, value in posted.items() if key != "consistencyToken"
+    }
+
+
+def test_the_single_form_also_lists_its_one_posting_and_takes_a_description(api, body, source, destination):
+    posted = post_transfer(api, body | {"description": "Rent, March"}).json()
+
+    assert (posted["from"], posted["amount"], posted["description"]) == (str(source.id), 1234, "Rent, March")
+    assert posted["postings"] == [leg(source, destination, 1234)]
+
+
+@refused_before_commit
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"postings": []}, "postings"),
+        ({"postings": "x"}, "postings"),
+        ({"postings": [{"to": MISSING_ID, "amount": 1, "currency": "USD"}]}, "postings[0].from"),
+        ({"postings": [{"from": "nope", "to": MISSING_ID, "amount": 1, "currency": "USD"}]}, "postings[0].from"),
+        ({"postings": [{"from": MISSING_ID, "to": MISSING_ID, "amount": 0, "currency": "USD"}]}, "postings[0].amount"),
+        (
+            {"postings": [{"from": MISSING_ID, "to": MISSING_ID, "amount": 1, "currency": "usd"}]},
+            "postings[0].currency",
+        ),
+        (
+            {"postings": [{"from": MISSING_ID, "to": MISSING_ID, "amount": 1, "currency": "USD", "x": 1}]},
+            "postings[0].x",
+        ),
+        ({"postings": [{"from": MISSING_ID, "to": MISSING_ID, "amount": 1, "currency": "USD"}] * 101}, "postings"),
+        ({"amount": 5}, "amount"),
+        ({"description": "x" * 501}, "description"),
+        ({"description": 5}, "description"),
+    ],
+)
+def test_invalid_postings_are_a_400_that_names_the_posting(api, buy, problem, ledger_state, change, field):
+    before = ledger_state()
+
+    problem(post_transfer(api, buy | change), 400, "validation_error", field=field)
+
+    assert ledger_state() == before
+    assert not IdempotencyRecord.objects.exists()
+
+
+@refused_before_commit
+def test_an_amount_out_of_range_in_one_posting_names_it(api, buy, problem):
+    buy["postings"][1]["amount"] = INT64_MAX + 1
+
+    problem(post_transfer(api, buy), 400, "validation_error", field="postings[1].amount")
+
+
+@refused_before_commit
+def test_neither_form_is_a_400(api, problem):
+    response = problem(post_transfer(api, {"idempotencyKey": "k"}), 400, "validation_error")
+
+    assert {error["field"] for error in response["errors"]} == {"from", "to", "amount", "currency"}
+
+
+def test_an_unknown_currency_in_a_posting_is_a_400_that_keeps_the_key(api, buy, problem):
+    buy["postings"][1]["currency"] = "NOPE"
+
+    problem(post_transfer(api, buy), 400, "unknown_currency", field="postings[1].currency")
+
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_insufficient_funds_names_the_posting_and_moves_nothing(api, trade, buy, make_account, problem):
+    wallet = make_account("USD", overdraft_limit=0)
+    buy["postings"].append(leg(wallet, trade["shop_usd"], 1))
+
+    response = problem(post_transfer(api, buy), 422, "insufficient_funds", field="postings[2].amount")
+
+    assert (response["available"], response["requested"]) == (0, 1)
+    assert balances(*trade.values(), wallet) == (0, 0, 0, 0, 0)
+    assert not Transfer.objects.exists()
+    replayed = post_transfer(api, buy)
+    assert replayed.status_code == 422
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_currency_mismatch_names_the_posting(api, trade, buy, problem):
+    buy["postings"][1]["currency"] = "USD"
+
+    problem(post_transfer(api, buy), 422, "currency_mismatch", field="postings[1].from")
+
+    assert balances(*trade.values()) == (0, 0, 0, 0)
+
+
+def test_a_frozen_account_names_the_posting(api, trade, buy, problem):
+    Account.objects.filter(id=trade["buyer_credits"].id).update(status=AccountStatus.FROZEN)
+
+    problem(post_transfer(api, buy), 422, "account_not_active", field="postings[1].to")
+
+    assert balances(*trade.values()) == (0, 0, 0, 0)
+
+
+def test_multi_leg_replays_and_conflicts(api, buy, problem):
+    first = post_transfer(api, buy)
+    again = post_transfer(api, buy)
+
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    reordered = buy | {"postings": buy["postings"][::-1]}
+    problem(post_transfer(api, reordered), 409, "idempotency_key_reused", field="idempotencyKey")
+    problem(post_transfer(api, buy | {"description": "other"}), 409, "idempotency_key_reused")
+    assert Transfer.objects.count() == 1
+
+
+def test_a_description_of_500_characters_is_kept(api, body):
+    posted = post_transfer(api, body | {"description": "é" * 500})
+
+    assert posted.status_code == 201
+    assert posted.json()["description"] == "é" * 500
+
+
+def test_the_list_finds_a_multi_leg_transfer_by_any_of_its_accounts_and_currencies(
+    api, trade, buy, body, sync_projections
+):
+    posted = post_transfer(api, buy).json()
+    post_transfer(api, body)
+    sync_projections()
+
+    for account in trade.values():
+        listed = api.get("/transfers", {"account": str(account.id)}).json()["data"]
+        assert [transfer["transferId"] for transfer in listed] == [posted["transferId"]]
+    credits = api.get("/transfers", {"currency": "CREDITS"}).json()["data"]
+    assert [transfer["transferId"] for transfer in credits] == [posted["transferId"]]
+    (listed,) = credits
+    assert {key: listed[key] for key in TRANSFER_FIELDS | {"postings", "description"}} == {
+        key: posted[key] for key in TRANSFER_FIELDS | {"postings", "description"}
+    }
+
+
+def test_statement_lines_carry_their_transfer_description(api, trade, buy, sync_projections):
+    post_transfer(api, buy)
+    sync_projections()
+
+    lines = api.get(f"/accounts/{trade['buyer_credits'].id}/statements").json()["data"]
+
+    assert [(line["amount"], line["description"]) for line in lines] == [(1000, "Buy 1,000 CREDITS for 10 USD")]

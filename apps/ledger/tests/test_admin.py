@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from apps.accounts.models import Account, Currency
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from apps.ledger.services import Posting, transfer_create_postings
 from apps.outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -233,3 +234,33 @@ def test_a_superuser_sees_the_change_page_read_only(admin_client, ledger):
 
     assert response.status_code == 200
     assert 'name="_save"' not in response.content.decode()
+
+
+def test_support_sees_a_multi_leg_transfer_with_its_description_and_every_posting(support_client, make_account):
+    buyer_usd, shop_usd = make_account("USD"), make_account("USD")
+    shop_credits, buyer_credits = make_account("CREDITS"), make_account("CREDITS")
+    transfer = transfer_create_postings(
+        idempotency_key="buy-credits",
+        postings=[
+            Posting(buyer_usd.id, shop_usd.id, 1000, "USD"),
+            Posting(shop_credits.id, buyer_credits.id, 1000, "CREDITS"),
+        ],
+        description="Buy 1,000 CREDITS for 10 USD",
+    ).transfer
+
+    listed = support_client.get(admin_url(Transfer, "changelist")).content.decode()
+    response = support_client.get(admin_url(Transfer, "change", transfer.id))
+
+    assert "Buy 1,000 CREDITS for 10 USD" in listed
+    assert "2 postings" in listed
+    content = response.content.decode()
+    assert "Buy 1,000 CREDITS for 10 USD" in content
+    assert "-1000 USD" in content
+    assert "-1000 CREDITS" in content
+    inline = response.context["inline_admin_formsets"][0]
+    assert [(form.original.posting_index, form.original.amount) for form in inline] == [
+        (0, -1000),
+        (0, 1000),
+        (1, -1000),
+        (1, 1000),
+    ]

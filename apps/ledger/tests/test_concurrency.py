@@ -10,6 +10,8 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.verification import ledger_verify
 from creditledger import errors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,3 +108,55 @@ def test_concurrent_requests_with_one_key_share_one_refusal(make_account, make_t
         (results[0].detail, (("available", 0), ("requested", 10)))
     }
     assert not Transfer.objects.exists()
+
+
+def test_multi_leg_transfers_over_overlapping_accounts_in_any_order_never_deadlock(
+    make_account, run_together, settings
+):
+    # No retries: a deadlock would reach the caller and fail the test.
+    settings.LEDGER = {**settings.LEDGER, "TRANSACTION_RETRIES": 0}
+    usd = [make_account("USD") for _ in range(4)]
+    credits = [make_account("CREDITS") for _ in range(2)]
+
+    def work(index: int):
+        # Each thread walks the accounts in its own order, forwards or backwards.
+        ring = usd if index % 2 == 0 else usd[::-1]
+        start = index % len(ring)
+        postings = [
+            Posting(ring[(start + step) % 4].id, ring[(start + step + 1) % 4].id, index + step + 1, "USD")
+            for step in range(3)
+        ]
+        postings.append(Posting(credits[index % 2].id, credits[(index + 1) % 2].id, index + 1, "CREDITS"))
+        return transfer_create_postings(idempotency_key=f"multi-{index}", postings=postings)
+
+    results = run_together(16, work)
+
+    assert [result for result in results if isinstance(result, BaseException)] == []
+    assert Transfer.objects.count() == 16
+    for account in usd + credits:
+        account.refresh_from_db()
+        assert [sequence for sequence, _, _ in statement(account)] == list(range(1, account.last_sequence + 1))
+    assert sum(account.balance for account in usd) == 0
+    assert sum(account.balance for account in credits) == 0
+    assert ledger_verify().ok
+
+
+def test_multi_leg_requests_from_16_threads_over_http_get_no_server_error(make_account, run_together):
+    a, b, c = make_account("USD"), make_account("USD"), make_account("CREDITS")
+    d = make_account("CREDITS")
+
+    def work(index: int):
+        legs = [
+            {"from": str(a.id), "to": str(b.id), "amount": 1, "currency": "USD"},
+            {"from": str(b.id), "to": str(a.id), "amount": 2, "currency": "USD"},
+            {"from": str(c.id), "to": str(d.id), "amount": 3, "currency": "CREDITS"},
+        ]
+        body = {"postings": legs if index % 2 else legs[::-1], "idempotencyKey": f"http-{index}"}
+        return APIClient().post("/transfers", body, format="json")
+
+    responses = run_together(16, work)
+
+    assert [response.status_code for response in responses] == [201] * 16
+    a.refresh_from_db()
+    assert (a.balance, a.last_sequence) == (16, 32)
+    assert ledger_verify().ok

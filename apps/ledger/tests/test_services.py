@@ -12,7 +12,7 @@ import pytest
 
 from apps.accounts.models import Account, AccountStatus
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import INT64_MAX, transfer_create
+from apps.ledger.services import INT64_MAX, Posting, transfer_create, transfer_create_postings
 from creditledger import errors
 
 INT64_MIN = -(2**63)
@@ -318,3 +318,186 @@ def test_a_refusal_writes_only_its_outcome(make_account, make_transfer, ledger_s
 
     assert ledger_state() == before
     assert IdempotencyRecord.objects.count() == 1
+
+
+# --- several postings in one transfer ----------------------------------------------------------
+
+
+def post(*postings: tuple[Account, Account, int], key: str = "multi", **kwargs):
+    return transfer_create_postings(
+        idempotency_key=key,
+        postings=[
+            Posting(source.id, destination.id, amount, source.currency_id) for source, destination, amount in postings
+        ],
+        **kwargs,
+    )
+
+
+def sequences(account: Account) -> list[tuple[int, int, int]]:
+    return list(
+        Entry.objects.filter(account_id=account.id)
+        .order_by("sequence")
+        .values_list("sequence", "amount", "balance_after")
+    )
+
+
+def test_postings_in_two_currencies_move_together_and_balance_per_currency(make_account):
+    buyer_usd, buyer_credits = make_account("USD"), make_account("CREDITS")
+    shop_usd, shop_credits = make_account("USD"), make_account("CREDITS")
+
+    outcome = post((buyer_usd, shop_usd, 1000), (shop_credits, buyer_credits, 1000), description="Buy 1,000 CREDITS")
+
+    transfer = Transfer.objects.get()
+    assert (transfer.posting_count, transfer.from_account_id, transfer.amount, transfer.currency_id) == (
+        2,
+        None,
+        None,
+        None,
+    )
+    assert transfer.description == "Buy 1,000 CREDITS"
+    assert outcome.document["postings"] == [
+        {"from": str(buyer_usd.id), "to": str(shop_usd.id), "amount": 1000, "currency": "USD"},
+        {"from": str(shop_credits.id), "to": str(buyer_credits.id), "amount": 1000, "currency": "CREDITS"},
+    ]
+    assert [(e["accountId"], e["amount"]) for e in outcome.document["entries"]] == [
+        (str(buyer_usd.id), -1000),
+        (str(shop_usd.id), 1000),
+        (str(shop_credits.id), -1000),
+        (str(buyer_credits.id), 1000),
+    ]
+    totals: dict[str, int] = {}
+    for entry in Entry.objects.filter(transfer=transfer):
+        totals[entry.currency_id] = totals.get(entry.currency_id, 0) + entry.amount
+    assert totals == {"USD": 0, "CREDITS": 0}
+    assert [balance(a) for a in (buyer_usd, shop_usd, shop_credits, buyer_credits)] == [-1000, 1000, -1000, 1000]
+    assert outcome.positions == {a.id: 1 for a in (buyer_usd, shop_usd, shop_credits, buyer_credits)}
+
+
+def test_an_account_in_several_postings_gets_consecutive_sequences_credits_first(make_account, make_transfer):
+    bank, wallet, shop, fees = make_account(), make_account(overdraft_limit=0), make_account(), make_account()
+    make_transfer(bank, wallet, 10)
+
+    outcome = post((wallet, shop, 100), (bank, wallet, 95), (wallet, fees, 5))
+
+    # Its credit first: 10 -> 105 -> 5 -> 0, never below its limit on the way.
+    assert sequences(wallet) == [(1, 10, 10), (2, 95, 105), (3, -100, 5), (4, -5, 0)]
+    assert outcome.positions[wallet.id] == 4
+    wallet.refresh_from_db()
+    assert (wallet.balance, wallet.last_sequence) == (0, 4)
+    assert sequences(bank) == [(1, -10, -10), (2, -95, -105)]
+
+
+def test_credits_in_the_same_transfer_fund_its_debits(make_account, make_transfer):
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
+
+    post((wallet, shop, 300), (bank, wallet, 300))
+
+    assert (balance(wallet), balance(shop)) == (0, 300)
+
+
+def test_debits_across_postings_count_together_against_the_limit(make_account, make_transfer):
+    bank, wallet, shop, fees = make_account(), make_account(overdraft_limit=20), make_account(), make_account()
+    make_transfer(bank, wallet, 100)
+
+    with pytest.raises(errors.InsufficientFunds) as refused:
+        post((wallet, shop, 100), (bank, wallet, 5), (wallet, fees, 30))
+
+    # 100 + 5 - 100 - 30 = -25 is beyond -20: the wallet's first debit is named.
+    assert refused.value.field == "postings[0].amount"
+    assert refused.value.params == {"available": 120, "requested": 125}
+    assert (balance(wallet), balance(shop), balance(fees)) == (100, 0, 0)
+    assert Transfer.objects.count() == 1
+    assert IdempotencyRecord.objects.get(key="multi").error == refused.value.as_outcome()
+
+
+@pytest.mark.parametrize(
+    ("broken", "error", "field"),
+    [
+        ("same_account", errors.SameAccount, "postings[1].to"),
+        ("currency", errors.CurrencyMismatch, "postings[1].from"),
+        ("frozen_to", errors.AccountNotActive, "postings[1].to"),
+        ("unknown_from", errors.AccountNotFound, "postings[1].from"),
+    ],
+)
+def test_a_refusal_names_the_failing_posting_and_writes_nothing(make_account, broken, error, field):
+    a, b, c = make_account(), make_account(), make_account()
+    second = Posting(b.id, c.id, 5, "USD")
+    if broken == "same_account":
+        second = Posting(b.id, b.id, 5, "USD")
+    elif broken == "currency":
+        second = Posting(make_account("EUR").id, c.id, 5, "USD")
+    elif broken == "frozen_to":
+        Account.objects.filter(id=c.id).update(status=AccountStatus.FROZEN)
+    elif broken == "unknown_from":
+        second = Posting(UUID("01900000-0000-7000-8000-000000000000"), c.id, 5, "USD")
+
+    with pytest.raises(error) as refused:
+        transfer_create_postings(idempotency_key="bad", postings=[Posting(a.id, b.id, 5, "USD"), second])
+
+    assert refused.value.field == field
+    assert not Transfer.objects.exists()
+    assert not Entry.objects.exists()
+    assert (balance(a), balance(b)) == (0, 0)
+
+
+def test_invalid_postings_are_refused_before_the_key_is_claimed(make_account):
+    a, b = make_account(), make_account()
+
+    with pytest.raises(errors.InvalidRequest, match="1 to 100 postings"):
+        transfer_create_postings(idempotency_key="k", postings=[])
+    with pytest.raises(errors.InvalidRequest) as too_much:
+        transfer_create_postings(
+            idempotency_key="k", postings=[Posting(a.id, b.id, 1, "USD"), Posting(a.id, b.id, INT64_MAX + 1, "USD")]
+        )
+    assert too_much.value.field == "postings[1].amount"
+    with pytest.raises(errors.UnknownCurrency) as unknown:
+        transfer_create_postings(
+            idempotency_key="k", postings=[Posting(a.id, b.id, 1, "USD"), Posting(a.id, b.id, 1, "XYZ")]
+        )
+    assert unknown.value.field == "postings[1].currency"
+    with pytest.raises(errors.InvalidRequest) as long_description:
+        transfer_create_postings(idempotency_key="k", postings=[Posting(a.id, b.id, 1, "USD")], description="x" * 501)
+    assert long_description.value.field == "description"
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_the_same_postings_replay_and_another_order_is_a_conflict(make_account):
+    a, b, c = make_account(), make_account(), make_account()
+
+    first = post((a, b, 1), (b, c, 2), key="order")
+    again = post((a, b, 1), (b, c, 2), key="order")
+
+    assert again.replayed
+    assert again.document == first.document
+    with pytest.raises(errors.IdempotencyKeyReused):
+        post((b, c, 2), (a, b, 1), key="order")
+    with pytest.raises(errors.IdempotencyKeyReused):
+        post((a, b, 1), (b, c, 2), key="order", description="changed")
+    assert Transfer.objects.count() == 1
+
+
+def test_one_posting_in_the_postings_form_is_a_transfer_with_its_columns_but_another_request(make_account):
+    a, b = make_account(), make_account()
+
+    outcome = post((a, b, 7), key="one")
+
+    transfer = Transfer.objects.get()
+    assert (transfer.from_account_id, transfer.to_account_id, transfer.amount, transfer.posting_count) == (
+        a.id,
+        b.id,
+        7,
+        1,
+    )
+    assert outcome.document["from"] == str(a.id)
+    with pytest.raises(errors.IdempotencyKeyReused):
+        transfer_create(idempotency_key="one", from_account_id=a.id, to_account_id=b.id, amount=7, currency="USD")
+
+
+def test_a_single_transfer_keeps_its_description_and_lists_its_one_posting(make_account, make_transfer):
+    a, b = make_account(), make_account()
+
+    outcome = make_transfer(a, b, 9, description="Lunch")
+
+    assert outcome.document["description"] == "Lunch"
+    assert outcome.document["postings"] == [{"from": str(a.id), "to": str(b.id), "amount": 9, "currency": "USD"}]
+    assert Transfer.objects.get().description == "Lunch"

@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, Transfer
+from apps.ledger.services import Posting, transfer_create_postings
 from creditledger.ids import new_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -362,6 +363,208 @@ def test_a_posted_transfer_without_entries_is_refused_at_commit(pair):
 
     assert reached_commit
     assert not Transfer.objects.exists()
+
+
+def insert_multi_leg_transfer(cursor, *, posting_count: int) -> UUID:
+    """A posted transfer of several postings: no from, to, amount or currency of its own."""
+    transfer_id = new_id()
+    cursor.execute(
+        "INSERT INTO transfer (id, idempotency_key, request_fingerprint, posting_count, status, metadata, "
+        "created_at, updated_at) VALUES (%s, %s, 'raw-sql', %s, 'posted', '{}', now(), now())",
+        [transfer_id, f"raw-{transfer_id}", posting_count],
+    )
+    return transfer_id
+
+
+def insert_posting_entry(cursor, *, transfer_id, account, counterparty, amount, sequence, posting_index) -> None:
+    cursor.execute(
+        "INSERT INTO entry (id, transfer_id, account_id, counterparty_id, currency, amount, sequence, balance_after, "
+        "posting_index, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())",
+        [
+            new_id(),
+            transfer_id,
+            account.id,
+            counterparty.id,
+            account.currency_id,
+            amount,
+            sequence,
+            amount,
+            posting_index,
+        ],
+    )
+    set_balance(cursor, account, balance=amount, last_sequence=sequence)
+
+
+@pytest.fixture
+def two_currencies(make_account) -> dict[str, Account]:
+    return {
+        "buyer_usd": make_account("USD"),
+        "shop_usd": make_account("USD"),
+        "shop_credits": make_account("CREDITS"),
+        "buyer_credits": make_account("CREDITS"),
+    }
+
+
+def test_a_correct_hand_written_multi_leg_transfer_commits(two_currencies):
+    a = two_currencies
+    with transaction.atomic(), connection.cursor() as cursor:
+        transfer_id = insert_multi_leg_transfer(cursor, posting_count=2)
+        insert_posting_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=a["buyer_usd"],
+            counterparty=a["shop_usd"],
+            amount=-10,
+            sequence=1,
+            posting_index=0,
+        )
+        insert_posting_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=a["shop_usd"],
+            counterparty=a["buyer_usd"],
+            amount=10,
+            sequence=1,
+            posting_index=0,
+        )
+        insert_posting_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=a["shop_credits"],
+            counterparty=a["buyer_credits"],
+            amount=-1000,
+            sequence=1,
+            posting_index=1,
+        )
+        insert_posting_entry(
+            cursor,
+            transfer_id=transfer_id,
+            account=a["buyer_credits"],
+            counterparty=a["shop_credits"],
+            amount=1000,
+            sequence=1,
+            posting_index=1,
+        )
+
+    assert Entry.objects.filter(transfer_id=transfer_id).count() == 4
+
+
+def test_a_multi_leg_transfer_that_balances_overall_but_not_per_currency_is_refused_at_commit(two_currencies):
+    a = two_currencies
+    reached_commit = False
+    # -10 USD against +10 CREDITS: the amounts sum to zero, each currency does not.
+    with pytest.raises(IntegrityError, match=r"does not balance: (USD sums to -10|CREDITS sums to 10)"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_multi_leg_transfer(cursor, posting_count=2)
+            insert_posting_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=a["buyer_usd"],
+                counterparty=a["buyer_credits"],
+                amount=-10,
+                sequence=1,
+                posting_index=0,
+            )
+            insert_posting_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=a["buyer_credits"],
+                counterparty=a["buyer_usd"],
+                amount=10,
+                sequence=1,
+                posting_index=0,
+            )
+            reached_commit = True
+
+    assert reached_commit
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize("mismatch", ["missing_posting", "unpaired", "index_out_of_range"])
+def test_a_multi_leg_transfer_whose_entries_do_not_pair_up_into_its_postings_is_refused_at_commit(
+    two_currencies, make_account, mismatch
+):
+    a = two_currencies
+    other = make_account("USD")
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="for each of its 2 postings"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            transfer_id = insert_multi_leg_transfer(cursor, posting_count=2)
+            second_index = 2 if mismatch == "index_out_of_range" else 1
+            # Balanced in USD, but the debit's counterparty is not the credited account when unpaired.
+            insert_posting_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=a["buyer_usd"],
+                counterparty=other if mismatch == "unpaired" else a["shop_usd"],
+                amount=-10,
+                sequence=1,
+                posting_index=0,
+            )
+            insert_posting_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=a["shop_usd"],
+                counterparty=a["buyer_usd"],
+                amount=10,
+                sequence=1,
+                posting_index=0,
+            )
+            if mismatch != "missing_posting":
+                insert_posting_entry(
+                    cursor,
+                    transfer_id=transfer_id,
+                    account=a["shop_credits"],
+                    counterparty=a["buyer_credits"],
+                    amount=-5,
+                    sequence=1,
+                    posting_index=second_index,
+                )
+                insert_posting_entry(
+                    cursor,
+                    transfer_id=transfer_id,
+                    account=a["buyer_credits"],
+                    counterparty=a["shop_credits"],
+                    amount=5,
+                    sequence=1,
+                    posting_index=second_index,
+                )
+            reached_commit = True
+
+    assert reached_commit
+    assert not Entry.objects.exists()
+
+
+def test_a_multi_leg_transfer_cannot_carry_single_posting_columns(pair):
+    source, destination = pair
+    with pytest.raises(IntegrityError, match="transfer_single_posting_columns"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO transfer (id, idempotency_key, request_fingerprint, from_account_id, to_account_id, "
+                "amount, currency, posting_count, status, metadata, created_at, updated_at) "
+                "VALUES (%s, 'raw', 'raw-sql', %s, %s, 100, 'USD', 2, 'posted', '{}', now(), now())",
+                [new_id(), source.id, destination.id],
+            )
+
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE transfer SET description = 'edited'", "UPDATE transfer SET posting_count = 1"],
+)
+def test_the_description_and_postings_of_a_transfer_never_change(make_account, statement):
+    a, b, c = make_account(), make_account(), make_account()
+    transfer_create_postings(
+        idempotency_key="immutable",
+        postings=[Posting(a.id, b.id, 1, "USD"), Posting(b.id, c.id, 1, "USD")],
+        description="Why",
+    )
+
+    with pytest.raises(IntegrityError, match="is posted"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
+
+    assert Transfer.objects.values_list("description", "posting_count").get() == ("Why", 2)
 
 
 # --- entries agree with their account ----------------------------------------------------------

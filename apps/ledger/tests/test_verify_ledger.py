@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from apps.ledger.models import Entry
+from apps.ledger.services import Posting, transfer_create_postings
 from apps.ledger.verification import ledger_verify
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -238,3 +239,28 @@ def test_a_closed_empty_account_passes(make_account):
     tamper("UPDATE account SET status = 'closed' WHERE id = %s", [account.id])
 
     assert ledger_verify().ok
+
+
+def test_a_clean_multi_leg_transfer_passes_and_a_broken_posting_is_found(make_account):
+    buyer_usd, shop_usd = make_account("USD"), make_account("USD")
+    shop_credits, buyer_credits = make_account("CREDITS"), make_account("CREDITS")
+    transfer = transfer_create_postings(
+        idempotency_key="buy-credits",
+        postings=[
+            Posting(buyer_usd.id, shop_usd.id, 1000, "USD"),
+            Posting(shop_credits.id, buyer_credits.id, 1000, "CREDITS"),
+        ],
+    ).transfer
+    assert ledger_verify().ok
+
+    # The second posting's credit now names another counterparty: still balanced, no longer a pair.
+    tamper("UPDATE entry SET counterparty_id = %s WHERE account_id = %s", [buyer_usd.id, buyer_credits.id])
+
+    report = ledger_verify()
+    details = {problem.id: problem.details for problem in report.problems}
+    assert details[str(transfer.id)] == [
+        (
+            "a posted transfer of 2 postings has one debit and its matching credit for each, 4 entries; "
+            "this one has 4 entries, 1 postings that pair up"
+        )
+    ]

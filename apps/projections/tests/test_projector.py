@@ -7,10 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
+from apps.ledger.services import Posting, transfer_create_postings
 from apps.outbox.models import OutboxEvent
 from apps.outbox.topics import ENTRY_TOPIC, RELAY_POSITION_HEADER
 from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
-from apps.projections.projector import ConsumedMessage, projection_batch_apply
+from apps.projections.projector import ConsumedMessage, decode, projection_batch_apply
 from apps.projections.selectors import projection_applied_positions
 from apps.projections.verification import projections_verify
 from tests.support import projection_matches_ledger
@@ -170,3 +171,57 @@ def test_the_relay_position_reached_is_recorded_with_the_projection_and_never_go
     assert apply(0, position=610) == (0, 610)  # a new broker: offsets start again, positions go on
     assert apply(1) == (0, 610)  # a message that did not come from the relay
     assert projection_applied_positions(consumer_group="g", topics=[message.topic]) == {message.topic: {"1": 610}}
+
+
+def test_a_multi_leg_transfer_is_projected_with_its_postings_and_description(make_account):
+    buyer_usd, shop_usd = make_account("USD"), make_account("USD")
+    shop_credits, buyer_credits = make_account("CREDITS"), make_account("CREDITS")
+    outcome = transfer_create_postings(
+        idempotency_key="buy-credits",
+        postings=[
+            Posting(buyer_usd.id, shop_usd.id, 1000, "USD"),
+            Posting(shop_credits.id, buyer_credits.id, 1000, "CREDITS"),
+        ],
+        description="Buy 1,000 CREDITS for 10 USD",
+    )
+    (posted,) = outbox_messages("TransferPosted")
+    data = decode(posted)["data"]  # validated against the registry's schemas, as the consumer does
+    assert (data["from"], data["to"], data["amount"], data["currency"]) == (None, None, None, None)
+    assert data["postings"] == outcome.document["postings"]
+    assert data["description"] == "Buy 1,000 CREDITS for 10 USD"
+
+    result = projection_batch_apply(outbox_messages(), consumer_group="g")
+
+    assert dict(result.applied) == {"AccountCreated": 4, "EntryPosted": 4, "TransferPosted": 1}
+    projected = ProjectedTransfer.objects.get()
+    assert (projected.from_account_id, projected.amount, projected.description) == (
+        None,
+        None,
+        "Buy 1,000 CREDITS for 10 USD",
+    )
+    assert projected.postings == data["postings"]
+    assert projected.entries == data["entries"]
+    assert sorted(projected.account_ids) == sorted(
+        str(account.id) for account in (buyer_usd, shop_usd, shop_credits, buyer_credits)
+    )
+    assert projection_matches_ledger()
+    assert projections_verify().ok
+
+
+def test_a_transfer_event_from_before_postings_is_projected_with_its_one_posting(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    make_transfer(alice, bob, 5)
+    messages = outbox_messages()
+    for index, message in enumerate(messages):
+        event = payload(message)
+        if event["type"] == "TransferPosted":
+            del event["data"]["postings"], event["data"]["description"]
+            messages[index] = ConsumedMessage(message.topic, 0, message.offset, message.key, orjson.dumps(event))
+
+    result = projection_batch_apply(messages, consumer_group="g")
+
+    assert result.dead_letters == []
+    projected = ProjectedTransfer.objects.get()
+    assert projected.postings == [{"from": str(alice.id), "to": str(bob.id), "amount": 5, "currency": "USD"}]
+    assert projected.description is None
+    assert projections_verify().ok
