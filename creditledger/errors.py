@@ -61,6 +61,10 @@ class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency key reused with a different request"
 
 
+class TransferNotPending(Conflict):
+    code, title = "transfer_not_pending", "The transfer is not pending"
+
+
 class BusinessRuleViolation(LedgerError):
     status, code, title = 422, "business_rule_violation", "Business rule violated"
 
@@ -95,6 +99,10 @@ class AccountNotEmpty(BusinessRuleViolation):
 
 class OverdraftLimitBelowBalance(BusinessRuleViolation):
     code, title = "overdraft_limit_below_balance", "Overdraft limit below the balance"
+
+
+class AmountExceedsHold(BusinessRuleViolation):
+    code, title = "amount_exceeds_hold", "Amount exceeds the hold"
 
 
 class ServiceUnavailable(LedgerError):

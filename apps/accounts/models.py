@@ -47,6 +47,12 @@ class Account(models.Model):
     )
     balance = models.BigIntegerField(default=0)
     last_sequence = models.BigIntegerField(default=0, help_text="Sequence number of the account's latest entry.")
+    pending_debits = models.BigIntegerField(
+        default=0, help_text="Sum of the open holds debiting this account (kept by the ledger's hold SQL)."
+    )
+    pending_credits = models.BigIntegerField(
+        default=0, help_text="Sum of the open holds crediting this account (kept by the ledger's hold SQL)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,6 +69,9 @@ class Account(models.Model):
                 name="account_balance_within_overdraft",
             ),
             models.CheckConstraint(condition=Q(last_sequence__gte=0), name="account_last_sequence_non_negative"),
+            models.CheckConstraint(
+                condition=Q(pending_debits__gte=0, pending_credits__gte=0), name="account_pending_non_negative"
+            ),
             # Target of the entry (account_id, currency) foreign key: an entry's currency is its account's.
             models.UniqueConstraint(fields=["id", "currency"], name="account_id_currency_unique"),
         ]

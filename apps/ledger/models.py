@@ -10,7 +10,10 @@ from creditledger.ids import new_id
 
 
 class TransferStatus(models.TextChoices):
+    PENDING = "pending"
     POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 #: The most postings one transfer may have (the API's and the service's limit).
@@ -51,6 +54,7 @@ class Transfer(models.Model):
     description = models.CharField(
         max_length=DESCRIPTION_MAX_LENGTH, null=True, blank=True, help_text="Why the money moved, for people."
     )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="A hold's expiry; null: no expiry.")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -83,6 +87,11 @@ class Transfer(models.Model):
             models.Index(fields=["from_account", "id"], name="transfer_from_account_id"),
             models.Index(fields=["to_account", "id"], name="transfer_to_account_id"),
             models.Index(fields=["created_at"], name="transfer_created_at"),
+            models.Index(
+                fields=["expires_at"],
+                name="transfer_pending_expiry",
+                condition=Q(status="pending", expires_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -130,13 +139,51 @@ class Entry(models.Model):
         return "credit" if self.amount > 0 else "debit"
 
 
+class Hold(models.Model):
+    """What a pending transfer reserves, one row per posting: `amount` of `currency` held on
+    `from_account` (its pending debits) for `to_account` (its pending credits). Open while the
+    transfer is pending; a post, void or expiry closes it (the only change PostgreSQL allows).
+    The rows stay, so a settled hold still shows what was held."""
+
+    id = models.BigAutoField(primary_key=True)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="holds", db_index=False)
+    posting_index = models.SmallIntegerField()
+    from_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    to_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False
+    )
+    amount = models.BigIntegerField()
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The transfer's expiry, copied for the reads.")
+    open = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "transfer_hold"
+        constraints = [
+            models.UniqueConstraint(fields=["transfer", "posting_index"], name="transfer_hold_posting_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_hold_amount_positive"),
+            models.CheckConstraint(condition=~Q(from_account=F("to_account")), name="transfer_hold_distinct_accounts"),
+        ]
+        indexes = [
+            models.Index(fields=["from_account"], name="transfer_hold_open_from", condition=Q(open=True)),
+            models.Index(fields=["to_account"], name="transfer_hold_open_to", condition=Q(open=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency_id} {self.from_account_id} -> {self.to_account_id}"
+
+
 class IdempotencyRecord(models.Model):
-    """The first outcome for an idempotency key: the transfer it created, or the business
-    error it was refused with. Replays return the same outcome."""
+    """The first outcome for an idempotency key: the transfer it created (`command` null), the
+    transfer a post or void command settled, or the business error it was refused with.
+    Replays return the same outcome."""
 
     key = models.CharField(primary_key=True, max_length=255)
     request_fingerprint = models.CharField(max_length=64)
-    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    command = models.CharField(
+        max_length=16, null=True, blank=True, help_text="post or void: the key of a command on a hold."
+    )
     error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
@@ -146,6 +193,9 @@ class IdempotencyRecord(models.Model):
             models.CheckConstraint(
                 condition=~Q(transfer__isnull=False, error__isnull=False),
                 name="idempotency_record_one_outcome",
+            ),
+            models.UniqueConstraint(
+                fields=["transfer"], condition=Q(command__isnull=True), name="idempotency_record_one_per_transfer"
             ),
         ]
 

@@ -24,6 +24,28 @@ class PostedBalance:
     posted_at: datetime | None
 
 
+@dataclass(frozen=True)
+class PendingTotals:
+    """What an account's open holds reserve now: holds past their expiry count for nothing,
+    even before the expiry task has released them."""
+
+    debits: int
+    credits: int
+
+
+def account_pending(*, account_id: UUID) -> PendingTotals:
+    """Read from the ledger's open holds at statement time, so a hold is counted as soon as
+    its POST answered and never once it is posted, voided or past its expiry."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ledger_pending_debits(%(id)s, statement_timestamp()), "
+            "ledger_pending_credits(%(id)s, statement_timestamp())",
+            {"id": account_id},
+        )
+        debits, credits = cursor.fetchone()
+    return PendingTotals(debits=debits, credits=credits)
+
+
 def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
     """Read from the journal itself, so it is exact, with one backward probe of the index on
     entry (account_id, created_at). An account's entries are posted under its row lock, each

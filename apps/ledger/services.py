@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 from uuid import UUID
 
 import orjson
 from django.db import connection
+from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
@@ -68,6 +70,41 @@ class Posting:
         }
 
 
+@dataclass(frozen=True)
+class HoldRequest:
+    """Make the transfer a hold (pending): it reserves its postings until posted, voided or
+    expired. At most one of `expires_at` (an aware instant in the future) and `timeout_seconds`."""
+
+    expires_at: datetime | None = None
+    timeout_seconds: int | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        request: dict[str, Any] = {"pending": True}
+        if self.expires_at is not None:
+            request["expiresAt"] = self.expires_at.isoformat()
+        if self.timeout_seconds is not None:
+            request["timeoutSeconds"] = self.timeout_seconds
+        return request
+
+    def expiry(self) -> datetime | None:
+        """The instant the hold expires, checked: a 400 for both, a past instant or a bad timeout."""
+        if self.expires_at is not None and self.timeout_seconds is not None:
+            raise errors.InvalidRequest("Give expiresAt or timeoutSeconds, not both.", field="timeoutSeconds")
+        if self.timeout_seconds is not None:
+            if not 1 <= self.timeout_seconds <= MAX_HOLD_SECONDS:
+                raise errors.InvalidRequest(
+                    f"timeoutSeconds must be between 1 and {MAX_HOLD_SECONDS}.", field="timeoutSeconds"
+                )
+            return timezone.now() + timedelta(seconds=self.timeout_seconds)
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            raise errors.InvalidRequest("expiresAt must be in the future.", field="expiresAt")
+        return self.expires_at
+
+
+#: The longest timeoutSeconds: ten years.
+MAX_HOLD_SECONDS = 10 * 365 * 24 * 3600
+
+
 def request_fingerprint(*, request: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the whole request (ADR 0003)."""
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -82,8 +119,10 @@ def transfer_create(
     currency: str,
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
+    hold: HoldRequest | None = None,
 ) -> TransferOutcome:
-    """Move `amount` minor units from one account to another, exactly once per key.
+    """Move `amount` minor units from one account to another, exactly once per key; with
+    `hold`, only reserve it (a pending transfer, posted or voided later: hold_post, hold_void).
 
     The first outcome for a key (the transfer, or the business error that refused it) is
     stored in the same transaction and returned again for the same request; the same key
@@ -96,12 +135,15 @@ def transfer_create(
     request = {**posting.canonical(), "metadata": metadata}
     if description is not None:
         request["description"] = description
+    if hold is not None:
+        request.update(hold.canonical())
     return _transfer_post(
         idempotency_key=idempotency_key,
         postings=[posting],
         single=True,
         metadata=metadata,
         description=description,
+        hold=hold,
         fingerprint=request_fingerprint(request=request),
     )
 
@@ -112,6 +154,7 @@ def transfer_create_postings(
     postings: Sequence[Posting],
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
+    hold: HoldRequest | None = None,
 ) -> TransferOutcome:
     """Post 1 to MAX_POSTINGS postings, in any mix of currencies, as one transfer: all or none.
 
@@ -126,12 +169,15 @@ def transfer_create_postings(
     request: dict[str, Any] = {"postings": [posting.canonical() for posting in postings], "metadata": metadata}
     if description is not None:
         request["description"] = description
+    if hold is not None:
+        request.update(hold.canonical())
     return _transfer_post(
         idempotency_key=idempotency_key,
         postings=postings,
         single=False,
         metadata=metadata,
         description=description,
+        hold=hold,
         fingerprint=request_fingerprint(request=request),
     )
 
@@ -143,8 +189,10 @@ def _transfer_post(
     single: bool,
     metadata: dict[str, Any],
     description: str | None,
+    hold: HoldRequest | None,
     fingerprint: str,
 ) -> TransferOutcome:
+    expires_at = hold.expiry() if hold is not None else None
     for index, posting in enumerate(postings):
         if posting.amount < 1 or posting.amount > INT64_MAX:
             raise errors.InvalidRequest(
@@ -171,17 +219,94 @@ def _transfer_post(
         [new_id() for _ in range(2 * len(postings))],
         [new_id() for _ in range(1 + 2 * len(postings))],
         Jsonb(trace_headers),
+        hold is not None,
+        expires_at,
     ]
+    return _outcome(
+        "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
+        "%s, %s::uuid[], %s::uuid[], %s, %s, %s)::text",
+        arguments,
+        idempotency_key=idempotency_key,
+        currencies=[] if hold is not None else sorted({posting.currency for posting in postings}),
+    )
+
+
+def hold_post(*, transfer_id: UUID, idempotency_key: str, amount: int | None = None) -> TransferOutcome:
+    """Post a pending transfer: all it holds or, for a hold of one posting, `amount` of it
+    (the rest is released). Exactly once per key, as transfer_create. Refused with
+    TransferNotPending when it is posted, voided or expired (past its expiry, this expires it),
+    with AmountExceedsHold above the amount held."""
+    if amount is not None and not 1 <= amount <= INT64_MAX:
+        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
+    request: dict[str, Any] = {"command": "post", "transferId": str(transfer_id)}
+    if amount is not None:
+        request["amount"] = amount
+    return _hold_command(
+        command="post", transfer_id=transfer_id, idempotency_key=idempotency_key, amount=amount, request=request
+    )
+
+
+def hold_void(*, transfer_id: UUID, idempotency_key: str) -> TransferOutcome:
+    """Release a pending transfer: status voided. Exactly once per key; refused as hold_post."""
+    request = {"command": "void", "transferId": str(transfer_id)}
+    return _hold_command(
+        command="void", transfer_id=transfer_id, idempotency_key=idempotency_key, amount=None, request=request
+    )
+
+
+def holds_expire(*, limit: int) -> int:
+    """Expire up to `limit` holds past their expiry (TransferExpired each); returns how many.
+    Holds whose accounts another transaction has locked are left for the next run."""
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+
+    def work() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT ledger_holds_expire(%s, %s::uuid[], %s)",
+                [limit, [new_id() for _ in range(limit)], Jsonb(trace_headers)],  # type: ignore[list-item]  # Jsonb
+            )
+            expired = cursor.fetchone()[0]
+        if expired:
+            outbox_relay_kick_on_commit()
+        return expired
+
+    return in_durable_transaction(work)
+
+
+def _hold_command(
+    *, command: str, transfer_id: UUID, idempotency_key: str, amount: int | None, request: dict[str, Any]
+) -> TransferOutcome:
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    # Enough ids for the largest hold; the function uses those its postings need.
+    arguments = [
+        idempotency_key,
+        request_fingerprint(request=request),
+        command,
+        transfer_id,
+        amount,
+        [new_id() for _ in range(2 * MAX_POSTINGS)],
+        [new_id() for _ in range(1 + 2 * MAX_POSTINGS)],
+        Jsonb(trace_headers),
+    ]
+    return _outcome(
+        "SELECT ledger_hold_command(%s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+        arguments,
+        idempotency_key=idempotency_key,
+        currencies=[],
+    )
+
+
+def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, currencies: list[str]) -> TransferOutcome:
+    """Run one ledger function in the service's durable transaction and turn its outcome
+    (posted, settled, replayed, refused, conflict, invalid) into a TransferOutcome or an error."""
 
     def work() -> dict[str, Any]:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
-                "%s, %s::uuid[], %s::uuid[], %s)::text",
-                arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
-            )
+            cursor.execute(statement, arguments)
             result = orjson.loads(cursor.fetchone()[0])
-        if result["outcome"] == "posted":
+        if result["outcome"] in ("posted", "settled"):
             outbox_relay_kick_on_commit()
         return result
 
@@ -198,7 +323,7 @@ def _transfer_post(
         error.replayed = replayed
     else:
         if not replayed:
-            for currency in sorted({posting.currency for posting in postings}):
+            for currency in currencies:
                 metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         document = result["transfer"]
         positions: dict[UUID, int] = {}

@@ -21,7 +21,7 @@ DEFAULT_LIMIT = 100
 
 # Per account: entry count, sum, last sequence, latest balance_after, currencies, and the
 # entries whose balance_after does not continue the running sum of amounts; a closed account
-# must hold nothing.
+# must hold nothing; its pending debits and credits are the sums of its open holds.
 _ACCOUNTS_SQL = """
 WITH chain AS (
     SELECT account_id, sequence, currency, amount, balance_after,
@@ -42,10 +42,21 @@ per_account AS (
       FROM chain
      GROUP BY account_id
 ),
+holds AS (
+    SELECT account_id, sum(debit) AS held_debits, sum(credit) AS held_credits
+      FROM transfer_hold h
+     CROSS JOIN LATERAL (VALUES (h.from_account_id, h.amount, 0), (h.to_account_id, 0, h.amount))
+           AS l(account_id, debit, credit)
+     WHERE h.open
+     GROUP BY account_id
+),
 checked AS (
     SELECT coalesce(a.id, p.account_id) AS id,
            a.id IS NULL AS account_missing,
            a.currency, a.balance, a.last_sequence, a.overdraft_limit, a.status,
+           a.pending_debits, a.pending_credits,
+           coalesce((SELECT held_debits FROM holds WHERE holds.account_id = a.id), 0) AS held_debits,
+           coalesce((SELECT held_credits FROM holds WHERE holds.account_id = a.id), 0) AS held_credits,
            coalesce(p.entry_count, 0) AS entry_count,
            coalesce(p.entry_sum, 0) AS entry_sum,
            coalesce(p.max_sequence, 0) AS max_sequence,
@@ -67,6 +78,8 @@ problems AS (
         OR broken_links > 0
         OR least(balance, entry_sum) < -overdraft_limit
         OR (status = %(closed)s AND (balance <> 0 OR entry_sum <> 0))
+        OR pending_debits <> held_debits
+        OR pending_credits <> held_credits
 )
 SELECT (SELECT count(*) FROM checked WHERE NOT account_missing),
        (SELECT coalesce(sum(entry_count), 0) FROM checked),
@@ -81,14 +94,19 @@ SELECT (SELECT count(*) FROM checked WHERE NOT account_missing),
 # posting_count postings numbered from 0, each one debit and its matching credit (same amount
 # and currency, the two accounts each other's counterparty). With 2 * posting_count entries,
 # that many debits of distinct postings that each have their credit leave room for nothing else.
+# Holds: a pending transfer holds each of its postings (open hold rows), and no other transfer
+# has an open hold; only a posted transfer has entries; a posted hold posts each posting
+# between its accounts, in its currency, at most the amount held.
 _TRANSFERS_SQL = """
 WITH sides AS (
     SELECT e.transfer_id, e.currency,
            count(*) AS entry_count,
            sum(e.amount) AS total,
            count(*) FILTER (WHERE e.currency = t.currency AND e.posting_index = 0 AND (
-               (e.account_id = t.from_account_id AND e.counterparty_id = t.to_account_id AND e.amount = -t.amount) OR
-               (e.account_id = t.to_account_id AND e.counterparty_id = t.from_account_id AND e.amount = t.amount)
+               abs(e.amount) = t.amount OR (abs(e.amount) < t.amount AND EXISTS (
+                   SELECT 1 FROM transfer_hold h WHERE h.transfer_id = t.id))) AND (
+               (e.account_id = t.from_account_id AND e.counterparty_id = t.to_account_id AND e.amount < 0) OR
+               (e.account_id = t.to_account_id AND e.counterparty_id = t.from_account_id AND e.amount > 0)
            )) AS matching
       FROM entry e LEFT JOIN transfer t ON t.id = e.transfer_id
      GROUP BY e.transfer_id, e.currency
@@ -104,6 +122,14 @@ pairs AS (
        AND d.posting_index >= 0 AND d.posting_index < t.posting_count
      GROUP BY d.transfer_id
 ),
+held AS (
+    SELECT h.transfer_id, count(*) AS hold_count, count(*) FILTER (WHERE h.open) AS open_holds,
+           count(*) FILTER (WHERE EXISTS (
+               SELECT 1 FROM entry d WHERE d.transfer_id = h.transfer_id AND d.posting_index = h.posting_index
+                  AND d.amount < 0 AND (d.account_id <> h.from_account_id OR d.counterparty_id <> h.to_account_id
+                                        OR d.currency <> h.currency OR -d.amount > h.amount))) AS beyond_hold
+      FROM transfer_hold h GROUP BY h.transfer_id
+),
 checked AS (
     SELECT coalesce(t.id, s.transfer_id) AS id,
            t.id IS NULL AS transfer_missing,
@@ -115,9 +141,15 @@ checked AS (
      GROUP BY t.id, s.transfer_id
 ),
 problems AS (
-    SELECT c.*, coalesce(p.paired, 0) AS paired
-      FROM checked c LEFT JOIN pairs p ON p.transfer_id = c.id
+    SELECT c.*, coalesce(p.paired, 0) AS paired, coalesce(h.hold_count, 0) AS hold_count,
+           coalesce(h.open_holds, 0) AS open_holds, coalesce(h.beyond_hold, 0) AS beyond_hold
+      FROM checked c LEFT JOIN pairs p ON p.transfer_id = c.id LEFT JOIN held h ON h.transfer_id = c.id
      WHERE c.transfer_missing
+        OR (c.status = %(pending)s AND (coalesce(h.hold_count, 0) <> c.posting_count
+                                        OR coalesce(h.open_holds, 0) <> c.posting_count))
+        OR (c.status <> %(pending)s AND coalesce(h.open_holds, 0) > 0)
+        OR (c.status <> %(posted)s AND c.entry_count > 0)
+        OR coalesce(h.beyond_hold, 0) > 0
         OR c.unbalanced <> '{}'
         OR (c.status = %(posted)s AND c.from_account_id IS NOT NULL AND (c.entry_count <> 2 OR c.matching <> 2))
         OR (c.status = %(posted)s AND c.from_account_id IS NULL
@@ -129,12 +161,13 @@ SELECT (SELECT count(*) FROM checked WHERE NOT transfer_missing),
           FROM (SELECT * FROM problems ORDER BY id LIMIT %(limit)s) listed)
 """
 
-# Idempotency records and transfers are one-to-one: a record's transfer carries its key, and
-# every transfer has the record that makes a retry return it.
+# Idempotency records that created transfers and transfers are one-to-one: a record's transfer
+# carries its key, and every transfer has the record that makes a retry return it. (The records
+# of post and void commands point to the hold they settled, under keys of their own.)
 _IDEMPOTENCY_SQL = """
 WITH checked AS (
     SELECT r.key, r.transfer_id AS record_transfer_id, t.id AS transfer_id, t.idempotency_key
-      FROM idempotency_record r FULL JOIN transfer t ON t.id = r.transfer_id
+      FROM (SELECT * FROM idempotency_record WHERE command IS NULL) r FULL JOIN transfer t ON t.id = r.transfer_id
 ),
 problems AS (
     SELECT * FROM checked
@@ -207,7 +240,9 @@ def ledger_verify(*, limit: int = DEFAULT_LIMIT) -> VerificationReport:
 
 def _verify(limit: int) -> VerificationReport:
     accounts, entries, account_problems, account_rows = _query(_ACCOUNTS_SQL, limit=limit, closed=AccountStatus.CLOSED)
-    transfers, transfer_problems, transfer_rows = _query(_TRANSFERS_SQL, limit=limit, posted=TransferStatus.POSTED)
+    transfers, transfer_problems, transfer_rows = _query(
+        _TRANSFERS_SQL, limit=limit, posted=TransferStatus.POSTED, pending=TransferStatus.PENDING
+    )
     records, record_problems, record_rows = _query(_IDEMPOTENCY_SQL, limit=limit)
     problems = (
         [Problem("account", row["id"], _account_details(row)) for row in account_rows]
@@ -257,6 +292,11 @@ def _account_details(row: dict[str, Any]) -> list[str]:
         details.append(f"balance {balance} (entries: {entry_sum}) is beyond its overdraft limit of {limit}")
     if row["status"] == AccountStatus.CLOSED and (balance or entry_sum):
         details.append(f"closed with balance {balance} (entries: {entry_sum}); a closed account holds nothing")
+    if (row["pending_debits"], row["pending_credits"]) != (row["held_debits"], row["held_credits"]):
+        details.append(
+            f"pending debits {row['pending_debits']} and credits {row['pending_credits']} but its open holds sum to "
+            f"{row['held_debits']} and {row['held_credits']}"
+        )
     return details
 
 
@@ -264,6 +304,7 @@ def _transfer_details(row: dict[str, Any]) -> list[str]:
     if row["transfer_missing"]:
         return [f"{row['entry_count']} entries belong to a transfer that does not exist"]
     details = [f"entries in {currency} sum to {total}, not 0" for currency, total in sorted(row["unbalanced"].items())]
+    details += _hold_details(row)
     if row["status"] != TransferStatus.POSTED:
         return details
     postings = row["posting_count"]
@@ -279,6 +320,20 @@ def _transfer_details(row: dict[str, Any]) -> list[str]:
             f"a posted transfer of {postings} postings has one debit and its matching credit for each, "
             f"{2 * postings} entries; this one has {row['entry_count']} entries, {row['paired']} postings that pair up"
         )
+    return details
+
+
+def _hold_details(row: dict[str, Any]) -> list[str]:
+    details = []
+    status, holds, open_holds = row["status"], row["hold_count"], row["open_holds"]
+    if status == TransferStatus.PENDING and not holds == open_holds == row["posting_count"]:
+        details.append(f"pending with {open_holds} open holds of {holds} for {row['posting_count']} postings")
+    if status != TransferStatus.PENDING and open_holds:
+        details.append(f"{status} but {open_holds} of its holds are still open")
+    if status != TransferStatus.POSTED and row["entry_count"]:
+        details.append(f"{status} but has {row['entry_count']} entries; only a posted transfer has entries")
+    if row["beyond_hold"]:
+        details.append(f"{row['beyond_hold']} postings were posted beyond, or off, what they held")
     return details
 
 

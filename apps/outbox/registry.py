@@ -129,6 +129,37 @@ TRANSFER_POSTED = EventType(
         optional=("description", "postings"),
     ),
 )
+#: A hold (a pending transfer) and how it ends without posting: the same data, with the status.
+#: `from`, `to`, `amount` and `currency` as in TransferPosted; `postings` are the held ones.
+_HOLD_DATA = {
+    "transferId": _UUID,
+    "idempotencyKey": {"type": "string"},
+    "from": _nullable(_UUID),
+    "to": _nullable(_UUID),
+    "amount": _nullable(_AMOUNT),
+    "currency": _nullable(_CURRENCY),
+    "metadata": {"type": "object"},
+    "description": {"type": ["string", "null"], "maxLength": 500},
+    "createdAt": _TIME,
+    "expiresAt": {"type": ["string", "null"], "minLength": 20},
+    "occurredAt": _TIME,
+    "postings": {"type": "array", "items": _POSTING, "minItems": 1, "maxItems": 100},
+}
+
+
+def _hold_event(name: str, status: str) -> EventType:
+    return EventType(
+        name=name,
+        topic="ledger.transfer.v1",
+        version=1,
+        aggregate_type="transfer",
+        data_schema=_object({**_HOLD_DATA, "status": {"enum": [status]}}),
+    )
+
+
+TRANSFER_PENDING = _hold_event("TransferPending", "pending")
+TRANSFER_VOIDED = _hold_event("TransferVoided", "voided")
+TRANSFER_EXPIRED = _hold_event("TransferExpired", "expired")
 #: Keyed by the entry's account, so one account's entries stay in order on one partition.
 ENTRY_POSTED = EventType(
     name="EntryPosted",
@@ -139,7 +170,16 @@ ENTRY_POSTED = EventType(
 )
 
 EVENT_TYPES: dict[str, EventType] = {
-    event.name: event for event in (ACCOUNT_CREATED, ACCOUNT_UPDATED, TRANSFER_POSTED, ENTRY_POSTED)
+    event.name: event
+    for event in (
+        ACCOUNT_CREATED,
+        ACCOUNT_UPDATED,
+        TRANSFER_POSTED,
+        ENTRY_POSTED,
+        TRANSFER_PENDING,
+        TRANSFER_VOIDED,
+        TRANSFER_EXPIRED,
+    )
 }
 
 #: Every topic an event type is published on, in declaration order.
