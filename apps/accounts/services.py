@@ -120,22 +120,28 @@ def _account_change_check(account: Account, changes: dict[str, Any]) -> None:
     if changes.get("status") == AccountStatus.CLOSED:
         _account_empty_check(account)
     limit = changes.get("overdraft_limit")
-    if limit is not None and account.balance < -limit:
+    # Its holds may still post: the limit must cover them too (pending debits, read under the lock).
+    committed = account.balance - account.pending_debits
+    if limit is not None and committed < -limit:
         raise errors.OverdraftLimitBelowBalance(
-            f"Account {account.id} has a balance of {account.balance}; its overdraft limit cannot go below "
-            f"{-account.balance}.",
+            f"Account {account.id} has a balance of {account.balance} and {account.pending_debits} held; its "
+            f"overdraft limit cannot go below {-committed}.",
             field="overdraftLimit",
             balance=account.balance,
-            minimumOverdraftLimit=-account.balance,
+            minimumOverdraftLimit=-committed,
         )
 
 
 def _account_empty_check(account: Account) -> None:
-    """Closing needs nothing left on the account, read under its row lock. Today that is the
-    posted balance; the pending total (holds) must join here, read under the same lock."""
-    if account.balance != 0:
+    """Closing needs nothing left on the account, read under its row lock: no posted balance
+    and no open hold either way (pending totals; a hold past its expiry counts until the
+    expiry task has released it, within seconds)."""
+    if account.balance != 0 or account.pending_debits != 0 or account.pending_credits != 0:
         raise errors.AccountNotEmpty(
-            f"Account {account.id} has a balance of {account.balance}; only an empty account can close.",
+            f"Account {account.id} has a balance of {account.balance}, {account.pending_debits} in pending debits "
+            f"and {account.pending_credits} in pending credits; only an empty account can close.",
             field="status",
             balance=account.balance,
+            pendingDebits=account.pending_debits,
+            pendingCredits=account.pending_credits,
         )

@@ -61,6 +61,12 @@ class AccountOutputSerializer(serializers.Serializer):
     externalRef = serializers.CharField(source="external_ref", allow_null=True)
     status = serializers.ChoiceField(choices=AccountStatus.choices)
     overdraftLimit = OverdraftLimitField(source="overdraft_limit")
+    pendingDebits = serializers.IntegerField(
+        source="pending_debits",
+        help_text="Held by its open holds as debits. Holds past their expiry count here until the expiry task "
+        "releases them (within seconds); the balance endpoint never counts them.",
+    )
+    pendingCredits = serializers.IntegerField(source="pending_credits", help_text="Held by its open holds as credits.")
     metadata = MetadataField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
@@ -259,8 +265,17 @@ class AccountBalanceApi(APIView):
         accountId = serializers.UUIDField(source="account_id")
         currency = serializers.CharField()
         balance = serializers.IntegerField(help_text="Posted balance in minor units; negative when overdrawn.")
+        pendingDebits = serializers.IntegerField(
+            source="pending_debits",
+            help_text="What the account's open holds reserve as debits, now (from the ledger; a hold past its "
+            "expiry counts for nothing).",
+        )
+        pendingCredits = serializers.IntegerField(
+            source="pending_credits", help_text="What its open holds will credit, now (not yet spendable)."
+        )
         available = serializers.IntegerField(
-            allow_null=True, help_text="What may still be debited: balance + overdraftLimit; null when unlimited."
+            allow_null=True,
+            help_text="What may still be debited: balance - pendingDebits + overdraftLimit; null when unlimited.",
         )
         overdraftLimit = OverdraftLimitField(source="overdraft_limit")
         lastSequence = serializers.IntegerField(
@@ -274,7 +289,8 @@ class AccountBalanceApi(APIView):
             source="as_of",
             required=False,
             help_text="Only with the asOf parameter: the instant asked for, in UTC. The balance, sequences and "
-            "updatedAt are those of that instant; overdraftLimit and available use today's limit.",
+            "updatedAt are those of that instant; overdraftLimit, pendingDebits, pendingCredits and available use "
+            "today's limit and holds.",
         )
 
     class BalanceQuerySerializer(ConsistencyQuerySerializer):
@@ -294,13 +310,17 @@ class AccountBalanceApi(APIView):
         if "asOf" in params:
             return Response(self.BalanceOutputSerializer(_balance_as_of(account_uuid, params["asOf"])).data)
         read_your_writes(request, params, account_id=account_uuid)
-        balance = projections.projected_balance(account_id=account_uuid)
+        pending = ledger.account_pending(account_id=account_uuid)
+        balance = projections.projected_balance(
+            account_id=account_uuid, pending_debits=pending.debits, pending_credits=pending.credits
+        )
         return Response(self.BalanceOutputSerializer(balance).data)
 
 
 def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
     account = selectors.account_get(account_id=account_id)
     posted = ledger.account_balance_at(account_id=account.id, moment=moment)
+    pending = ledger.account_pending(account_id=account.id)
     return BalanceAsOf(
         account_id=account.id,
         currency=account.currency_id,
@@ -309,6 +329,8 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
         projected_sequence=posted.sequence,
         ledger_sequence=posted.sequence,
         updated_at=posted.posted_at,
+        pending_debits=pending.debits,
+        pending_credits=pending.credits,
         as_of=moment,
     )
 

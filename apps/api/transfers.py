@@ -18,6 +18,7 @@ from creditledger.api.fields import (
     IDEMPOTENCY_KEY_SCHEMA,
     CurrencyCodeField,
     IdempotencyKeyField,
+    InstantField,
     MetadataField,
     MinorUnitsField,
     StrictCharField,
@@ -74,8 +75,20 @@ class TransferOutputSerializer(serializers.Serializer):
     metadata = MetadataField()
     description = serializers.CharField(allow_null=True, help_text=_DESCRIPTION_HELP)
     createdAt = serializers.DateTimeField(source="created_at")
-    postings = PostingOutputSerializer(many=True, help_text="One or more, in the order they were posted.")
-    entries = EntryOutputSerializer(many=True, source="entries.all", help_text=_ENTRIES)
+    expiresAt = serializers.DateTimeField(
+        source="expires_at", allow_null=True, help_text="A hold's expiry; null for a transfer that is no hold, or none."
+    )
+    held = PostingOutputSerializer(
+        many=True, allow_null=True, help_text="A hold's postings as held (null for a transfer that is no hold)."
+    )
+    postings = PostingOutputSerializer(
+        many=True,
+        help_text="One or more, in the order they were posted: what was posted, or while pending (or voided, "
+        "expired) what is held.",
+    )
+    entries = EntryOutputSerializer(
+        many=True, source="entries.all", help_text=_ENTRIES + " Empty unless the transfer is posted."
+    )
 
 
 class PostedTransferOutputSerializer(TransferOutputSerializer):
@@ -118,6 +131,15 @@ class PostingInputSerializer(StrictInputSerializer):
     currency = CurrencyCodeField()
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true or false: DRF's BooleanField also takes "yes", 1 and "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class TransferInputSerializer(StrictInputSerializer):
     """What both forms of POST /transfers share."""
 
@@ -129,6 +151,36 @@ class TransferInputSerializer(StrictInputSerializer):
     description = StrictCharField(
         required=False, allow_null=True, max_length=DESCRIPTION_MAX_LENGTH, help_text=_DESCRIPTION_HELP
     )
+    pending = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="true: a hold. It reserves the amounts (no entries, status pending) until POST "
+        "/transfers/{id}/post or /void, or its expiry.",
+    )
+    expiresAt = InstantField(
+        required=False, help_text="With pending: when the hold expires (RFC 3339 with offset, in the future)."
+    )
+    timeoutSeconds = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=services.MAX_HOLD_SECONDS,
+        help_text="With pending: the hold expires this many seconds from now. Not with expiresAt.",
+    )
+
+    def validate(self, attrs):
+        if not attrs["pending"]:
+            given = [name for name in ("expiresAt", "timeoutSeconds") if name in attrs]
+            if given:
+                raise serializers.ValidationError({name: ["Only a hold (pending: true) expires."] for name in given})
+        elif "expiresAt" in attrs and "timeoutSeconds" in attrs:
+            raise serializers.ValidationError({"timeoutSeconds": ["Give expiresAt or timeoutSeconds, not both."]})
+        return attrs
+
+    def hold(self) -> services.HoldRequest | None:
+        data = self.validated_data
+        if not data["pending"]:
+            return None
+        return services.HoldRequest(expires_at=data.get("expiresAt"), timeout_seconds=data.get("timeoutSeconds"))
 
 
 @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
@@ -206,7 +258,8 @@ class TransferListCreateApi(APIView):
         responses={
             201: OpenApiResponse(
                 PostedTransferOutputSerializer,
-                description="Posted. A replay of an earlier request carries the header Idempotent-Replayed: true.",
+                description="Posted, or held (pending: true). A replay of an earlier request carries the header "
+                "Idempotent-Replayed: true.",
             ),
             **problem_responses(400, 404, 409, 413, 422, 503),
         },
@@ -260,6 +313,7 @@ class TransferListCreateApi(APIView):
                 ],
                 metadata=data["metadata"],
                 description=data.get("description"),
+                hold=multi.hold(),
             )
         else:
             single = SingleTransferInputSerializer(data=request.data)
@@ -273,13 +327,9 @@ class TransferListCreateApi(APIView):
                 currency=data["currency"],
                 metadata=data["metadata"],
                 description=data.get("description"),
+                hold=single.hold(),
             )
-        token = consistency_token_for(outcome.positions)
-        body = {**outcome.document, "consistencyToken": token}
-        headers = {TOKEN_HEADER: token}
-        if outcome.replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+        return _outcome_response(outcome, status.HTTP_201_CREATED)
 
     @extend_schema(
         tags=["transfers"],
@@ -291,6 +341,97 @@ class TransferListCreateApi(APIView):
     def get(self, request):
         params = query_params_validate(request, self.TransferListQuerySerializer)
         return page_response(projections.projected_transfer_list(**params), TransferListItemSerializer)
+
+
+class HoldCommandInputSerializer(StrictInputSerializer):
+    idempotencyKey = IdempotencyKeyField(
+        required=False,
+        help_text="Required here or in the Idempotency-Key header; its own key, not the transfer's. Same key + same "
+        "body replays the first answer.",
+    )
+
+
+class HoldPostInputSerializer(HoldCommandInputSerializer):
+    amount = MinorUnitsField(
+        required=False,
+        help_text="Post less than held (a hold of one posting only; the rest is released). Default: all of it.",
+    )
+
+
+_TRANSFER_ID_PARAMETER = OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")
+_IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    dict(IDEMPOTENCY_KEY_SCHEMA),
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Alternative to the idempotencyKey body field, with the same rules.",
+)
+_NOT_PENDING = (
+    " A transfer that is not pending (posted, voided, expired, or past its expiresAt) is a 409 transfer_not_pending "
+    "with its status in transferStatus."
+)
+
+
+class TransferPostApi(APIView):
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_post_hold",
+        summary="Post a pending transfer (all of its hold, or less)",
+        description="The hold becomes a posted transfer with its entries. An amount above the held one is a 422 "
+        "amount_exceeds_hold; an amount for a hold of several postings is a 400." + _NOT_PENDING,
+        parameters=[_TRANSFER_ID_PARAMETER, _IDEMPOTENCY_PARAMETER],
+        request=HoldPostInputSerializer,
+        responses={
+            200: OpenApiResponse(PostedTransferOutputSerializer, description="Posted (or a replay, flagged)."),
+            **problem_responses(400, 404, 409, 413, 422, 503),
+        },
+    )
+    def post(self, request, transfer_id: str):
+        transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
+        query_params_validate(request, NoQueryParameters)
+        serializer = HoldPostInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcome = services.hold_post(
+            transfer_id=transfer_uuid,
+            idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
+            amount=data.get("amount"),
+        )
+        return _outcome_response(outcome, status.HTTP_200_OK)
+
+
+class TransferVoidApi(APIView):
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_void_hold",
+        summary="Void a pending transfer: release its hold",
+        description="The transfer becomes voided; nothing moves." + _NOT_PENDING,
+        parameters=[_TRANSFER_ID_PARAMETER, _IDEMPOTENCY_PARAMETER],
+        request=HoldCommandInputSerializer,
+        responses={
+            200: OpenApiResponse(PostedTransferOutputSerializer, description="Voided (or a replay, flagged)."),
+            **problem_responses(400, 404, 409, 413, 503),
+        },
+    )
+    def post(self, request, transfer_id: str):
+        transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
+        query_params_validate(request, NoQueryParameters)
+        serializer = HoldCommandInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.hold_void(
+            transfer_id=transfer_uuid,
+            idempotency_key=_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
+        )
+        return _outcome_response(outcome, status.HTTP_200_OK)
+
+
+def _outcome_response(outcome: services.TransferOutcome, status_code: int) -> Response:
+    token = consistency_token_for(outcome.positions)
+    body = {**outcome.document, "consistencyToken": token}
+    headers = {TOKEN_HEADER: token}
+    if outcome.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(body, status=status_code, headers=headers)
 
 
 class TransferDetailApi(APIView):

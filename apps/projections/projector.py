@@ -26,7 +26,16 @@ from django.utils.dateparse import parse_datetime
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from apps.outbox.registry import ACCOUNT_CREATED, ACCOUNT_UPDATED, ENTRY_POSTED, TRANSFER_POSTED, EventType
+from apps.outbox.registry import (
+    ACCOUNT_CREATED,
+    ACCOUNT_UPDATED,
+    ENTRY_POSTED,
+    TRANSFER_EXPIRED,
+    TRANSFER_PENDING,
+    TRANSFER_POSTED,
+    TRANSFER_VOIDED,
+    EventType,
+)
 from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.outbox.topics import RELAY_POSITION_HEADER
 from apps.projections.ledger_rows import TRANSFER_COLUMNS, column_list, transfer_rows_sql
@@ -272,13 +281,25 @@ def _postings(transfer: dict[str, Any]) -> list[dict[str, Any]]:
 def _transfers_apply(
     cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult
 ) -> None:
+    """TransferPosted: a new transfer, or a hold the read model has as pending, now posted."""
+    _transfer_rows_upsert(cursor, tables, transfers, now, result, TRANSFER_POSTED)
+
+
+def _transfer_rows_upsert(
+    cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult, event: EventType
+) -> None:
+    """Insert each transfer, or replace the row of one still pending (a hold settles once: the
+    row of a posted, voided or expired transfer never changes, so redelivery is a no-op)."""
     cursor.execute(
-        sql.SQL("""INSERT INTO {transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
+        sql.SQL("""INSERT INTO {transfer} AS p (transfer_id, from_account_id, to_account_id, amount, currency, status,
                                             idempotency_key, metadata, description, postings, entries, created_at,
                                             applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
                                      %s::text[], %s::jsonb[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
-            ON CONFLICT (transfer_id) DO NOTHING""").format(transfer=tables.transfer),
+            ON CONFLICT (transfer_id) DO UPDATE
+               SET amount = EXCLUDED.amount, status = EXCLUDED.status, postings = EXCLUDED.postings,
+                   entries = EXCLUDED.entries, applied_at = EXCLUDED.applied_at
+             WHERE p.status = 'pending' AND EXCLUDED.status <> 'pending'""").format(transfer=tables.transfer),
         [
             now,
             [t["transferId"] for t in transfers],
@@ -291,12 +312,21 @@ def _transfers_apply(
             [Jsonb(t["metadata"]) for t in transfers],
             [t.get("description") for t in transfers],
             [Jsonb(_postings(t)) for t in transfers],
-            [Jsonb(t["entries"]) for t in transfers],
+            [Jsonb(t.get("entries", [])) for t in transfers],
             [parse_datetime(t["createdAt"]) for t in transfers],
         ],
     )
-    result.applied[TRANSFER_POSTED.name] += cursor.rowcount
+    result.applied[event.name] += cursor.rowcount
     result.duplicates += len(transfers) - cursor.rowcount
+
+
+def _holds_apply(event: EventType) -> Callable[..., None]:
+    """TransferPending, TransferVoided, TransferExpired: the hold's row, with its status."""
+
+    def apply(cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+        _transfer_rows_upsert(cursor, tables, transfers, now, result, event)
+
+    return apply
 
 
 def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: datetime, result: BatchResult) -> None:
@@ -326,12 +356,16 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
 
 
 #: How each event type of the registry is applied, in this order: accounts (created, updated), entries (which
-#: return the entries they healed from the ledger), then transfers.
+#: return the entries they healed from the ledger), then transfers: holds first, so that a hold created and
+#: settled in one batch ends settled.
 EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     ACCOUNT_CREATED: _accounts_apply,
     ACCOUNT_UPDATED: _account_updates_apply,
     ENTRY_POSTED: _entries_apply,
+    TRANSFER_PENDING: _holds_apply(TRANSFER_PENDING),
     TRANSFER_POSTED: _transfers_apply,
+    TRANSFER_VOIDED: _holds_apply(TRANSFER_VOIDED),
+    TRANSFER_EXPIRED: _holds_apply(TRANSFER_EXPIRED),
 }
 
 

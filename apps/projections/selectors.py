@@ -30,11 +30,16 @@ class Balance:
     #: Sequence of the account's latest entry in the ledger when this was read.
     ledger_sequence: int
     updated_at: datetime | None
+    #: What the account's open, unexpired holds reserve, read from the ledger when this was read.
+    pending_debits: int
+    pending_credits: int
 
     @property
     def available(self) -> int | None:
         """What may still be debited; None when the overdraft is unlimited."""
-        return None if self.overdraft_limit is None else self.balance + self.overdraft_limit
+        if self.overdraft_limit is None:
+            return None
+        return self.balance - self.pending_debits + self.overdraft_limit
 
     @property
     def up_to_date(self) -> bool:
@@ -65,7 +70,10 @@ def projection_wait(*, account_id: UUID, sequence: int | None) -> None:
         pause = min(pause * 2, 0.05)
 
 
-def projected_balance(*, account_id: UUID) -> Balance:
+def projected_balance(*, account_id: UUID, pending_debits: int, pending_credits: int) -> Balance:
+    """The posted balance from the read model, with the pending totals the caller read from the
+    ledger's open holds (apps.ledger.selectors.account_pending): those are current, as a hold
+    writes no entry a consistency token could wait for."""
     account = account_get(account_id=account_id)
     row = ProjectedBalance.objects.filter(account_id=account_id).first()
     return Balance(
@@ -76,6 +84,8 @@ def projected_balance(*, account_id: UUID) -> Balance:
         projected_sequence=row.last_sequence if row else 0,
         ledger_sequence=account.last_sequence,
         updated_at=row.updated_at if row and row.last_sequence else None,
+        pending_debits=pending_debits,
+        pending_credits=pending_credits,
     )
 
 

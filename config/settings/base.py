@@ -142,6 +142,8 @@ LEDGER = {
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.
     "TRANSACTION_RETRIES": env.int("LEDGER_TRANSACTION_RETRIES", default=5),
+    # How many expired holds one run of the expiry task releases at most.
+    "HOLD_EXPIRY_BATCH": env.int("LEDGER_HOLD_EXPIRY_BATCH", default=500),
 }
 
 KAFKA = {
@@ -198,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.outbox.tasks.relay_outbox",
         "schedule": env.float("OUTBOX_RELAY_INTERVAL_SECONDS", default=1.0),
         # A backlog of missed runs must not pile up: a run not started within 1 s is dropped.
+        "options": {"expires": 1.0},
+    },
+    "expire-holds": {
+        "task": "apps.ledger.tasks.expire_holds",
+        "schedule": env.float("LEDGER_HOLD_EXPIRY_INTERVAL_SECONDS", default=1.0),
         "options": {"expires": 1.0},
     },
     "prune-outbox": {

@@ -46,13 +46,16 @@ BEGIN
              GROUP BY l.account_id) AS r
      WHERE a.id = r.account_id;
     UPDATE transfer_hold SET open = false WHERE transfer_id = p_transfer_id AND open;
-    IF p_status <> 'posted' THEN
+    IF p_status = 'voided' THEN
         INSERT INTO outbox_event (event_id, topic, key, event_type, payload, headers, created_at, published_at)
         SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
-          FROM outbox_event_row(p_event_id, CASE p_status WHEN 'voided' THEN 'TransferVoided'
-                                                                   ELSE 'TransferExpired' END,
-                                         p_transfer_id::text, p_at, ledger_hold_event_data(p_transfer_id, p_at),
-                                         p_headers) AS r;
+          FROM outbox_event_row(p_event_id, 'TransferVoided', p_transfer_id::text, p_at,
+                                ledger_hold_event_data(p_transfer_id, p_at), p_headers) AS r;
+    ELSIF p_status = 'expired' THEN
+        INSERT INTO outbox_event (event_id, topic, key, event_type, payload, headers, created_at, published_at)
+        SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
+          FROM outbox_event_row(p_event_id, 'TransferExpired', p_transfer_id::text, p_at,
+                                ledger_hold_event_data(p_transfer_id, p_at), p_headers) AS r;
     END IF;
 END;
 $$;

@@ -1,0 +1,14 @@
+"""Celery entry points of the ledger: thin wrappers around services.py."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from apps.ledger.services import holds_expire
+
+
+@shared_task(name="apps.ledger.tasks.expire_holds", ignore_result=True)
+def expire_holds() -> int:
+    """Release the holds past their expiry, a batch per run (beat runs it every second)."""
+    return holds_expire(limit=settings.LEDGER["HOLD_EXPIRY_BATCH"])
