@@ -189,7 +189,10 @@ def test_an_account_with_a_balance_cannot_close(make_account, make_transfer):
     with pytest.raises(errors.AccountNotEmpty) as refused:
         account_update(account_id=account.id, status="closed")
 
-    assert (refused.value.field, refused.value.params) == ("status", {"balance": 30})
+    assert (refused.value.field, refused.value.params) == (
+        "status",
+        {"balance": 30, "pendingDebits": 0, "pendingCredits": 0},
+    )
     assert Account.objects.get(id=account.id).status == AccountStatus.FROZEN
 
 

@@ -45,6 +45,8 @@ def test_open_an_account_with_defaults(api):
         "externalRef": None,
         "status": "active",
         "overdraftLimit": None,
+        "pendingDebits": 0,
+        "pendingCredits": 0,
         "metadata": {},
         "createdAt": body["createdAt"],
         "updatedAt": body["updatedAt"],

@@ -99,6 +99,8 @@ def test_as_of_gives_the_posted_balance_after_the_last_entry_at_or_before_it(api
         "balance": 1_000,
         "available": 1_100,
         "overdraftLimit": 100,
+        "pendingDebits": 0,
+        "pendingCredits": 0,
         "lastSequence": 1,
         "updatedAt": iso_z(first.created_at),
         "consistency": {"projectedSequence": 1, "ledgerSequence": 1, "upToDate": True},

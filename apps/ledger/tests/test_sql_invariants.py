@@ -770,3 +770,81 @@ def test_the_invariants_migration_reverses_and_reapplies(make_account):
     account = make_account()
     with pytest.raises(IntegrityError, match="never deleted"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM account WHERE id = %s", [account.id])
+
+
+def _hold(make_account):
+    from apps.ledger.services import HoldRequest, transfer_create
+
+    source, destination = make_account(), make_account()
+    outcome = transfer_create(
+        idempotency_key=f"sql-hold-{new_id()}",
+        from_account_id=source.id,
+        to_account_id=destination.id,
+        amount=50,
+        currency="USD",
+        hold=HoldRequest(),
+    )
+    return source, destination, outcome.transfer_id
+
+
+def test_pending_totals_must_match_the_open_holds(make_account):
+    source, _, _ = _hold(make_account)
+    with pytest.raises(IntegrityError, match="disagree with its open holds"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE account SET pending_debits = 0 WHERE id = %s", [source.id])
+
+
+def test_a_pending_transfer_has_no_entries_and_a_hold_only_closes(make_account):
+    source, destination, transfer_id = _hold(make_account)
+    with pytest.raises(IntegrityError, match="may only close"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer_hold SET amount = 10 WHERE transfer_id = %s", [transfer_id])
+    with pytest.raises(IntegrityError, match=r"pending transfer .* must have no entries"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=source,
+                counterparty=destination,
+                amount=-50,
+                sequence=1,
+                balance_after=-50,
+            )
+            insert_entry(
+                cursor,
+                transfer_id=transfer_id,
+                account=destination,
+                counterparty=source,
+                amount=50,
+                sequence=1,
+                balance_after=50,
+            )
+            cursor.execute("UPDATE account SET balance = -50, last_sequence = 1 WHERE id = %s", [source.id])
+            cursor.execute("UPDATE account SET balance = 50, last_sequence = 1 WHERE id = %s", [destination.id])
+
+
+def test_status_moves_only_from_pending_to_a_final_one(make_account):
+    _, _, transfer_id = _hold(make_account)
+    with pytest.raises(IntegrityError, match="may only become posted, voided or expired"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET status = 'pending', updated_at = now() WHERE id = %s", [transfer_id])
+    with pytest.raises(IntegrityError, match="still has 1 open holds"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET status = 'voided' WHERE id = %s", [transfer_id])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_hold_release(%s, 'voided', %s, '{}', now())", [transfer_id, new_id()])
+    with pytest.raises(IntegrityError, match="is voided"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET status = 'expired' WHERE id = %s", [transfer_id])
+
+
+def test_a_posted_hold_posts_at_most_what_it_held(make_account):
+    source, destination, transfer_id = _hold(make_account)
+    with pytest.raises(IntegrityError, match="at most that for a hold"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT ledger_hold_release(%s, 'posted', NULL, '{}', now())", [transfer_id])
+            cursor.execute(
+                "SELECT ledger_write_postings(%s, ARRAY[%s]::uuid[], ARRAY[%s]::uuid[], ARRAY[51]::bigint[], "
+                "ARRAY['USD'], ARRAY[%s, %s]::uuid[], ARRAY[%s, %s, %s]::uuid[], '{}', now())",
+                [transfer_id, source.id, destination.id, new_id(), new_id(), new_id(), new_id(), new_id()],
+            )
