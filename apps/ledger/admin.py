@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
@@ -48,6 +49,7 @@ class TransferAdmin(LedgerTableAdmin):
     search_help_text = "Transfer id, idempotency key, or the id of the account it is from or to (exact)."
     ordering = ("-id",)  # UUIDv7: newest first
     sortable_by = ("id", "created_at")
+    readonly_fields = ("held",)
     inlines = (EntryInline,)
 
     @admin.display(description="from")
@@ -57,6 +59,33 @@ class TransferAdmin(LedgerTableAdmin):
     @admin.display(description="to")
     def to_link(self, transfer: Transfer) -> str:
         return admin_link(Account, transfer.to_account_id, transfer.to_account)
+
+    @admin.display(description="held")
+    def held(self, transfer: Transfer) -> str:
+        """What a hold reserved, posting by posting, until when, and whether it is still open."""
+        holds = transfer.holds.order_by("posting_index")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    hold.posting_index,
+                    hold.from_account_id,
+                    hold.to_account_id,
+                    amount_with_currency(hold.amount, hold.currency_id),
+                    hold.expires_at or "never",
+                    "open" if hold.open else "closed",
+                )
+                for hold in holds
+            ),
+        )
+        if not rows:
+            return "-"
+        return format_html(
+            "<table><thead><tr><th>posting</th><th>from</th><th>to</th><th>held (minor units)</th>"
+            "<th>expires</th><th>hold</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="amount (minor units)")
     def amount_display(self, transfer: Transfer) -> str:

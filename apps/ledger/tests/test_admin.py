@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.accounts.models import Account, Currency
-from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.models import Entry, Hold, IdempotencyRecord, Transfer
+from apps.ledger.services import HoldRequest, Posting, hold_post, transfer_create_postings
 from apps.outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -257,10 +257,31 @@ def test_support_sees_a_multi_leg_transfer_with_its_description_and_every_postin
     assert "Buy 1,000 CREDITS for 10 USD" in content
     assert "-1000 USD" in content
     assert "-1000 CREDITS" in content
-    inline = response.context["inline_admin_formsets"][0]
-    assert [(form.original.posting_index, form.original.amount) for form in inline] == [
+    entries = next(inline for inline in response.context["inline_admin_formsets"] if inline.opts.model is Entry)
+    assert [(form.original.posting_index, form.original.amount) for form in entries] == [
         (0, -1000),
         (0, 1000),
         (1, -1000),
         (1, 1000),
     ]
+
+
+def test_support_sees_what_a_hold_reserved_until_when_and_whether_it_is_still_open(
+    support_client, make_account, make_transfer
+):
+    wallet, shop = make_account("USD"), make_account("USD")
+    hold = make_transfer(wallet, shop, 300, hold=HoldRequest(timeout_seconds=600)).transfer_id
+
+    pending = support_client.get(admin_url(Transfer, "change", hold)).content.decode()
+    hold_post(transfer_id=hold, idempotency_key="post-it", amount=120)
+    posted = support_client.get(admin_url(Transfer, "change", hold)).content.decode()
+
+    assert "Pending" in pending
+    assert "<td>300 USD</td>" in pending
+    assert "<td>open</td>" in pending
+    expires_at = Hold.objects.get(transfer_id=hold).expires_at
+    assert expires_at is not None
+    assert str(expires_at.year) in pending
+    assert "-300 USD" not in pending  # nothing posted yet
+    assert "<td>closed</td>" in posted
+    assert "-120 USD" in posted
