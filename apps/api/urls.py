@@ -9,5 +9,6 @@ urlpatterns = [
     path("accounts/<str:account_id>/balance", accounts.AccountBalanceApi.as_view(), name="account-balance"),
     path("accounts/<str:account_id>/statements", accounts.AccountStatementApi.as_view(), name="account-statements"),
     path("transfers", transfers.TransferListCreateApi.as_view(), name="transfers"),
+    path("transfers/batch", transfers.TransferBatchApi.as_view(), name="transfers-batch"),
     path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),
 ]
