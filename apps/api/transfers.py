@@ -187,6 +187,8 @@ class TransferRequestListField(serializers.ListField):
 
 
 class TransferBatchInputSerializer(StrictInputSerializer):
+    """Up to 1,000 POST /transfers bodies, posted atomically or each on its own."""
+
     atomic = StrictBooleanField(
         help_text="true: all are posted or none is (one refusal is a 422 for the batch). false: each on its own."
     )
