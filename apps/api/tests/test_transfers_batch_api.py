@@ -159,6 +159,20 @@ def test_an_atomic_batch_sent_again_replays_every_transfer(api, make_account, wa
     assert balance(shop) == 3
 
 
+def test_a_batch_over_too_many_accounts_for_one_token_answers_each_transfer_with_its_own(api, make_account):
+    accounts = [make_account() for _ in range(100)]
+    body = {
+        "atomic": True,
+        "transfers": [transfer(accounts[2 * n], accounts[2 * n + 1], 1, f"wide-{n}") for n in range(50)],
+    }
+
+    answer = post_batch(api, body).json()
+
+    assert answer["consistencyToken"] is None
+    first = answer["results"][0]["transfer"]
+    assert consistency_token_parse(first["consistencyToken"]) == {accounts[0].id: 1, accounts[1].id: 1}
+
+
 # --- non-atomic ---------------------------------------------------------------------------------
 
 
