@@ -25,6 +25,9 @@ What is requested (SPEC["requests"]):
       pair:   two accounts, each client pays one to the other, in a random direction;
       random: two distinct accounts drawn from `accounts`;
       hot:    client i pays `hot` from `sources[i % len(sources)]`.
+  * {"kind": "batch", "key_prefix", "currency", "accounts", "size", "atomic"}: POST
+    /transfers/batch of `size` transfers between two distinct accounts drawn from `accounts`,
+    each with its own idempotency key `<key_prefix>-<n>-<i>`.
   * {"kind": "get", "paths": [...]}: GET each path in turn.
 
 The result holds every latency (ms, by outcome), the count of each outcome class
@@ -172,13 +175,15 @@ class RequestMaker:
         self.host = host_header
         self.rng = random.Random(spec.get("seed", 1))
         self.count = 0
-        if self.kind == "transfer":
+        if self.kind in ("transfer", "batch"):
             self.prefix = spec["key_prefix"]
             self.currency = spec.get("currency", "USD")
             self.pattern = spec["pattern"]
             self.accounts = spec.get("accounts") or []
             self.sources = spec.get("sources") or []
             self.hot = spec.get("hot")
+            self.size = int(spec.get("size", 1))
+            self.atomic = "true" if spec.get("atomic") else "false"
         else:
             self.paths = spec["paths"]
 
@@ -188,6 +193,12 @@ class RequestMaker:
         if self.kind == "get":
             path = self.paths[n % len(self.paths)]
             return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAccept: application/json\r\n\r\n".encode()
+        if self.kind == "batch":
+            items = ",".join(self.transfer_body(client, f"{n}-{i}") for i in range(self.size))
+            return self.post("/transfers/batch", f'{{"atomic":{self.atomic},"transfers":[{items}]}}'.encode())
+        return self.post("/transfers", self.transfer_body(client, str(n)).encode())
+
+    def transfer_body(self, client: int, key: str) -> str:
         if self.pattern == "pair":
             source, destination = self.accounts if self.rng.random() < 0.5 else self.accounts[::-1]
         elif self.pattern == "random":
@@ -201,12 +212,14 @@ class RequestMaker:
             source, destination = self.sources[client % len(self.sources)], self.hot
         else:
             raise ValueError(self.pattern)
-        body = (
-            f'{{"from":"{source}","to":"{destination}","amount":{self.rng.randint(1, 1000)},'
-            f'"currency":"{self.currency}","idempotencyKey":"{self.prefix}-{n}"}}'
-        ).encode()
         return (
-            f"POST /transfers HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f'{{"from":"{source}","to":"{destination}","amount":{self.rng.randint(1, 1000)},'
+            f'"currency":"{self.currency}","idempotencyKey":"{self.prefix}-{key}"}}'
+        )
+
+    def post(self, path: str, body: bytes) -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 

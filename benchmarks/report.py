@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 BENCH_DIR = Path(__file__).resolve().parent
 START = "<!-- bench-results:start -->"
 END = "<!-- bench-results:end -->"
-SCENARIOS = "abcdef"
+SCENARIOS = "abcdefg"
 COMPONENTS = [
     "web",
     "postgres",
@@ -187,9 +187,37 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         lines.append("|---|---|---|")
         lines.extend(
             f"| {kind} | {triple(s, kind)} | {spread_text(s.get(f'{kind}_rps'))} |"
-            for kind in ("balance", "statement_first_page", "statement_deep_cursor", "statement_time_range")
+            for kind in (
+                "balance",
+                "balance_as_of",
+                "statement_first_page",
+                "statement_deep_cursor",
+                "statement_time_range",
+            )
             if f"{kind}_p50_ms" in s
         )
+    g = results.get("g")
+    if g:
+        s = g["summary"]
+        settings_g = g.get("scenario_settings", {})
+        lines.append("")
+        lines.append(
+            f"**g** {g['title']} ({g['date']}): {settings_g.get('clients')} clients in a closed loop, random pairs of "
+            f"{fmt(settings_g.get('accounts_created'))} accounts, {settings_g.get('duration')} s per variant, "
+            f"{len(g['repeats'])} repeats; PostgreSQL deadlocks: {s.get('deadlocks')}. HTTP latency is per batch.\n"
+        )
+        lines.append(
+            "| variant | transfers/s end to end | HTTP transfers/s | batch HTTP p50 / p95 / p99 ms "
+            "| commit→projection p95 ms | CPU ms per transfer (ours; web; postgres) | errors |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        for name, v in s.get("variants", {}).items():
+            lines.append(
+                f"| {name} | {spread_text(v.get('e2e_tps'))} | {spread_text(v.get('http_tps'))} "
+                f"| {triple(v, 'batch_http')} | {fmt(med(v, 'c2p_p95_ms'))} "
+                f"| {fmt(med(v, 'cpu_ms_per_transfer_ours'), 3)}; {fmt(med(v, 'cpu_ms_per_transfer_web'), 3)}; "
+                f"{fmt(med(v, 'cpu_ms_per_transfer_postgres'), 3)} | {v.get('errors')} |"
+            )
     lines.append("")
     lines.append("CPU by component, in cores (of 2), median of the repeats, over load + drain:\n")
     present = [

@@ -17,7 +17,8 @@ Scenarios:
      clients, the best end-to-end rate; then pgbench tpcb-like on the same server
   d  hot account: 64 clients, each paying one shared account from an account of its own
   e  replay_projections over 1,000,000 entries
-  f  balance and statement reads of an account with 1,000,000 entries
+  f  balance (now and at random instants) and statement reads of an account with 1,000,000 entries
+  g  POST /transfers/batch of 100 and of 1,000 transfers, atomic and not
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import base64
 import datetime as dt
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,7 @@ TITLES = {
     "d": "hot account: 64 clients paying one account",
     "e": "replay_projections over 1,000,000 entries",
     "f": "reads of an account with 1,000,000 entries",
+    "g": "batches: POST /transfers/batch of 100 and 1,000 transfers, 10,000 accounts",
 }
 
 # Normal and smoke sizes. --duration overrides the load seconds of a, b, d and of each step of c.
@@ -66,6 +69,7 @@ SIZES: dict[bool, dict[str, Any]] = {
         "d": {"clients": 64, "duration": 30},
         "e": {"accounts": 10_000, "transfers": 500_000},
         "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 2, "duration": 10, "deep_after": 900_000},
+        "g": {"accounts": 10_000, "batch_sizes": [100, 1_000], "clients": 4, "duration": 15},
         "warmup": 3,
     },
     True: {
@@ -75,6 +79,7 @@ SIZES: dict[bool, dict[str, Any]] = {
         "d": {"clients": 8, "duration": 2},
         "e": {"accounts": 100, "transfers": 2_000},
         "f": {"counterparties": 10, "transfers": 2_000, "clients": 2, "duration": 1, "deep_after": 1_500},
+        "g": {"accounts": 100, "batch_sizes": [5, 20], "clients": 2, "duration": 2},
         "warmup": 0.5,
     },
 }
@@ -115,7 +120,7 @@ class Bench:
 
     def size(self, scenario: str, key: str) -> Any:
         value = self.sizes[scenario][key]
-        if key == "duration" and self.args.duration and scenario in "abcd":
+        if key == "duration" and self.args.duration and scenario in "abcdg":
             return self.args.duration
         if key == "steps" and self.args.steps:
             return [int(x) for x in self.args.steps.split(",")]
@@ -255,6 +260,7 @@ class Bench:
         last_visible = max(visible_at) if visible_at else None
         window = (last_visible - first_send) if last_visible else None
         http_window = (result["last_answer"] - first_send) if result["last_answer"] else None
+        transfers_per_request = int(spec["requests"].get("size", 1))  # a batch carries several
         errors = {k: v for k, v in result["outcomes"].items() if k not in ("200", "201")}
         http = latency_summary(result["ok_latencies_ms"])
         http_all = latency_summary(result["ok_latencies_ms"] + result["error_latencies_ms"])
@@ -267,7 +273,8 @@ class Bench:
             "committed": committed,
             "visible": len(visible_at),
             "e2e_tps": round(len(visible_at) / window, 1) if window else 0.0,
-            "http_tps": round(result["ok"] / http_window, 1) if http_window else 0.0,
+            "http_tps": round(result["ok"] * transfers_per_request / http_window, 1) if http_window else 0.0,
+            "transfers_per_request": transfers_per_request,
             "offered_tps": spec.get("rate"),
             "load_seconds": round(load_end - started, 2),
             "drain_after_load_s": round(drain_s, 2),
@@ -629,6 +636,13 @@ class Bench:
                 if row is None:
                     raise RuntimeError(f"entry {entries // 2} of the seeded account {account} is missing")
                 middle = row[0]
+                row = conn.execute(
+                    "SELECT min(created_at), max(created_at) FROM entry WHERE account_id = %s AND sequence IN (1, %s)",
+                    [account, entries],
+                ).fetchone()
+                if row is None or row[0] is None:
+                    raise RuntimeError(f"the entries of the seeded account {account} are missing")
+                first_at, last_at = row
             start = middle.astimezone(dt.UTC)
             end = start + dt.timedelta(days=1)
             fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -637,8 +651,17 @@ class Bench:
                 .decode()
                 .rstrip("=")
             )
-            kinds = {
+            # Instants drawn uniformly over the account's history, the same ones in every repeat.
+            rng = random.Random(7)
+            span = (last_at - first_at).total_seconds()
+            as_of_paths = [
+                f"/accounts/{account}/balance?asOf="
+                + (first_at + dt.timedelta(seconds=rng.uniform(0, span))).astimezone(dt.UTC).strftime(fmt)
+                for _ in range(1_000)
+            ]
+            kinds: dict[str, str | list[str]] = {
                 "balance": f"/accounts/{account}/balance",
+                "balance_as_of": as_of_paths,
                 "statement_first_page": f"/accounts/{account}/statements?limit=50",
                 "statement_deep_cursor": f"/accounts/{account}/statements?limit=50&cursor={cursor}",
                 "statement_time_range": (
@@ -649,10 +672,11 @@ class Bench:
                 **sizes,
                 "account": account,
                 "account_entries": entries,
-                "paths": kinds,
+                "paths": {kind: paths for kind, paths in kinds.items() if isinstance(paths, str)},
+                "as_of_instants": {"count": len(as_of_paths), "from": first_at, "to": last_at},
                 "seed": info,
             }
-            for path in kinds.values():  # warm-up, and a check that each answers 200 with data
+            for paths in kinds.values():  # warm-up, and a check that each answers 200 with data
                 self.loadgen(
                     stack,
                     {
@@ -660,7 +684,7 @@ class Bench:
                         "concurrency": 1,
                         "duration": 5,
                         "max_requests": 3,
-                        "requests": {"kind": "get", "paths": [path]},
+                        "requests": {"kind": "get", "paths": _paths(paths)},
                     },
                 )
             self.check_reads(stack, kinds)
@@ -668,7 +692,7 @@ class Bench:
                 log(f"scenario f repeat {repeat}")
                 per_kind = {}
                 all_latencies: list[float] = []
-                for kind, path in kinds.items():
+                for kind, paths in kinds.items():
                     meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database}).start()
                     result = self.loadgen(
                         stack,
@@ -676,7 +700,7 @@ class Bench:
                             "mode": "closed",
                             "concurrency": sizes["clients"],
                             "duration": sizes["duration"],
-                            "requests": {"kind": "get", "paths": [path]},
+                            "requests": {"kind": "get", "paths": _paths(paths)},
                         },
                         meter,
                     )
@@ -710,17 +734,68 @@ class Bench:
                 self.pg.drop(stack.database)
         return out
 
-    def check_reads(self, stack: Stack, kinds: dict[str, str]) -> None:
+    # -- g: batches -----------------------------------------------------------------------------
+
+    def scenario_g(self) -> dict[str, Any]:
+        """Closed loop of POST /transfers/batch, one phase per batch size and atomicity. A
+        transfer counts as in a-d: once committed and visible in the projection."""
+        sizes = self.sizes["g"]
+        stack = Stack(self.pg, self.db_name("g"), self.options, self.workdir)
+        out: dict[str, Any] = {"repeats": []}
+        try:
+            stack.start()
+            out["settings"] = stack.settings_summary()
+            ids = self.accounts(stack, sizes["accounts"])
+            duration = self.size("g", "duration")
+            out["scenario_settings"] = {**sizes, "accounts_created": len(ids), "duration": duration}
+            requests = {"kind": "batch", "pattern": "random", "accounts": ids}
+            self.warmup(stack, {**requests, "size": sizes["batch_sizes"][0], "atomic": False}, sizes["clients"])
+            for repeat in range(1, self.repeats("g") + 1):
+                log(f"scenario g repeat {repeat}")
+                variants = {}
+                for size in sizes["batch_sizes"]:
+                    for atomic in (False, True):
+                        prefix = f"g-{self.run_id}-r{repeat}-{size}{'a' if atomic else 'n'}"
+                        spec = {
+                            "mode": "closed",
+                            "concurrency": sizes["clients"],
+                            "duration": duration,
+                            "requests": {**requests, "size": size, "atomic": atomic, "key_prefix": prefix},
+                        }
+                        variants[batch_variant(size, atomic)] = self.phase(stack, spec, prefix)
+                out["repeats"].append({"variants": variants})
+        finally:
+            stack.stop()
+            out["deadlocks"] = self.deadlocks(stack.database)
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    def check_reads(self, stack: Stack, kinds: dict[str, str | list[str]]) -> None:
         import urllib.request
 
-        for kind, path in kinds.items():
-            with urllib.request.urlopen(stack.base_url + path, timeout=30) as response:
-                body = json.loads(response.read())
-            if kind != "balance" and len(body["data"]) != 50:
-                raise RuntimeError(f"{kind}: expected a full page of 50 lines, got {len(body['data'])}")
+        for kind, paths in kinds.items():
+            for path in _paths(paths)[:3]:
+                with urllib.request.urlopen(stack.base_url + path, timeout=30) as response:
+                    body = json.loads(response.read())
+                if kind == "balance_as_of" and "asOf" not in body:
+                    raise RuntimeError(f"{kind}: expected a point-in-time balance, got {body}")
+                if kind.startswith("statement") and len(body["data"]) != 50:
+                    raise RuntimeError(f"{kind}: expected a full page of 50 lines, got {len(body['data'])}")
+
+
+def _paths(paths: str | list[str]) -> list[str]:
+    return [paths] if isinstance(paths, str) else paths
 
 
 # -- summarising -------------------------------------------------------------------------------
+
+
+def batch_variant(size: int, atomic: bool) -> str:
+    return f"batch{size}_{'atomic' if atomic else 'independent'}"
+
+
+OURS = ("web", "postgres", "worker", "consumer", "kafka", "beat", "redis (celery broker, shared)")
 
 
 def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dict[str, Any]:
@@ -781,6 +856,32 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
             s[f"{kind}_rps"] = spread([rep["kinds"][kind]["rps"] for rep in reps])
         s["read_p95_ms"] = spread([rep["read_p95_ms"] for rep in reps])
         s["errors"] = spread([rep["errors_total"] for rep in reps])
+    elif scenario == "g":
+        variants = reps[0]["variants"].keys() if reps else []
+        s["variants"] = {}
+        for name in variants:
+            phases = [rep["variants"][name] for rep in reps]
+            per_transfer = [
+                sum(phase["cpu_ms_per_transfer"].get(c) or 0 for c in OURS) if phase["cpu_ms_per_transfer"] else None
+                for phase in phases
+            ]
+            s["variants"][name] = {
+                "e2e_tps": spread([phase["e2e_tps"] for phase in phases]),
+                "http_tps": spread([phase["http_tps"] for phase in phases]),
+                **{
+                    f"batch_http_{q}_ms": spread([phase["http_latency_ms"][q] for phase in phases])
+                    for q in ("p50", "p95", "p99")
+                },
+                "c2p_p95_ms": spread([phase["commit_to_projection_ms"]["p95"] for phase in phases]),
+                "outbox_max_backlog": spread([phase["outbox"]["max_backlog"] for phase in phases]),
+                "cpu_ms_per_transfer_ours": spread(per_transfer),
+                "cpu_ms_per_transfer_web": spread([phase["cpu_ms_per_transfer"].get("web") for phase in phases]),
+                "cpu_ms_per_transfer_postgres": spread(
+                    [phase["cpu_ms_per_transfer"].get("postgres") for phase in phases]
+                ),
+                "errors": sum(phase["errors_total"] for phase in phases),
+            }
+        s["deadlocks"] = out.get("deadlocks")
     return s
 
 
@@ -819,9 +920,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    parser.add_argument("--scenario", default="all", help="a, b, c, d, e, f, a comma list, or all")
-    parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3 for a-d, 1 for e-f)")
-    parser.add_argument("--duration", type=float, default=None, help="load seconds of a, b, d and of each step of c")
+    parser.add_argument("--scenario", default="all", help="a, b, c, d, e, f, g, a comma list, or all")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3 for a-d and g, 1 for e-f)")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="load seconds of a, b, d, of each step of c and each phase of g"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds per scenario")
     parser.add_argument(
         "--web-workers", type=int, default=int(os.environ.get("BENCH_WEB_WORKERS", DEFAULT_WEB_WORKERS))
@@ -857,7 +960,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="added to the result file names: <date>-<scenario><tag>.json")
     args = parser.parse_args(argv)
 
-    selected = list("abcdef") if args.scenario == "all" else [s.strip() for s in args.scenario.split(",")]
+    selected = list(TITLES) if args.scenario == "all" else [s.strip() for s in args.scenario.split(",")]
     for scenario in selected:
         if scenario not in TITLES:
             parser.error(f"unknown scenario {scenario}")
@@ -876,8 +979,10 @@ def main(argv: list[str] | None = None) -> int:
                 out = bench.load_scenario(scenario)
             elif scenario == "e":
                 out = bench.scenario_e()
-            else:
+            elif scenario == "f":
                 out = bench.scenario_f()
+            else:
+                out = bench.scenario_g()
             if scenario == "d" and c_median is None:
                 c_median = latest_c_median(results_dir)
             summary = summarise(scenario, out, c_median)

@@ -26,11 +26,15 @@ Layouts:
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
+
+from apps.projections import ledger_rows
 
 # 32 hex digits: 48-bit unix ms, version 7, 12 bits of sub-ms order, variant, 60 random bits.
 UUID7_SQL = (
@@ -217,38 +221,20 @@ def seed_ledger(
 
 
 def projections_build_direct(conn: psycopg.Connection) -> None:
-    """Fill the projection tables from the ledger with the rows the consumer would have written
-    (the same column mapping as apps/projections/ledger_rows.py). For scenario f, which only reads."""
+    """Fill the projection tables from the ledger with the rows the consumer would have written:
+    the SELECTs of apps/projections/ledger_rows.py, which the replay and the audit use too. For
+    scenario f, which only reads."""
+    tables = (
+        ("projection_balance", ledger_rows.BALANCE_COLUMNS, ledger_rows.balance_rows_sql()),
+        ("projection_statement_line", ledger_rows.LINE_COLUMNS, ledger_rows.line_rows_sql()),
+        ("projection_transfer", ledger_rows.TRANSFER_COLUMNS, ledger_rows.transfer_rows_sql()),
+    )
     with conn.transaction():
         conn.execute("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
-        conn.execute(
-            """INSERT INTO projection_balance (account_id, currency, balance, last_sequence, updated_at, applied_at)
-               SELECT a.id, a.currency, a.balance, a.last_sequence, coalesce(e.created_at, a.updated_at), now()
-                 FROM account a LEFT JOIN entry e ON e.account_id = a.id AND e.sequence = a.last_sequence"""
-        )
-        conn.execute(
-            """INSERT INTO projection_statement_line (account_id, sequence, entry_id, transfer_id, counterparty_id,
-                                                      currency, amount, balance_after, created_at, applied_at)
-               SELECT account_id, sequence, id, transfer_id, counterparty_id, currency, amount, balance_after,
-                      created_at, now()
-                 FROM entry ORDER BY account_id, sequence"""
-        )
-        conn.execute(
-            """INSERT INTO projection_transfer (transfer_id, from_account_id, to_account_id, amount, currency, status,
-                                                idempotency_key, metadata, entries, created_at, applied_at)
-               SELECT t.id, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status, t.idempotency_key,
-                      t.metadata,
-                      (SELECT jsonb_agg(jsonb_build_object(
-                                  'entryId', e.id, 'transferId', e.transfer_id, 'accountId', e.account_id,
-                                  'counterpartyId', e.counterparty_id, 'currency', e.currency, 'amount', e.amount,
-                                  'sequence', e.sequence, 'balanceAfter', e.balance_after,
-                                  'createdAt',
-                                  replace(to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
-                                          '.000000', '') || '+00:00')
-                                  ORDER BY e.amount)
-                         FROM entry e WHERE e.transfer_id = t.id),
-                      t.created_at, now()
-                 FROM transfer t"""
-        )
+        for table, columns, rows in tables:
+            conn.execute(
+                sql.SQL("INSERT INTO {} ({}) ").format(sql.Identifier(table), ledger_rows.column_list(columns)) + rows,
+                {"applied_at": dt.datetime.now(tz=dt.UTC)},
+            )
     for table in ("projection_balance", "projection_statement_line", "projection_transfer"):
         conn.execute(f"VACUUM ANALYZE {table}")

@@ -7,6 +7,7 @@ values a client may act on (for example the available balance).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -103,6 +104,24 @@ class OverdraftLimitBelowBalance(BusinessRuleViolation):
 
 class AmountExceedsHold(BusinessRuleViolation):
     code, title = "amount_exceeds_hold", "Amount exceeds the hold"
+
+
+class BatchRefused(BusinessRuleViolation):
+    """An atomic batch with at least one refused transfer: nothing of it was written.
+
+    `results` has one item per transfer, in order: the error that refused it, "posted" (it
+    would have been posted and was rolled back) or "replayed" (its key already holds this
+    transfer, which stays as it was). Empty when rebuilt by from_outcome, which every error
+    supports; a batch refusal itself is never stored.
+    """
+
+    code, title = "batch_refused", "The atomic batch was refused"
+
+    def __init__(
+        self, detail: str, *, field: str | None = "transfers", results: Sequence[LedgerError | str] = (), **params: Any
+    ) -> None:
+        super().__init__(detail, field=field, **params)
+        self.results = results
 
 
 class ServiceUnavailable(LedgerError):

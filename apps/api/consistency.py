@@ -22,6 +22,10 @@ from creditledger.api.serializers import StrictInputSerializer
 
 TOKEN_HEADER = "Consistency-Token"  # noqa: S105 (a header name, not a secret)
 
+#: The longest token a read accepts: one that still fits a request header or query string. A
+#: token names ~45 characters per account, so this covers writes on about 70 accounts.
+TOKEN_MAX_LENGTH = 4096
+
 TOKEN_HEADER_PARAMETER = OpenApiParameter(
     TOKEN_HEADER, str, OpenApiParameter.HEADER, required=False, description="Same as consistencyToken."
 )
@@ -45,7 +49,7 @@ def consistency_token_parse(raw: str) -> dict[UUID, int]:
     invalid = errors.InvalidRequest(
         "Not a valid consistency token; pass back `consistencyToken` from a write.", field="consistencyToken"
     )
-    if len(raw) > 1024:
+    if len(raw) > TOKEN_MAX_LENGTH:
         raise invalid
     try:
         payload = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))

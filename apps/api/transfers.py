@@ -1,19 +1,24 @@
+from typing import Any
+from uuid import UUID
+
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.api.consistency import TOKEN_HEADER, consistency_token_for
+from apps.api.consistency import TOKEN_HEADER, TOKEN_MAX_LENGTH, consistency_token_for
 from apps.ledger import selectors, services
 from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, TransferStatus
 from apps.projections import selectors as projections
 from creditledger import errors
+from creditledger.api.exception_handler import batch_item_problem
 from creditledger.api.fields import (
     IDEMPOTENCY_KEY_SCHEMA,
     CurrencyCodeField,
@@ -21,12 +26,14 @@ from creditledger.api.fields import (
     InstantField,
     MetadataField,
     MinorUnitsField,
+    StrictBooleanField,
     StrictCharField,
     UUIDStringField,
 )
 from creditledger.api.ids import parse_path_id
 from creditledger.api.pages import page_response, page_serializer
-from creditledger.api.schema import problem_responses
+from creditledger.api.parsers import LargeJSONParser
+from creditledger.api.schema import ProblemSerializer, problem_responses
 from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
@@ -131,15 +138,6 @@ class PostingInputSerializer(StrictInputSerializer):
     currency = CurrencyCodeField()
 
 
-class StrictBooleanField(serializers.BooleanField):
-    """Only JSON true or false: DRF's BooleanField also takes "yes", 1 and "0"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
 class TransferInputSerializer(StrictInputSerializer):
     """What both forms of POST /transfers share."""
 
@@ -214,6 +212,72 @@ class MultiLegTransferInputSerializer(TransferInputSerializer):
         return super().to_internal_value(data)
 
 
+def _transfer_create_schema(**kwargs: Any) -> PolymorphicProxySerializer:
+    """The OpenAPI body of POST /transfers, in any form it accepts (a batch item is the same)."""
+    return PolymorphicProxySerializer(
+        component_name="TransferCreate",
+        serializers=[SingleTransferInputSerializer, MultiLegTransferInputSerializer],
+        resource_type_field_name=None,
+        **kwargs,
+    )
+
+
+@extend_schema_field(_transfer_create_schema(many=True))
+class TransferRequestListField(serializers.ListField):
+    """Batch items, each a POST /transfers body; transfer_request_parse checks each one."""
+
+    child = serializers.JSONField()
+
+
+class TransferBatchInputSerializer(StrictInputSerializer):
+    """Up to 1,000 POST /transfers bodies, posted atomically or each on its own."""
+
+    atomic = StrictBooleanField(
+        help_text="true: all are posted or none is (one refusal is a 422 for the batch). false: each on its own."
+    )
+    transfers = TransferRequestListField(
+        min_length=1,
+        max_length=services.MAX_BATCH_TRANSFERS,
+        help_text=f"1 to {services.MAX_BATCH_TRANSFERS} POST /transfers bodies, each with its own idempotencyKey.",
+    )
+
+
+class TransferBatchItemSerializer(serializers.Serializer):
+    status = serializers.IntegerField(
+        help_text="What POST /transfers would answer for this item: 201, or the problem's."
+    )
+    transfer = PostedTransferOutputSerializer(required=False, help_text="With status 201.")
+    problem = ProblemSerializer(required=False, help_text="With any other status: the problem+json body.")
+    replayed = serializers.BooleanField(
+        required=False, help_text="true when the item's key already held this outcome (Idempotent-Replayed)."
+    )
+
+
+class TransferBatchOutputSerializer(serializers.Serializer):
+    atomic = serializers.BooleanField()
+    results = TransferBatchItemSerializer(many=True, help_text="One per transfer, in the request's order.")
+    consistencyToken = serializers.CharField(
+        allow_null=True,
+        help_text="Covers every transfer the batch posted or replayed; null when they touched too many accounts "
+        "for one token (then use each transfer's own consistencyToken).",
+    )
+
+
+class TransferBatchRefusedItemSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(
+        choices=["refused", "rolled_back", "replayed"],
+        help_text="refused: see problem. rolled_back: it would have been posted; nothing was written. "
+        "replayed: its key already holds this transfer, which stays as it was.",
+    )
+    status = serializers.IntegerField(required=False, help_text="With refused: the problem's status.")
+    problem = ProblemSerializer(required=False, help_text="With refused: the problem+json body.")
+    replayed = serializers.BooleanField(required=False, help_text="With refused: the key's stored refusal.")
+
+
+class TransferBatchRefusedSerializer(ProblemSerializer):
+    results = TransferBatchRefusedItemSerializer(many=True, help_text="One per transfer, in the request's order.")
+
+
 class TransferListCreateApi(APIView):
     @keyword_fields(
         **{
@@ -241,11 +305,7 @@ class TransferListCreateApi(APIView):
         description="Either the single form (from, to, amount, currency) or postings: 1 to "
         f"{MAX_POSTINGS} postings in any mix of currencies, posted together or not at all. Giving both, or "
         "neither, is a 400.",
-        request=PolymorphicProxySerializer(
-            component_name="TransferCreate",
-            serializers=[SingleTransferInputSerializer, MultiLegTransferInputSerializer],
-            resource_type_field_name=None,
-        ),
+        request=_transfer_create_schema(),
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
@@ -301,34 +361,9 @@ class TransferListCreateApi(APIView):
         ],
     )
     def post(self, request):
-        if isinstance(request.data, dict) and "postings" in request.data:
-            multi = MultiLegTransferInputSerializer(data=request.data)
-            multi.is_valid(raise_exception=True)
-            data = multi.validated_data
-            outcome = services.transfer_create_postings(
-                idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
-                postings=[
-                    services.Posting(posting["from"], posting["to"], posting["amount"], posting["currency"])
-                    for posting in data["postings"]
-                ],
-                metadata=data["metadata"],
-                description=data.get("description"),
-                hold=multi.hold(),
-            )
-        else:
-            single = SingleTransferInputSerializer(data=request.data)
-            single.is_valid(raise_exception=True)
-            data = single.validated_data
-            outcome = services.transfer_create(
-                idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
-                from_account_id=data["from"],
-                to_account_id=data["to"],
-                amount=data["amount"],
-                currency=data["currency"],
-                metadata=data["metadata"],
-                description=data.get("description"),
-                hold=single.hold(),
-            )
+        outcome = services.transfer_post(
+            request=transfer_request_parse(request.data, header_key=_header_idempotency_key(request))
+        )
         return _outcome_response(outcome, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -394,7 +429,7 @@ class TransferPostApi(APIView):
         data = serializer.validated_data
         outcome = services.hold_post(
             transfer_id=transfer_uuid,
-            idempotency_key=_idempotency_key(request, data.get("idempotencyKey")),
+            idempotency_key=_idempotency_key(_header_idempotency_key(request), data.get("idempotencyKey")),
             amount=data.get("amount"),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
@@ -420,18 +455,97 @@ class TransferVoidApi(APIView):
         serializer.is_valid(raise_exception=True)
         outcome = services.hold_void(
             transfer_id=transfer_uuid,
-            idempotency_key=_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
+            idempotency_key=_idempotency_key(
+                _header_idempotency_key(request), serializer.validated_data.get("idempotencyKey")
+            ),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
 
 
 def _outcome_response(outcome: services.TransferOutcome, status_code: int) -> Response:
-    token = consistency_token_for(outcome.positions)
-    body = {**outcome.document, "consistencyToken": token}
-    headers = {TOKEN_HEADER: token}
+    body = _posted_body(outcome)
+    headers = {TOKEN_HEADER: body["consistencyToken"]}
     if outcome.replayed:
         headers[REPLAYED_HEADER] = "true"
     return Response(body, status=status_code, headers=headers)
+
+
+class TransferBatchApi(APIView):
+    parser_classes = [LargeJSONParser]
+
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_batch_create",
+        summary=f"Post up to {services.MAX_BATCH_TRANSFERS} transfers in one call, atomically or each on its own",
+        description="Each item is a POST /transfers body in any form it accepts, with its own idempotencyKey "
+        "(the batch has no key; an Idempotency-Key header is a 400). Any invalid item, an unknown currency or "
+        "two items with one key make the whole request a 400 naming transfers[i].<field>, and nothing is "
+        "posted. atomic=false: 200 with one result per item, in order, each as POST /transfers would answer "
+        "it. atomic=true: 200 when every item is posted or replayed; else 422 batch_refused with one result per "
+        "item (refused with its problem, rolled_back, or replayed), and nothing is written.",
+        request=TransferBatchInputSerializer,
+        responses={
+            200: TransferBatchOutputSerializer,
+            **problem_responses(400, 413, 503),
+            (422, "application/problem+json"): OpenApiResponse(
+                TransferBatchRefusedSerializer,
+                description="atomic=true and at least one transfer was refused: nothing was written.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Pay two invoices, all or nothing",
+                value={
+                    "atomic": True,
+                    "transfers": [
+                        {
+                            "from": "0193a1b2-0000-7000-8000-00000000000a",
+                            "to": "0193a1b2-0000-7000-8000-00000000000b",
+                            "amount": 1234,
+                            "currency": "USD",
+                            "idempotencyKey": "invoice-1",
+                        },
+                        {
+                            "from": "0193a1b2-0000-7000-8000-00000000000a",
+                            "to": "0193a1b2-0000-7000-8000-00000000000c",
+                            "amount": 500,
+                            "currency": "USD",
+                            "idempotencyKey": "invoice-2",
+                        },
+                    ],
+                },
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request):
+        if _header_idempotency_key(request) is not None:
+            raise errors.InvalidRequest(
+                "A batch has no idempotency key of its own: give each transfer its idempotencyKey.",
+                field=IDEMPOTENCY_HEADER,
+            )
+        batch = TransferBatchInputSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        atomic = batch.validated_data["atomic"]
+        outcomes = services.transfer_batch_create(
+            atomic=atomic, requests=_transfer_requests_parse(batch.validated_data["transfers"])
+        )
+        positions: dict[UUID, int] = {}
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, errors.LedgerError):
+                results.append(batch_item_problem(outcome, request.path))
+                continue
+            for account_id, sequence in outcome.positions.items():
+                positions[account_id] = max(positions.get(account_id, 0), sequence)
+            result: dict[str, Any] = {"status": status.HTTP_201_CREATED, "transfer": _posted_body(outcome)}
+            if outcome.replayed:
+                result["replayed"] = True
+            results.append(result)
+        token: str | None = consistency_token_for(positions)
+        if token is not None and len(token) > TOKEN_MAX_LENGTH:
+            token = None
+        return Response({"atomic": atomic, "results": results, "consistencyToken": token})
 
 
 class TransferDetailApi(APIView):
@@ -448,8 +562,61 @@ class TransferDetailApi(APIView):
         return Response(selectors.transfer_document(transfer_id=transfer_uuid))
 
 
-def _idempotency_key(request, body_key: str | None) -> str:
-    header_key = _header_idempotency_key(request)
+def transfer_request_parse(data: Any, *, header_key: str | None) -> services.TransferRequest:
+    """A POST /transfers body, in any form it accepts, as a checked request: the one parser of
+    transfer requests, for POST /transfers and for each item of POST /transfers/batch. Raises
+    a ValidationError or an InvalidRequest naming the field."""
+    if isinstance(data, dict) and "postings" in data:
+        multi = MultiLegTransferInputSerializer(data=data)
+        multi.is_valid(raise_exception=True)
+        data = multi.validated_data
+        return services.transfer_request_postings(
+            idempotency_key=_idempotency_key(header_key, data.get("idempotencyKey")),
+            postings=[
+                services.Posting(posting["from"], posting["to"], posting["amount"], posting["currency"])
+                for posting in data["postings"]
+            ],
+            metadata=data["metadata"],
+            description=data.get("description"),
+            hold=multi.hold(),
+        )
+    single = SingleTransferInputSerializer(data=data)
+    single.is_valid(raise_exception=True)
+    data = single.validated_data
+    return services.transfer_request_single(
+        idempotency_key=_idempotency_key(header_key, data.get("idempotencyKey")),
+        from_account_id=data["from"],
+        to_account_id=data["to"],
+        amount=data["amount"],
+        currency=data["currency"],
+        metadata=data["metadata"],
+        description=data.get("description"),
+        hold=single.hold(),
+    )
+
+
+def _transfer_requests_parse(items: list[Any]) -> list[services.TransferRequest]:
+    """Every batch item parsed as POST /transfers parses its body; one 400 names every invalid
+    field of every item (`transfers[3].amount`)."""
+    requests: list[services.TransferRequest] = []
+    problems: dict[Any, Any] = {}  # by item index, as DRF keys a list's errors
+    for index, item in enumerate(items):
+        try:
+            requests.append(transfer_request_parse(item, header_key=None))
+        except serializers.ValidationError as exc:
+            problems[index] = exc.detail
+        except errors.InvalidRequest as exc:
+            problems[index] = {exc.field or "non_field_errors": [exc.detail]}
+    if problems:
+        raise serializers.ValidationError({"transfers": problems})
+    return requests
+
+
+def _posted_body(outcome: services.TransferOutcome) -> dict[str, Any]:
+    return {**outcome.document, "consistencyToken": consistency_token_for(outcome.positions)}
+
+
+def _idempotency_key(header_key: str | None, body_key: str | None) -> str:
     if body_key and header_key and body_key != header_key:
         raise errors.InvalidRequest("idempotencyKey and the Idempotency-Key header differ.", field="idempotencyKey")
     key = body_key or header_key

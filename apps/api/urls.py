@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/<str:account_id>/balance", accounts.AccountBalanceApi.as_view(), name="account-balance"),
     path("accounts/<str:account_id>/statements", accounts.AccountStatementApi.as_view(), name="account-statements"),
     path("transfers", transfers.TransferListCreateApi.as_view(), name="transfers"),
+    path("transfers/batch", transfers.TransferBatchApi.as_view(), name="transfers-batch"),
     path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),
     path("transfers/<str:transfer_id>/post", transfers.TransferPostApi.as_view(), name="transfer-post"),
     path("transfers/<str:transfer_id>/void", transfers.TransferVoidApi.as_view(), name="transfer-void"),

@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
@@ -32,6 +32,8 @@ from creditledger.db import in_durable_transaction
 from creditledger.ids import new_id
 
 INT64_MAX = 2**63 - 1
+#: Most transfers in one POST /transfers/batch.
+MAX_BATCH_TRANSFERS = 1000
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,112 @@ def request_fingerprint(*, request: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+@dataclass(frozen=True)
+class TransferRequest:
+    """One checked request to post a transfer, in either form of POST /transfers: what the
+    posting function needs, and the fingerprint that makes it idempotent."""
+
+    idempotency_key: str
+    postings: tuple[Posting, ...]
+    #: The seed's form (one posting given by its own fields): its refusals name `amount`, not `postings[0].amount`.
+    single: bool
+    metadata: dict[str, Any]
+    description: str | None
+    fingerprint: str
+    #: A hold (pending transfer) when set, with its checked expiry.
+    hold: HoldRequest | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def account_ids(self) -> set[UUID]:
+        return {
+            account_id for posting in self.postings for account_id in (posting.from_account_id, posting.to_account_id)
+        }
+
+
+def transfer_request_single(
+    *,
+    idempotency_key: str,
+    from_account_id: UUID,
+    to_account_id: UUID,
+    amount: int,
+    currency: str,
+    metadata: dict[str, Any] | None = None,
+    description: str | None = None,
+    hold: HoldRequest | None = None,
+) -> TransferRequest:
+    """The request to move `amount` minor units from one account to another (see transfer_create)."""
+    posting = Posting(from_account_id, to_account_id, amount, currency)
+    metadata = metadata or {}
+    # The seed's fingerprint, so that keys used before postings existed still replay.
+    request = {**posting.canonical(), "metadata": metadata}
+    if description is not None:
+        request["description"] = description
+    if hold is not None:
+        request.update(hold.canonical())
+    return _transfer_request(
+        idempotency_key=idempotency_key,
+        postings=(posting,),
+        single=True,
+        metadata=metadata,
+        description=description,
+        hold=hold,
+        fingerprint=request_fingerprint(request=request),
+    )
+
+
+def transfer_request_postings(
+    *,
+    idempotency_key: str,
+    postings: Sequence[Posting],
+    metadata: dict[str, Any] | None = None,
+    description: str | None = None,
+    hold: HoldRequest | None = None,
+) -> TransferRequest:
+    """The request to post 1 to MAX_POSTINGS postings as one transfer (see transfer_create_postings)."""
+    if not 1 <= len(postings) <= MAX_POSTINGS:
+        raise errors.InvalidRequest(f"A transfer has 1 to {MAX_POSTINGS} postings.", field="postings")
+    metadata = metadata or {}
+    request: dict[str, Any] = {"postings": [posting.canonical() for posting in postings], "metadata": metadata}
+    if description is not None:
+        request["description"] = description
+    if hold is not None:
+        request.update(hold.canonical())
+    return _transfer_request(
+        idempotency_key=idempotency_key,
+        postings=tuple(postings),
+        single=False,
+        metadata=metadata,
+        description=description,
+        hold=hold,
+        fingerprint=request_fingerprint(request=request),
+    )
+
+
+def _transfer_request(
+    *,
+    idempotency_key: str,
+    postings: tuple[Posting, ...],
+    single: bool,
+    metadata: dict[str, Any],
+    description: str | None,
+    hold: HoldRequest | None,
+    fingerprint: str,
+) -> TransferRequest:
+    expires_at = hold.expiry() if hold is not None else None
+    for index, posting in enumerate(postings):
+        if posting.amount < 1 or posting.amount > INT64_MAX:
+            raise errors.InvalidRequest(
+                "amount must be between 1 and 2^63-1 minor units.",
+                field="amount" if single else f"postings[{index}].amount",
+            )
+    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
+        raise errors.InvalidRequest(
+            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
+    return TransferRequest(idempotency_key, postings, single, metadata, description, fingerprint, hold, expires_at)
+
+
 def transfer_create(
     *,
     idempotency_key: str,
@@ -129,22 +237,17 @@ def transfer_create(
     with a different request raises IdempotencyKeyReused. Invalid input (400: an amount
     out of range, an unknown currency) is not stored, as with Stripe.
     """
-    posting = Posting(from_account_id, to_account_id, amount, currency)
-    metadata = metadata or {}
-    # The seed's fingerprint, so that keys used before postings existed still replay.
-    request = {**posting.canonical(), "metadata": metadata}
-    if description is not None:
-        request["description"] = description
-    if hold is not None:
-        request.update(hold.canonical())
-    return _transfer_post(
-        idempotency_key=idempotency_key,
-        postings=[posting],
-        single=True,
-        metadata=metadata,
-        description=description,
-        hold=hold,
-        fingerprint=request_fingerprint(request=request),
+    return transfer_post(
+        request=transfer_request_single(
+            idempotency_key=idempotency_key,
+            from_account_id=from_account_id,
+            to_account_id=to_account_id,
+            amount=amount,
+            currency=currency,
+            metadata=metadata,
+            description=description,
+            hold=hold,
+        )
     )
 
 
@@ -163,71 +266,87 @@ def transfer_create_postings(
     of its postings: credits in the same transfer count (ADR 0016). Idempotent as
     transfer_create; the fingerprint covers the postings in their order.
     """
-    if not 1 <= len(postings) <= MAX_POSTINGS:
-        raise errors.InvalidRequest(f"A transfer has 1 to {MAX_POSTINGS} postings.", field="postings")
-    metadata = metadata or {}
-    request: dict[str, Any] = {"postings": [posting.canonical() for posting in postings], "metadata": metadata}
-    if description is not None:
-        request["description"] = description
-    if hold is not None:
-        request.update(hold.canonical())
-    return _transfer_post(
-        idempotency_key=idempotency_key,
-        postings=postings,
-        single=False,
-        metadata=metadata,
-        description=description,
-        hold=hold,
-        fingerprint=request_fingerprint(request=request),
+    return transfer_post(
+        request=transfer_request_postings(
+            idempotency_key=idempotency_key,
+            postings=postings,
+            metadata=metadata,
+            description=description,
+            hold=hold,
+        )
     )
 
 
-def _transfer_post(
-    *,
-    idempotency_key: str,
-    postings: Sequence[Posting],
-    single: bool,
-    metadata: dict[str, Any],
-    description: str | None,
-    hold: HoldRequest | None,
-    fingerprint: str,
-) -> TransferOutcome:
-    expires_at = hold.expiry() if hold is not None else None
-    for index, posting in enumerate(postings):
-        if posting.amount < 1 or posting.amount > INT64_MAX:
+def transfer_post(*, request: TransferRequest) -> TransferOutcome:
+    """Post one checked request in its own durable transaction; raise its refusal."""
+
+    def work() -> dict[str, Any]:
+        result = _transfer_post_in_transaction(request)
+        if result["outcome"] == "posted":
+            outbox_relay_kick_on_commit()
+        return result
+
+    outcome = _transfer_outcome(request, in_durable_transaction(work), committed=True)
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def transfer_batch_create(
+    *, atomic: bool, requests: Sequence[TransferRequest]
+) -> list[TransferOutcome | errors.LedgerError]:
+    """Post up to MAX_BATCH_TRANSFERS requests in one durable transaction, each exactly once per
+    its own key, and answer one outcome per request, in order: the transfer (posted or
+    replayed) or the error that refused it.
+
+    Every account involved is locked first, once, in id order, so the posting function's own
+    locks are no-ops and two batches over the same accounts queue instead of deadlocking. The
+    function returns refusals instead of raising them, so a refused item never aborts the
+    transaction: with `atomic` false the others commit and each refusal is stored against its
+    key, as POST /transfers would; with `atomic` true one refusal rolls everything back
+    (no transfer, no idempotency record, no outbox row) and raises BatchRefused.
+    """
+    if not 1 <= len(requests) <= MAX_BATCH_TRANSFERS:
+        raise errors.InvalidRequest(f"A batch has 1 to {MAX_BATCH_TRANSFERS} transfers.", field="transfers")
+    first_index: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        earlier = first_index.setdefault(request.idempotency_key, index)
+        if earlier != index:
             raise errors.InvalidRequest(
-                "amount must be between 1 and 2^63-1 minor units.",
-                field="amount" if single else f"postings[{index}].amount",
+                f"transfers[{earlier}] and transfers[{index}] have the same idempotency key "
+                f"'{request.idempotency_key}'; each transfer of a batch needs its own.",
+                field=f"transfers[{index}].idempotencyKey",
+                items=[earlier, index],
             )
-    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
-        raise errors.InvalidRequest(
-            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
-        )
-    trace_headers: dict[str, str] = {}
-    propagate.inject(trace_headers)
-    arguments = [
-        idempotency_key,
-        fingerprint,
-        single,
-        [posting.from_account_id for posting in postings],
-        [posting.to_account_id for posting in postings],
-        [posting.amount for posting in postings],
-        [posting.currency for posting in postings],
-        Jsonb(metadata),
-        description,
-        new_id(),
-        [new_id() for _ in range(2 * len(postings))],
-        [new_id() for _ in range(1 + 2 * len(postings))],
-        Jsonb(trace_headers),
-        hold is not None,
-        expires_at,
+    _currencies_check(requests)
+    account_ids = sorted({account_id for request in requests for account_id in request.account_ids})
+
+    def work() -> list[dict[str, Any]]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM account WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [account_ids])
+        results = [_transfer_post_in_transaction(request) for request in requests]
+        if atomic and not all(_succeeded(result) for result in results):
+            transaction.set_rollback(True)
+        elif any(result["outcome"] == "posted" for result in results):
+            outbox_relay_kick_on_commit()
+        return results
+
+    results = in_durable_transaction(work)
+    committed = not atomic or all(_succeeded(result) for result in results)
+    outcomes = [
+        _transfer_outcome(request, result, committed=committed)
+        for request, result in zip(requests, results, strict=True)
     ]
-    return _outcome(
-        "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
-        "%s, %s::uuid[], %s::uuid[], %s, %s, %s)::text",
-        arguments,
-        idempotency_key=idempotency_key,
-        currencies=[] if hold is not None else sorted({posting.currency for posting in postings}),
+    if committed:
+        return outcomes
+    refusals = sum(isinstance(outcome, errors.LedgerError) for outcome in outcomes)
+    raise errors.BatchRefused(
+        f"{refusals} of the {len(requests)} transfers were refused, so none was posted (atomic batch).",
+        results=[
+            outcome if isinstance(outcome, errors.LedgerError) else result["outcome"]
+            for outcome, result in zip(outcomes, results, strict=True)
+        ],
+        refused=refusals,
     )
 
 
@@ -290,27 +409,90 @@ def _hold_command(
         [new_id() for _ in range(1 + 2 * MAX_POSTINGS)],
         Jsonb(trace_headers),
     ]
-    return _outcome(
-        "SELECT ledger_hold_command(%s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
-        arguments,
-        idempotency_key=idempotency_key,
-        currencies=[],
-    )
-
-
-def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, currencies: list[str]) -> TransferOutcome:
-    """Run one ledger function in the service's durable transaction and turn its outcome
-    (posted, settled, replayed, refused, conflict, invalid) into a TransferOutcome or an error."""
 
     def work() -> dict[str, Any]:
         with connection.cursor() as cursor:
-            cursor.execute(statement, arguments)
+            cursor.execute(
+                "SELECT ledger_hold_command(%s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+                arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
+            )
             result = orjson.loads(cursor.fetchone()[0])
-        if result["outcome"] in ("posted", "settled"):
+        if result["outcome"] == "settled":
             outbox_relay_kick_on_commit()
         return result
 
-    result = in_durable_transaction(work)
+    outcome = _ledger_outcome(
+        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=[], committed=True
+    )
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def _succeeded(result: dict[str, Any]) -> bool:
+    """Posted now, or the replay of a transfer posted earlier under the same key and request."""
+    return result.get("transfer") is not None
+
+
+def _currencies_check(requests: Sequence[TransferRequest]) -> None:
+    """Refuse an unknown currency before the transaction, naming the item, as the posting function does alone."""
+    codes = sorted({posting.currency for request in requests for posting in request.postings})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT code FROM currency WHERE code = ANY(%s)", [codes])
+        known = {row[0] for row in cursor.fetchall()}
+    for index, request in enumerate(requests):
+        for posting_index, posting in enumerate(request.postings):
+            if posting.currency not in known:
+                field = "currency" if request.single else f"postings[{posting_index}].currency"
+                raise errors.UnknownCurrency(
+                    f"Unknown currency '{posting.currency}'. GET /currencies lists the registered ones.",
+                    field=f"transfers[{index}].{field}",
+                )
+
+
+def _transfer_post_in_transaction(request: TransferRequest) -> dict[str, Any]:
+    """Call the posting function in the caller's transaction; its outcome as JSON (ADR 0013)."""
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    postings = request.postings
+    arguments = [
+        request.idempotency_key,
+        request.fingerprint,
+        request.single,
+        [posting.from_account_id for posting in postings],
+        [posting.to_account_id for posting in postings],
+        [posting.amount for posting in postings],
+        [posting.currency for posting in postings],
+        Jsonb(request.metadata),
+        request.description,
+        new_id(),
+        [new_id() for _ in range(2 * len(postings))],
+        [new_id() for _ in range(1 + 2 * len(postings))],
+        Jsonb(trace_headers),
+        request.hold is not None,
+        request.expires_at,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
+            "%s, %s::uuid[], %s::uuid[], %s, %s, %s)::text",
+            arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
+        )
+        return orjson.loads(cursor.fetchone()[0])
+
+
+def _transfer_outcome(
+    request: TransferRequest, result: dict[str, Any], *, committed: bool
+) -> TransferOutcome | errors.LedgerError:
+    """The posting function's outcome as a TransferOutcome or the domain error it stands for;
+    counts it in the metrics (a posting only once `committed`; a hold posts nothing yet)."""
+    currencies = [] if request.hold is not None else sorted({posting.currency for posting in request.postings})
+    return _ledger_outcome(result, idempotency_key=request.idempotency_key, currencies=currencies, committed=committed)
+
+
+def _ledger_outcome(
+    result: dict[str, Any], *, idempotency_key: str, currencies: list[str], committed: bool
+) -> TransferOutcome | errors.LedgerError:
     replayed = result["outcome"] == "replayed"
     if result["outcome"] == "conflict":
         error: errors.LedgerError = errors.IdempotencyKeyReused(
@@ -322,7 +504,7 @@ def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, curr
         error = errors.LedgerError.from_outcome(result["error"])
         error.replayed = replayed
     else:
-        if not replayed:
+        if committed and not replayed:
             for currency in currencies:
                 metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         document = result["transfer"]
@@ -333,4 +515,4 @@ def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, curr
         return TransferOutcome(document=document, replayed=replayed, positions=positions)
     if not replayed:
         metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()
-    raise error
+    return error

@@ -105,6 +105,8 @@ WHITENOISE_USE_FINDERS = True
 
 # Request bodies above this size get 413 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 1024)
+# The same for POST /transfers/batch: up to 1,000 transfers (creditledger.api.parsers.LargeJSONParser).
+MAX_BATCH_REQUEST_BODY_BYTES = env.int("MAX_BATCH_REQUEST_BODY_BYTES", default=8 * 1024 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

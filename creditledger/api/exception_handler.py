@@ -57,6 +57,26 @@ def ledger_error_body(error: errors.LedgerError, instance: str | None = None) ->
     )
 
 
+def batch_item_problem(error: errors.LedgerError, instance: str | None = None) -> dict[str, Any]:
+    """One refused item of a batch: its status and problem as POST /transfers would answer."""
+    item: dict[str, Any] = {"status": error.status, "problem": ledger_error_body(error, instance)}
+    if error.replayed:
+        item["replayed"] = True
+    return item
+
+
+def _batch_refused_results(exc: errors.BatchRefused, instance: str | None) -> list[dict[str, Any]]:
+    """Every item of a refused atomic batch: `refused` with its problem, `rolled_back` (it would
+    have been posted) or `replayed` (its key already holds that transfer, unchanged)."""
+    results: list[dict[str, Any]] = []
+    for result in exc.results:
+        if isinstance(result, errors.LedgerError):
+            results.append({"outcome": "refused", **batch_item_problem(result, instance)})
+        else:
+            results.append({"outcome": "rolled_back" if result == "posted" else "replayed"})
+    return results
+
+
 def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     """DRF's nested error dict as a flat list of {field, message}: `postings[2].amount`. (A list
     serializer's errors come as a dict keyed by the item's index.)"""
@@ -129,6 +149,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 
     if isinstance(exc, errors.LedgerError):
         body = ledger_error_body(exc, instance)
+        if isinstance(exc, errors.BatchRefused):
+            body["results"] = _batch_refused_results(exc, instance)
         if exc.replayed:
             headers["Idempotent-Replayed"] = "true"
         retry_after = exc.params.get("retryAfter") if exc.params else None

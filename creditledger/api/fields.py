@@ -138,6 +138,18 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false. DRF's BooleanField also takes "yes", "0" or 1, and a client that
+    sends "false" as a string must not get an atomic batch it did not ask for (or the reverse)."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 # Visible ASCII, with spaces only between other characters: what an HTTP header carries
 # unchanged, so the header and the body field take exactly the same keys.
 _IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$"

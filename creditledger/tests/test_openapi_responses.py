@@ -85,6 +85,21 @@ def test_problem_answers_match_the_schema(api, openapi, make_account):
     assert_matches(openapi, "/transfers", "post", 422, refused.json())
 
 
+def test_batch_answers_match_the_schema(api, openapi, make_account):
+    source, destination = make_account(overdraft_limit=0), make_account()
+    transfers = [
+        {"from": str(destination.id), "to": str(source.id), "amount": 5, "currency": "USD", "idempotencyKey": "b-1"},
+        {"from": str(source.id), "to": str(destination.id), "amount": 9, "currency": "USD", "idempotencyKey": "b-2"},
+    ]
+
+    mixed = api.post("/transfers/batch", {"atomic": False, "transfers": transfers}, format="json")
+    assert [result["status"] for result in mixed.json()["results"]] == [201, 422]
+    assert_matches(openapi, "/transfers/batch", "post", 200, mixed.json())
+    refused = api.post("/transfers/batch", {"atomic": True, "transfers": transfers}, format="json")
+    assert refused.status_code == 422
+    assert_matches(openapi, "/transfers/batch", "post", 422, refused.json())
+
+
 MISSING_ID = "01900000-0000-7000-8000-000000000000"
 
 
@@ -122,6 +137,7 @@ def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openap
         "/transfers",
         "/transfers/{transfer_id}/post",
         "/transfers/{transfer_id}/void",
+        "/transfers/batch",
     ]
 
 

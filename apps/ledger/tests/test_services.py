@@ -12,7 +12,15 @@ import pytest
 
 from apps.accounts.models import Account, AccountStatus
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import INT64_MAX, Posting, transfer_create, transfer_create_postings
+from apps.ledger.services import (
+    INT64_MAX,
+    Posting,
+    TransferRequest,
+    transfer_batch_create,
+    transfer_create,
+    transfer_create_postings,
+    transfer_request_single,
+)
 from creditledger import errors
 
 INT64_MIN = -(2**63)
@@ -501,3 +509,50 @@ def test_a_single_transfer_keeps_its_description_and_lists_its_one_posting(make_
     assert outcome.document["description"] == "Lunch"
     assert outcome.document["postings"] == [{"from": str(a.id), "to": str(b.id), "amount": 9, "currency": "USD"}]
     assert Transfer.objects.get().description == "Lunch"
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def _batch(source: Account, destination: Account, count: int, prefix: str) -> list[TransferRequest]:
+    return [
+        transfer_request_single(
+            idempotency_key=f"{prefix}-{n}",
+            from_account_id=source.id,
+            to_account_id=destination.id,
+            amount=n + 1,
+            currency="USD",
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_a_batch_kicks_the_relay_once_when_it_commits(make_account, monkeypatch, atomic):
+    source, destination = make_account(), make_account()
+    kicks: list[None] = []
+    monkeypatch.setattr("apps.outbox.services.relay_kick", lambda: kicks.append(None))
+
+    outcomes = transfer_batch_create(atomic=atomic, requests=_batch(source, destination, 50, "kick"))
+
+    assert all(not isinstance(outcome, errors.LedgerError) for outcome in outcomes)
+    assert len(kicks) == 1
+    assert balance(destination) == sum(range(1, 51))
+
+
+def test_a_refused_atomic_batch_raises_with_every_outcome_and_kicks_nothing(make_account, monkeypatch):
+    source, destination = make_account(overdraft_limit=0), make_account()
+    kicks: list[None] = []
+    monkeypatch.setattr("apps.outbox.services.relay_kick", lambda: kicks.append(None))
+    requests = [*_batch(destination, source, 1, "top-up"), *_batch(source, destination, 2, "spend")]
+
+    with pytest.raises(errors.BatchRefused) as refused:
+        transfer_batch_create(atomic=True, requests=requests)
+
+    first, second, third = refused.value.results
+    assert (first, second) == ("posted", "posted")
+    assert isinstance(third, errors.InsufficientFunds)
+    assert refused.value.params == {"refused": 1}
+    assert kicks == []
+    assert Transfer.objects.count() == 0
+    assert IdempotencyRecord.objects.count() == 0
