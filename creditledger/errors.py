@@ -61,6 +61,10 @@ class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency key reused with a different request"
 
 
+class TransferNotPosted(Conflict):
+    code, title = "transfer_not_posted", "Transfer is not posted"
+
+
 class BusinessRuleViolation(LedgerError):
     status, code, title = 422, "business_rule_violation", "Business rule violated"
 
@@ -95,6 +99,10 @@ class AccountNotEmpty(BusinessRuleViolation):
 
 class OverdraftLimitBelowBalance(BusinessRuleViolation):
     code, title = "overdraft_limit_below_balance", "Overdraft limit below the balance"
+
+
+class ReversalExceedsOriginal(BusinessRuleViolation):
+    code, title = "reversal_exceeds_original", "Reversal exceeds what is left of the original"
 
 
 class ServiceUnavailable(LedgerError):

@@ -10,4 +10,5 @@ urlpatterns = [
     path("accounts/<str:account_id>/statements", accounts.AccountStatementApi.as_view(), name="account-statements"),
     path("transfers", transfers.TransferListCreateApi.as_view(), name="transfers"),
     path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),
+    path("transfers/<str:transfer_id>/reverse", transfers.TransferReverseApi.as_view(), name="transfer-reverse"),
 ]

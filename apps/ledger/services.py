@@ -1,10 +1,12 @@
 """Posting transfers: the one place that moves money.
 
 The work happens in one round trip, in the PL/pgSQL function ledger_post_transfer
-(sql/functions/ledger_post_transfer.v3.sql): claim the idempotency key, lock every account
+(sql/functions/ledger_post_transfer.v4.sql): claim the idempotency key, lock every account
 involved in id order, check the business rules, write the transfer, the two entries of each
 posting, the balances and the outbox events, and record the outcome against the key. The
-triggers of 0002 check every row it writes. This module owns the transaction, the input
+triggers of 0002 check every row it writes. A reversal is posted by the same function, called
+by ledger_reverse_transfer (sql/functions/ledger_reverse_transfer.v1.sql) under the original
+transfer's row lock. This module owns the transaction, the input
 checks, the ids and the trace context, and turns outcomes into domain errors.
 """
 
@@ -151,10 +153,7 @@ def _transfer_post(
                 "amount must be between 1 and 2^63-1 minor units.",
                 field="amount" if single else f"postings[{index}].amount",
             )
-    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
-        raise errors.InvalidRequest(
-            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
-        )
+    _description_check(description)
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     arguments = [
@@ -185,7 +184,74 @@ def _transfer_post(
             outbox_relay_kick_on_commit()
         return result
 
-    result = in_durable_transaction(work)
+    return _outcome(in_durable_transaction(work), idempotency_key=idempotency_key)
+
+
+def transfer_reverse(
+    *,
+    idempotency_key: str,
+    transfer_id: UUID,
+    amount: int | None = None,
+    description: str | None = None,
+) -> TransferOutcome:
+    """Post a new transfer that moves a posted transfer's postings back, exactly once per key.
+
+    Without `amount`, every posting is reversed whole; with it, part of a transfer of one
+    posting (a transfer of several is only reversed whole). Everything reversed never
+    exceeds the original (ReversalExceedsOriginal), only a posted transfer is reversed
+    (TransferNotPosted), and the reversal obeys every rule of a transfer, the overdraft
+    included. The new transfer's `reversalOf` is the original, whose `reversedAmount` grows
+    by what it moved back, in the same transaction (ledger_reverse_transfer). Idempotent as
+    transfer_create.
+    """
+    if amount is not None and not 1 <= amount <= INT64_MAX:
+        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
+    _description_check(description)
+    request: dict[str, Any] = {"reverse": str(transfer_id)}
+    if amount is not None:
+        request["amount"] = amount
+    if description is not None:
+        request["description"] = description
+    fingerprint = request_fingerprint(request=request)
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+
+    def work() -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            # Immutable, so read without a lock; the function locks the transfer itself.
+            posting_count = Transfer.objects.filter(id=transfer_id).values_list("posting_count", flat=True).first()
+            postings = posting_count or 1
+            cursor.execute(
+                "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+                [
+                    idempotency_key,
+                    fingerprint,
+                    transfer_id,
+                    amount,
+                    description,
+                    new_id(),
+                    [new_id() for _ in range(2 * postings)],
+                    [new_id() for _ in range(2 + 2 * postings)],
+                    Jsonb(trace_headers),
+                ],  # type: ignore[list-item]  # django-stubs' SQL parameter types lack psycopg's Jsonb
+            )
+            result = orjson.loads(cursor.fetchone()[0])
+        if result["outcome"] == "posted":
+            outbox_relay_kick_on_commit()
+        return result
+
+    return _outcome(in_durable_transaction(work), idempotency_key=idempotency_key)
+
+
+def _description_check(description: str | None) -> None:
+    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
+        raise errors.InvalidRequest(
+            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
+
+
+def _outcome(result: dict[str, Any], *, idempotency_key: str) -> TransferOutcome:
+    """The transfer a posting function returned, or the domain error it refused with."""
     replayed = result["outcome"] == "replayed"
     if result["outcome"] == "conflict":
         error: errors.LedgerError = errors.IdempotencyKeyReused(
@@ -197,10 +263,10 @@ def _transfer_post(
         error = errors.LedgerError.from_outcome(result["error"])
         error.replayed = replayed
     else:
-        if not replayed:
-            for currency in sorted({posting.currency for posting in postings}):
-                metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         document = result["transfer"]
+        if not replayed:
+            for currency in sorted({posting["currency"] for posting in document["postings"]}):
+                metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         positions: dict[UUID, int] = {}
         for entry in document["entries"]:
             account_id = UUID(entry["accountId"])

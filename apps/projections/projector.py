@@ -26,7 +26,14 @@ from django.utils.dateparse import parse_datetime
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from apps.outbox.registry import ACCOUNT_CREATED, ACCOUNT_UPDATED, ENTRY_POSTED, TRANSFER_POSTED, EventType
+from apps.outbox.registry import (
+    ACCOUNT_CREATED,
+    ACCOUNT_UPDATED,
+    ENTRY_POSTED,
+    TRANSFER_POSTED,
+    TRANSFER_REVERSED,
+    EventType,
+)
 from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.outbox.topics import RELAY_POSITION_HEADER
 from apps.projections.ledger_rows import TRANSFER_COLUMNS, column_list, transfer_rows_sql
@@ -49,6 +56,8 @@ _TRANSFER_TYPES = (
     "text",
     "jsonb",
     "text",
+    "uuid",
+    "numeric",
     "jsonb",
     "jsonb",
     "timestamptz",
@@ -274,10 +283,11 @@ def _transfers_apply(
 ) -> None:
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} (transfer_id, from_account_id, to_account_id, amount, currency, status,
-                                            idempotency_key, metadata, description, postings, entries, created_at,
-                                            applied_at)
+                                            idempotency_key, metadata, description, reversal_of, postings, entries,
+                                            created_at, applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
-                                     %s::text[], %s::jsonb[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
+                                     %s::text[], %s::jsonb[], %s::text[], %s::uuid[], %s::jsonb[], %s::jsonb[],
+                                     %s::timestamptz[])
             ON CONFLICT (transfer_id) DO NOTHING""").format(transfer=tables.transfer),
         [
             now,
@@ -290,6 +300,7 @@ def _transfers_apply(
             [t["idempotencyKey"] for t in transfers],
             [Jsonb(t["metadata"]) for t in transfers],
             [t.get("description") for t in transfers],
+            [t.get("reversalOf") for t in transfers],
             [Jsonb(_postings(t)) for t in transfers],
             [Jsonb(t["entries"]) for t in transfers],
             [parse_datetime(t["createdAt"]) for t in transfers],
@@ -297,6 +308,27 @@ def _transfers_apply(
     )
     result.applied[TRANSFER_POSTED.name] += cursor.rowcount
     result.duplicates += len(transfers) - cursor.rowcount
+
+
+def _reversals_apply(
+    cursor, tables: Tables, reversals: list[dict[str, Any]], now: datetime, result: BatchResult
+) -> None:
+    """Raise each reversed transfer's reversed amount to the running total the event carries:
+    the greatest one wins, so redelivery and any order of one transfer's reversals are no-ops.
+    The event follows its transfer's TransferPosted on the same partition, and the appliers
+    run in order, so the row is there (or is healed from the ledger, total included)."""
+    cursor.execute(
+        sql.SQL("""UPDATE {transfer} AS p SET reversed_amount = v.reversed_amount
+              FROM (SELECT transfer_id, max(reversed_amount) AS reversed_amount
+                      FROM unnest(%s::uuid[], %s::numeric[]) AS r(transfer_id, reversed_amount)
+                     GROUP BY transfer_id) AS v
+             WHERE p.transfer_id = v.transfer_id AND p.reversed_amount < v.reversed_amount""").format(
+            transfer=tables.transfer
+        ),
+        [[r["transferId"] for r in reversals], [r["reversedAmount"] for r in reversals]],
+    )
+    result.applied[TRANSFER_REVERSED.name] += cursor.rowcount
+    result.duplicates += len(reversals) - cursor.rowcount
 
 
 def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: datetime, result: BatchResult) -> None:
@@ -326,12 +358,13 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
 
 
 #: How each event type of the registry is applied, in this order: accounts (created, updated), entries (which
-#: return the entries they healed from the ledger), then transfers.
+#: return the entries they healed from the ledger), then transfers, then their reversals.
 EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     ACCOUNT_CREATED: _accounts_apply,
     ACCOUNT_UPDATED: _account_updates_apply,
     ENTRY_POSTED: _entries_apply,
     TRANSFER_POSTED: _transfers_apply,
+    TRANSFER_REVERSED: _reversals_apply,
 }
 
 
