@@ -712,7 +712,100 @@ def test_entries_written_without_updating_the_account_are_refused_at_commit(pair
 
 # --- the migration ------------------------------------------------------------------------------
 
+def hand_reversal(cursor, *, original_id: UUID, payer: Account, payee: Account, amount: int, balances: tuple[int, int]):
+    """A second transfer between two accounts, written by hand with reversal_of = `original_id`:
+    `amount` from `payer` to `payee`, whose balances were `balances` (sequence 1 each)."""
+    reversal_id = new_id()
+    cursor.execute(
+        "INSERT INTO transfer (id, idempotency_key, request_fingerprint, from_account_id, to_account_id, amount, "
+        "currency, status, metadata, reversal_of, created_at, updated_at) "
+        "VALUES (%s, %s, 'raw-sql', %s, %s, %s, 'USD', 'posted', '{}', %s, now(), now())",
+        [reversal_id, f"raw-{reversal_id}", payer.id, payee.id, amount, original_id],
+    )
+    payer_after, payee_after = balances[0] - amount, balances[1] + amount
+    insert_entry(
+        cursor, transfer_id=reversal_id, account=payer, counterparty=payee, amount=-amount, sequence=2,
+        balance_after=payer_after,
+    )
+    insert_entry(
+        cursor, transfer_id=reversal_id, account=payee, counterparty=payer, amount=amount, sequence=2,
+        balance_after=payee_after,
+    )
+    set_balance(cursor, payer, balance=payer_after, last_sequence=2)
+    set_balance(cursor, payee, balance=payee_after, last_sequence=2)
+    return reversal_id
+
+
+@pytest.fixture
+def paid(pair) -> UUID:
+    """pair[0] paid pair[1] 100 USD, by hand."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return raw_transfer(cursor, source=pair[0], destination=pair[1], amount=100)
+
+
+def test_a_hand_written_reversal_with_its_counter_commits(pair, paid):
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+        cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+
+    assert Transfer.objects.get(id=paid).reversed_amount == 40
+
+
+def test_a_reversal_without_its_counter_is_refused_at_commit(pair, paid):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="reversed_amount 0 but its reversals move back 40"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+            reached_commit = True
+    assert reached_commit
+    assert Transfer.objects.count() == 1
+
+
+def test_a_counter_without_a_reversal_is_refused_at_commit(paid):
+    with pytest.raises(IntegrityError, match="reversed_amount 10 but its reversals move back 0"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET reversed_amount = 10 WHERE id = %s", [paid])
+    assert Transfer.objects.get(id=paid).reversed_amount == 0
+
+
+def test_the_counter_never_exceeds_the_transfer(paid):
+    with pytest.raises(IntegrityError, match="moved 100: its reversals cannot move back 101"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET reversed_amount = 101 WHERE id = %s", [paid])
+
+
+def test_the_counter_never_goes_down_and_nothing_else_changes_with_it(pair, paid):
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+        cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+
+    for statement in (
+        "UPDATE transfer SET reversed_amount = 30 WHERE id = %s",
+        "UPDATE transfer SET reversed_amount = 50, description = 'edited' WHERE id = %s",
+        "UPDATE transfer SET reversal_of = NULL WHERE reversal_of = %s",
+    ):
+        with pytest.raises(IntegrityError, match="is posted"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, [paid])
+
+
+def test_a_reversal_that_does_not_invert_the_postings_is_refused_at_commit(pair, paid):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="does not invert its postings"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The same direction as the original: it pays more instead of paying back.
+            hand_reversal(cursor, original_id=paid, payer=source, payee=destination, amount=40, balances=(-100, 100))
+            cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+            reached_commit = True
+    assert reached_commit
+    assert Transfer.objects.get(id=paid).reversed_amount == 0
+
+
 LEDGER_TRIGGERS = {
+    "transfer_reversals",
     "entry_immutable",
     "transfer_immutable",
     "account_guard",
@@ -723,6 +816,11 @@ LEDGER_TRIGGERS = {
     "account_closed_final",
 }
 LEDGER_FUNCTIONS = {
+    "ledger_check_reversals",
+    "ledger_reversal_deferred_check",
+    "ledger_reverse_transfer",
+    "ledger_transfer_total",
+    "ledger_idempotent_outcome",
     "ledger_entry_immutable",
     "ledger_transfer_immutable",
     "ledger_account_guard",
