@@ -221,19 +221,20 @@ def transfer_reverse(
             # Immutable, so read without a lock; the function locks the transfer itself.
             posting_count = Transfer.objects.filter(id=transfer_id).values_list("posting_count", flat=True).first()
             postings = posting_count or 1
+            arguments = [
+                idempotency_key,
+                fingerprint,
+                transfer_id,
+                amount,
+                description,
+                new_id(),
+                [new_id() for _ in range(2 * postings)],
+                [new_id() for _ in range(2 + 2 * postings)],
+                Jsonb(trace_headers),
+            ]
             cursor.execute(
                 "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
-                [
-                    idempotency_key,
-                    fingerprint,
-                    transfer_id,
-                    amount,
-                    description,
-                    new_id(),
-                    [new_id() for _ in range(2 * postings)],
-                    [new_id() for _ in range(2 + 2 * postings)],
-                    Jsonb(trace_headers),
-                ],  # type: ignore[list-item]  # django-stubs' SQL parameter types lack psycopg's Jsonb
+                arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
             )
             result = orjson.loads(cursor.fetchone()[0])
         if result["outcome"] == "posted":

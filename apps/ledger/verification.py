@@ -345,7 +345,9 @@ def _reversal_details(row: dict[str, Any]) -> list[str]:
     if reversed_amount > total:
         details.append(f"reversed_amount {reversed_amount} is more than the {total} it moved")
     if reversed_amount > 0 and row["status"] != TransferStatus.POSTED:
-        details.append(f"reversed_amount {reversed_amount} on a {row['status']} transfer; only a posted one is reversed")
+        details.append(
+            f"reversed_amount {reversed_amount} on a {row['status']} transfer; only a posted one is reversed"
+        )
     if row["not_inverse"]:
         details.append(f"{row['not_inverse']} of its reversals do not invert its postings")
     return details

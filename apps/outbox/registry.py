@@ -158,8 +158,7 @@ ENTRY_POSTED = EventType(
 )
 
 EVENT_TYPES: dict[str, EventType] = {
-    event.name: event
-    for event in (ACCOUNT_CREATED, ACCOUNT_UPDATED, TRANSFER_POSTED, TRANSFER_REVERSED, ENTRY_POSTED)
+    event.name: event for event in (ACCOUNT_CREATED, ACCOUNT_UPDATED, TRANSFER_POSTED, TRANSFER_REVERSED, ENTRY_POSTED)
 }
 
 #: Every topic an event type is published on, in declaration order.

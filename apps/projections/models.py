@@ -73,7 +73,10 @@ class ProjectedTransfer(models.Model):
     description = models.CharField(max_length=500, null=True)
     reversal_of = models.UUIDField(null=True, help_text="The transfer this one reverses.")
     reversed_amount = models.DecimalField(
-        max_digits=21, decimal_places=0, db_default=Decimal(0), help_text="What its reversals moved back (TransferReversed)."
+        max_digits=21,
+        decimal_places=0,
+        db_default=Decimal(0),
+        help_text="What its reversals moved back (TransferReversed).",
     )
     postings = models.JSONField(default=list, help_text="[{from, to, amount, currency}], in the transfer's order.")
     entries = models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them.")

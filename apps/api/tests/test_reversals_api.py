@@ -175,7 +175,9 @@ def test_a_multi_leg_transfer_is_reversed_whole_once(api, trade, problem, ledger
     assert balances(*accounts.values()) == [0, 0, 0, 0]
 
     before = ledger_state()
-    again = problem(reverse(api, original["transferId"], {"idempotencyKey": "unbuy-2"}), 422, "reversal_exceeds_original")
+    again = problem(
+        reverse(api, original["transferId"], {"idempotencyKey": "unbuy-2"}), 422, "reversal_exceeds_original"
+    )
     assert (again["remaining"], again["requested"]) == (0, 1700)
     assert ledger_state() == before
     assert ledger_verify().ok
@@ -197,7 +199,9 @@ def test_an_amount_on_a_multi_leg_transfer_is_a_400_and_not_stored(
     assert (ledger_state(), idempotency_records()) == (before, records)
 
 
-def test_a_reversal_the_account_can_no_longer_pay_is_refused(api, paid, alice, bob, make_account, problem, ledger_state):
+def test_a_reversal_the_account_can_no_longer_pay_is_refused(
+    api, paid, alice, bob, make_account, problem, ledger_state
+):
     carol = make_account(name="carol")
     spend = {"from": str(bob.id), "to": str(carol.id), "amount": 1000, "currency": "USD", "idempotencyKey": "spend"}
     assert api.post("/transfers", spend, format="json").status_code == 201
@@ -227,7 +231,9 @@ def test_a_replay_returns_the_same_reversal_once(api, paid, bob):
     body = {"idempotencyKey": "refund-1", "amount": 100, "description": "Goodwill"}
     first = reverse(api, paid["transferId"], body)
     second = reverse(api, paid["transferId"], body)
-    by_header = reverse(api, paid["transferId"], {"amount": 100, "description": "Goodwill"}, HTTP_IDEMPOTENCY_KEY="refund-1")
+    by_header = reverse(
+        api, paid["transferId"], {"amount": 100, "description": "Goodwill"}, HTTP_IDEMPOTENCY_KEY="refund-1"
+    )
 
     assert first.status_code == second.status_code == by_header.status_code == 201
     assert second["Idempotent-Replayed"] == by_header["Idempotent-Replayed"] == "true"

@@ -712,6 +712,7 @@ def test_entries_written_without_updating_the_account_are_refused_at_commit(pair
 
 # --- the migration ------------------------------------------------------------------------------
 
+
 def hand_reversal(cursor, *, original_id: UUID, payer: Account, payee: Account, amount: int, balances: tuple[int, int]):
     """A second transfer between two accounts, written by hand with reversal_of = `original_id`:
     `amount` from `payer` to `payee`, whose balances were `balances` (sequence 1 each)."""
@@ -724,11 +725,21 @@ def hand_reversal(cursor, *, original_id: UUID, payer: Account, payee: Account, 
     )
     payer_after, payee_after = balances[0] - amount, balances[1] + amount
     insert_entry(
-        cursor, transfer_id=reversal_id, account=payer, counterparty=payee, amount=-amount, sequence=2,
+        cursor,
+        transfer_id=reversal_id,
+        account=payer,
+        counterparty=payee,
+        amount=-amount,
+        sequence=2,
         balance_after=payer_after,
     )
     insert_entry(
-        cursor, transfer_id=reversal_id, account=payee, counterparty=payer, amount=amount, sequence=2,
+        cursor,
+        transfer_id=reversal_id,
+        account=payee,
+        counterparty=payer,
+        amount=amount,
+        sequence=2,
         balance_after=payee_after,
     )
     set_balance(cursor, payer, balance=payer_after, last_sequence=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -250,7 +251,7 @@ def test_a_reversal_is_projected_with_its_links_both_ways(make_account, make_tra
 
     assert result.applied["TransferReversed"] == 1  # the running total of the batch's last one
     projected = {row.transfer_id: row for row in ProjectedTransfer.objects.all()}
-    assert (projected[original.id].reversal_of, projected[original.id].reversed_amount) == (None, 500)
+    assert (projected[original.id].reversal_of, projected[original.id].reversed_amount) == (None, Decimal(500))
     assert projected[first.transfer_id].reversal_of == original.id
     assert projected[second.transfer_id].description == "Goodwill"
     assert projections_verify().ok

@@ -71,7 +71,8 @@ def projection_rows() -> dict[str, list[tuple]]:
         "projection_statement_line": "SELECT account_id, sequence, entry_id, transfer_id, counterparty_id, currency, "
         "amount, balance_after, created_at FROM projection_statement_line ORDER BY 1, 2",
         "projection_transfer": "SELECT transfer_id, from_account_id, to_account_id, amount, currency, status, "
-        "idempotency_key, metadata, reversal_of, reversed_amount, entries, created_at FROM projection_transfer ORDER BY 1",
+        "idempotency_key, metadata, reversal_of, reversed_amount, entries, created_at "
+        "FROM projection_transfer ORDER BY 1",
     }
     rows = {}
     with connections["read"].cursor() as cursor:
