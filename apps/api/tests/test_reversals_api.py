@@ -72,6 +72,19 @@ def test_a_whole_reversal_moves_everything_back_and_links_both_ways(api, paid, a
     assert ledger_verify().ok
 
 
+def test_the_list_shows_the_reversal_links(api, paid, sync_projections):
+    reversal = reverse(api, paid["transferId"], {"idempotencyKey": "refund-1", "amount": 34}).json()
+    sync_projections()
+
+    listed = {item["transferId"]: item for item in api.get("/transfers").json()["data"]}
+
+    assert (listed[paid["transferId"]]["reversalOf"], listed[paid["transferId"]]["reversedAmount"]) == (None, 34)
+    assert (listed[reversal["transferId"]]["reversalOf"], listed[reversal["transferId"]]["reversedAmount"]) == (
+        paid["transferId"],
+        0,
+    )
+
+
 def test_an_ordinary_transfer_shows_no_reversal(paid):
     assert (paid["reversalOf"], paid["reversedAmount"]) == (None, 0)
 
