@@ -65,6 +65,10 @@ class TransferNotPending(Conflict):
     code, title = "transfer_not_pending", "The transfer is not pending"
 
 
+class TransferNotPosted(Conflict):
+    code, title = "transfer_not_posted", "Transfer is not posted"
+
+
 class BusinessRuleViolation(LedgerError):
     status, code, title = 422, "business_rule_violation", "Business rule violated"
 
@@ -103,6 +107,10 @@ class OverdraftLimitBelowBalance(BusinessRuleViolation):
 
 class AmountExceedsHold(BusinessRuleViolation):
     code, title = "amount_exceeds_hold", "Amount exceeds the hold"
+
+
+class ReversalExceedsOriginal(BusinessRuleViolation):
+    code, title = "reversal_exceeds_original", "Reversal exceeds what is left of the original"
 
 
 class ServiceUnavailable(LedgerError):

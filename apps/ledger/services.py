@@ -1,17 +1,20 @@
 """Posting transfers: the one place that moves money.
 
 The work happens in one round trip, in the PL/pgSQL function ledger_post_transfer
-(sql/functions/ledger_post_transfer.v3.sql): claim the idempotency key, lock every account
+(sql/functions/ledger_post_transfer.v5.sql): claim the idempotency key, lock every account
 involved in id order, check the business rules, write the transfer, the two entries of each
 posting, the balances and the outbox events, and record the outcome against the key. The
-triggers of 0002 check every row it writes. This module owns the transaction, the input
-checks, the ids and the trace context, and turns outcomes into domain errors.
+triggers of 0002 check every row it writes. A reversal is posted by the same function, called
+by ledger_reverse_transfer (sql/functions/ledger_reverse_transfer.v1.sql) under the locks of
+the original's accounts and then of the original (the order of every writer of a hold). This
+module owns the transaction, the input checks, the ids and the trace context, and turns
+outcomes into domain errors.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -199,10 +202,7 @@ def _transfer_post(
                 "amount must be between 1 and 2^63-1 minor units.",
                 field="amount" if single else f"postings[{index}].amount",
             )
-    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
-        raise errors.InvalidRequest(
-            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
-        )
+    _description_check(description)
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     arguments = [
@@ -298,13 +298,21 @@ def _hold_command(
     )
 
 
-def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, currencies: list[str]) -> TransferOutcome:
+def _outcome(
+    statement: str,
+    arguments: list[Any] | Callable[[], list[Any]],
+    *,
+    idempotency_key: str,
+    currencies: list[str] | None,
+) -> TransferOutcome:
     """Run one ledger function in the service's durable transaction and turn its outcome
-    (posted, settled, replayed, refused, conflict, invalid) into a TransferOutcome or an error."""
+    (posted, settled, replayed, refused, conflict, invalid) into a TransferOutcome or an error.
+    `arguments` may be a function, called inside the transaction (it may read the ledger);
+    `currencies` are those to count as posted, None: those of the document's postings."""
 
     def work() -> dict[str, Any]:
         with connection.cursor() as cursor:
-            cursor.execute(statement, arguments)
+            cursor.execute(statement, arguments() if callable(arguments) else arguments)
             result = orjson.loads(cursor.fetchone()[0])
         if result["outcome"] in ("posted", "settled"):
             outbox_relay_kick_on_commit()
@@ -322,10 +330,12 @@ def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, curr
         error = errors.LedgerError.from_outcome(result["error"])
         error.replayed = replayed
     else:
+        document = result["transfer"]
         if not replayed:
+            if currencies is None:
+                currencies = sorted({posting["currency"] for posting in document["postings"]})
             for currency in currencies:
                 metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
-        document = result["transfer"]
         positions: dict[UUID, int] = {}
         for entry in document["entries"]:
             account_id = UUID(entry["accountId"])
@@ -334,3 +344,63 @@ def _outcome(statement: str, arguments: list[Any], *, idempotency_key: str, curr
     if not replayed:
         metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()
     raise error
+
+
+def transfer_reverse(
+    *,
+    idempotency_key: str,
+    transfer_id: UUID,
+    amount: int | None = None,
+    description: str | None = None,
+) -> TransferOutcome:
+    """Post a new transfer that moves a posted transfer's postings back, exactly once per key.
+
+    Without `amount`, every posting is reversed whole; with it, part of a transfer of one
+    posting (a transfer of several is only reversed whole). Everything reversed never
+    exceeds the original (ReversalExceedsOriginal), only a posted transfer is reversed
+    (TransferNotPosted), and the reversal obeys every rule of a transfer, the overdraft
+    included. The new transfer's `reversalOf` is the original, whose `reversedAmount` grows
+    by what it moved back, in the same transaction (ledger_reverse_transfer). Idempotent as
+    transfer_create.
+    """
+    if amount is not None and not 1 <= amount <= INT64_MAX:
+        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
+    _description_check(description)
+    request: dict[str, Any] = {"reverse": str(transfer_id)}
+    if amount is not None:
+        request["amount"] = amount
+    if description is not None:
+        request["description"] = description
+    fingerprint = request_fingerprint(request=request)
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+
+    def arguments() -> list[Any]:
+        # Immutable, so read without a lock; the function locks the transfer itself.
+        posting_count = Transfer.objects.filter(id=transfer_id).values_list("posting_count", flat=True).first()
+        postings = posting_count or 1
+        return [
+            idempotency_key,
+            fingerprint,
+            transfer_id,
+            amount,
+            description,
+            new_id(),
+            [new_id() for _ in range(2 * postings)],
+            [new_id() for _ in range(2 + 2 * postings)],
+            Jsonb(trace_headers),
+        ]
+
+    return _outcome(
+        "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+        arguments,
+        idempotency_key=idempotency_key,
+        currencies=None,
+    )
+
+
+def _description_check(description: str | None) -> None:
+    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
+        raise errors.InvalidRequest(
+            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )
