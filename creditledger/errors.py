@@ -66,6 +66,10 @@ class TransferNotPending(Conflict):
     code, title = "transfer_not_pending", "The transfer is not pending"
 
 
+class TransferNotPosted(Conflict):
+    code, title = "transfer_not_posted", "Transfer is not posted"
+
+
 class BusinessRuleViolation(LedgerError):
     status, code, title = 422, "business_rule_violation", "Business rule violated"
 
@@ -122,6 +126,10 @@ class BatchRefused(BusinessRuleViolation):
     ) -> None:
         super().__init__(detail, field=field, **params)
         self.results = results
+
+
+class ReversalExceedsOriginal(BusinessRuleViolation):
+    code, title = "reversal_exceeds_original", "Reversal exceeds what is left of the original"
 
 
 class ServiceUnavailable(LedgerError):

@@ -64,6 +64,11 @@ class PostingOutputSerializer(serializers.Serializer):
 _ONE_POSTING = "The transfer's posting when it has exactly one; null when it has several (see postings)."
 _ENTRIES = "Posting by posting, each debit first: entries 2i and 2i+1 are postings[i]."
 _DESCRIPTION_HELP = f"Why the money moved, for people (at most {DESCRIPTION_MAX_LENGTH} characters); immutable."
+_REVERSAL_OF = "The transfer this one reverses (POST /transfers/{id}/reverse); null for any other transfer."
+_REVERSED_AMOUNT = (
+    "How much of this transfer its reversals have moved back: the sum of their postings' amounts; 0 if none. "
+    "It only grows, up to the sum of this transfer's postings' amounts (for a hold posted in part, what was posted)."
+)
 
 
 @keyword_fields(
@@ -71,7 +76,7 @@ _DESCRIPTION_HELP = f"Why the money moved, for people (at most {DESCRIPTION_MAX_
     **{"from": serializers.UUIDField(source="from_account_id", allow_null=True, help_text=_ONE_POSTING)},
 )
 class TransferOutputSerializer(serializers.Serializer):
-    """The transfer document (ledger_transfer_document, sql/functions/ledger_transfer_document.v2.sql);
+    """The transfer document (ledger_transfer_document, sql/functions/ledger_transfer_document.v4.sql);
     a test checks real answers against this schema."""
 
     to = serializers.UUIDField(source="to_account_id", allow_null=True, help_text=_ONE_POSTING)
@@ -81,6 +86,8 @@ class TransferOutputSerializer(serializers.Serializer):
     idempotencyKey = serializers.CharField(source="idempotency_key")
     metadata = MetadataField()
     description = serializers.CharField(allow_null=True, help_text=_DESCRIPTION_HELP)
+    reversalOf = serializers.UUIDField(source="reversal_of_id", allow_null=True, help_text=_REVERSAL_OF)
+    reversedAmount = serializers.IntegerField(source="reversed_amount", min_value=0, help_text=_REVERSED_AMOUNT)
     createdAt = serializers.DateTimeField(source="created_at")
     expiresAt = serializers.DateTimeField(
         source="expires_at", allow_null=True, help_text="A hold's expiry; null for a transfer that is no hold, or none."
@@ -126,6 +133,8 @@ class TransferListItemSerializer(serializers.Serializer):
     idempotencyKey = serializers.CharField(source="idempotency_key")
     metadata = MetadataField()
     description = serializers.CharField(allow_null=True, help_text=_DESCRIPTION_HELP)
+    reversalOf = serializers.UUIDField(source="reversal_of", allow_null=True, help_text=_REVERSAL_OF)
+    reversedAmount = serializers.IntegerField(source="reversed_amount", min_value=0, help_text=_REVERSED_AMOUNT)
     createdAt = serializers.DateTimeField(source="created_at")
     postings = PostingOutputSerializer(many=True)
     entries = ProjectedEntrySerializer(many=True, help_text=_ENTRIES)
@@ -560,6 +569,74 @@ class TransferDetailApi(APIView):
         transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
         query_params_validate(request, NoQueryParameters)
         return Response(selectors.transfer_document(transfer_id=transfer_uuid))
+
+
+class TransferReverseApi(APIView):
+    class TransferReverseInputSerializer(StrictInputSerializer):
+        idempotencyKey = IdempotencyKeyField(
+            required=False,
+            help_text="Required here or in the Idempotency-Key header. Same key + same body replays the first answer.",
+        )
+        amount = MinorUnitsField(
+            required=False,
+            help_text="Reverse only this much of a transfer of one posting. Left out: every posting, whole.",
+        )
+        description = StrictCharField(
+            required=False, allow_null=True, max_length=DESCRIPTION_MAX_LENGTH, help_text=_DESCRIPTION_HELP
+        )
+
+    @extend_schema(
+        tags=["transfers"],
+        operation_id="transfers_reverse",
+        summary="Reverse a posted transfer, whole or in part (exactly once per idempotency key)",
+        description="Posts a new transfer that moves the transfer's postings back, each from its destination to "
+        "its source, with `reversalOf` set to it; the transfer's `reversedAmount` grows by what the reversal moves "
+        "back. With `amount`, only that much of a transfer of one posting is reversed; a transfer of several "
+        "postings is reversed whole, once. Everything reversed never exceeds the transfer (422 "
+        "reversal_exceeds_original, with `remaining`); a hold posted in part is reversed up to what was "
+        "posted, not what was held. Only a posted transfer is reversed: a hold still pending, voided or expired "
+        "gets 409 transfer_not_posted. The reversal obeys every rule of a transfer: an account that has spent "
+        "the money gets 422 insufficient_funds, and nothing changes.",
+        request=TransferReverseInputSerializer,
+        parameters=[
+            OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="The transfer to reverse (UUID)."),
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                dict(IDEMPOTENCY_KEY_SCHEMA),
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Alternative to the idempotencyKey body field, with the same rules.",
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(
+                PostedTransferOutputSerializer,
+                description="The reversal, posted. A replay of an earlier request carries the header "
+                "Idempotent-Replayed: true.",
+            ),
+            **problem_responses(400, 404, 409, 413, 422, 503),
+        },
+        examples=[
+            OpenApiExample(
+                "Refund 5.00 of a 12.34 USD transfer",
+                value={"amount": 500, "description": "Partial refund", "idempotencyKey": "refund-1042-1"},
+                request_only=True,
+            ),
+        ],
+    )
+    def post(self, request, transfer_id: str):
+        transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
+        query_params_validate(request, NoQueryParameters)
+        serializer = self.TransferReverseInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcome = services.transfer_reverse(
+            idempotency_key=_idempotency_key(_header_idempotency_key(request), data.get("idempotencyKey")),
+            transfer_id=transfer_uuid,
+            amount=data.get("amount"),
+            description=data.get("description"),
+        )
+        return _outcome_response(outcome, status.HTTP_201_CREATED)
 
 
 def transfer_request_parse(data: Any, *, header_key: str | None) -> services.TransferRequest:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),
     path("transfers/<str:transfer_id>/post", transfers.TransferPostApi.as_view(), name="transfer-post"),
     path("transfers/<str:transfer_id>/void", transfers.TransferVoidApi.as_view(), name="transfer-void"),
+    path("transfers/<str:transfer_id>/reverse", transfers.TransferReverseApi.as_view(), name="transfer-reverse"),
 ]

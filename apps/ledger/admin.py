@@ -45,12 +45,22 @@ class TransferAdmin(LedgerTableAdmin):
     list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status", "description")
     list_select_related = ("from_account", "to_account")
     list_filter = ("currency", "status", "created_at")
-    search_fields = ("id", "idempotency_key", "from_account", "to_account")
-    search_help_text = "Transfer id, idempotency key, or the id of the account it is from or to (exact)."
+    search_fields = ("id", "idempotency_key", "from_account", "to_account", "reversal_of")
+    search_help_text = (
+        "Transfer id, idempotency key, the id of the account it is from or to, or of the transfer it reverses (exact)."
+    )
     ordering = ("-id",)  # UUIDv7: newest first
     sortable_by = ("id", "created_at")
-    readonly_fields = ("held",)
     inlines = (EntryInline,)
+    # After every field: what a hold reserved; reversal_of links to the original, this to the reversals.
+    readonly_fields = ("held", "reversals_links")
+
+    @admin.display(description="reversals")
+    def reversals_links(self, transfer: Transfer) -> str:
+        reversals = list(transfer.reversals.order_by("id").values_list("id", flat=True))
+        if not reversals:
+            return "-"
+        return format_html_join(", ", "{}", ((admin_link(Transfer, reversal),) for reversal in reversals))
 
     @admin.display(description="from")
     def from_link(self, transfer: Transfer) -> str:

@@ -1,6 +1,8 @@
 """The journal. Rows here are append-only: PostgreSQL rejects UPDATE and DELETE of entries
 and of posted transfers (see sql/0002_invariants.sql)."""
 
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -19,6 +21,8 @@ class TransferStatus(models.TextChoices):
 #: The most postings one transfer may have (the API's and the service's limit).
 MAX_POSTINGS = 100
 DESCRIPTION_MAX_LENGTH = 500
+#: A multi-leg transfer's reversed amount is the sum of up to MAX_POSTINGS amounts of up to 2^63-1.
+REVERSED_AMOUNT_DIGITS = 21
 
 
 class Transfer(models.Model):
@@ -55,6 +59,21 @@ class Transfer(models.Model):
         max_length=DESCRIPTION_MAX_LENGTH, null=True, blank=True, help_text="Why the money moved, for people."
     )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="A hold's expiry; null: no expiry.")
+    reversal_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        related_name="reversals",
+        db_column="reversal_of",
+        null=True,
+        blank=True,
+        help_text="The transfer this one reverses (docs/domain.md, Reversals).",
+    )
+    reversed_amount = models.DecimalField(
+        max_digits=REVERSED_AMOUNT_DIGITS,
+        decimal_places=0,
+        db_default=Decimal(0),
+        help_text="How much of this transfer reversals have moved back: the sum of their postings' amounts.",
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -65,6 +84,8 @@ class Transfer(models.Model):
             models.CheckConstraint(condition=~Q(from_account=F("to_account")), name="transfer_distinct_accounts"),
             models.CheckConstraint(condition=Q(status__in=TransferStatus.values), name="transfer_status_valid"),
             models.CheckConstraint(condition=Q(posting_count__gte=1), name="transfer_posting_count_positive"),
+            models.CheckConstraint(condition=Q(reversed_amount__gte=0), name="transfer_reversed_amount_non_negative"),
+            models.CheckConstraint(condition=~Q(reversal_of=F("id")), name="transfer_reversal_of_another"),
             models.CheckConstraint(
                 condition=Q(
                     posting_count=1,

@@ -211,10 +211,7 @@ def _transfer_request(
                 "amount must be between 1 and 2^63-1 minor units.",
                 field="amount" if single else f"postings[{index}].amount",
             )
-    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
-        raise errors.InvalidRequest(
-            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
-        )
+    _description_check(description)
     return TransferRequest(idempotency_key, postings, single, metadata, description, fingerprint, hold, expires_at)
 
 
@@ -491,8 +488,9 @@ def _transfer_outcome(
 
 
 def _ledger_outcome(
-    result: dict[str, Any], *, idempotency_key: str, currencies: list[str], committed: bool
+    result: dict[str, Any], *, idempotency_key: str, currencies: list[str] | None, committed: bool
 ) -> TransferOutcome | errors.LedgerError:
+    """`currencies`: those to count as posted; None: those of the posted document's postings."""
     replayed = result["outcome"] == "replayed"
     if result["outcome"] == "conflict":
         error: errors.LedgerError = errors.IdempotencyKeyReused(
@@ -505,6 +503,8 @@ def _ledger_outcome(
         error.replayed = replayed
     else:
         if committed and not replayed:
+            if currencies is None:
+                currencies = sorted({posting["currency"] for posting in result["transfer"]["postings"]})
             for currency in currencies:
                 metrics.TRANSFERS_POSTED.labels(currency=currency).inc()
         document = result["transfer"]
@@ -516,3 +516,74 @@ def _ledger_outcome(
     if not replayed:
         metrics.TRANSFERS_FAILED.labels(reason=error.code).inc()
     return error
+
+
+def transfer_reverse(
+    *,
+    idempotency_key: str,
+    transfer_id: UUID,
+    amount: int | None = None,
+    description: str | None = None,
+) -> TransferOutcome:
+    """Post a new transfer that moves a posted transfer's postings back, exactly once per key.
+
+    Without `amount`, every posting is reversed whole; with it, part of a transfer of one
+    posting (a transfer of several is only reversed whole). Everything reversed never
+    exceeds the original (ReversalExceedsOriginal), only a posted transfer is reversed
+    (TransferNotPosted), and the reversal obeys every rule of a transfer, the overdraft
+    included. The new transfer's `reversalOf` is the original, whose `reversedAmount` grows
+    by what it moved back, in the same transaction (ledger_reverse_transfer). Idempotent as
+    transfer_create.
+    """
+    if amount is not None and not 1 <= amount <= INT64_MAX:
+        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
+    _description_check(description)
+    request: dict[str, Any] = {"reverse": str(transfer_id)}
+    if amount is not None:
+        request["amount"] = amount
+    if description is not None:
+        request["description"] = description
+    fingerprint = request_fingerprint(request=request)
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+
+    def arguments() -> list[Any]:
+        # Read in the transaction; immutable, so without a lock (the function locks the transfer).
+        posting_count = Transfer.objects.filter(id=transfer_id).values_list("posting_count", flat=True).first()
+        postings = posting_count or 1
+        return [
+            idempotency_key,
+            fingerprint,
+            transfer_id,
+            amount,
+            description,
+            new_id(),
+            [new_id() for _ in range(2 * postings)],
+            [new_id() for _ in range(2 + 2 * postings)],
+            Jsonb(trace_headers),
+        ]
+
+    def work() -> dict[str, Any]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+                arguments(),
+            )
+            result = orjson.loads(cursor.fetchone()[0])
+        if result["outcome"] == "posted":
+            outbox_relay_kick_on_commit()
+        return result
+
+    outcome = _ledger_outcome(
+        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=None, committed=True
+    )
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def _description_check(description: str | None) -> None:
+    if description is not None and len(description) > DESCRIPTION_MAX_LENGTH:
+        raise errors.InvalidRequest(
+            f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
+        )

@@ -181,6 +181,55 @@ SELECT (SELECT count(key) FROM checked),
 """
 
 
+# Per reversed transfer (docs/domain.md, Reversals): its reversed_amount is what its reversals
+# (the transfers whose reversal_of is it) move back, the sum of their postings' amounts, and at
+# most its own total; only a posted transfer has any; each reversal inverts its postings (as
+# many, each between the same accounts the other way round, in the same currency, for the same
+# amount or, for a transfer of one posting, at most that amount). Reads only the transfers
+# with a reversed amount or reversals, and their entries by index.
+_REVERSALS_SQL = """
+WITH reversals AS (
+    SELECT r.reversal_of AS original_id,
+           count(*) AS reversal_count,
+           coalesce(sum((SELECT sum(-e.amount) FROM entry e WHERE e.transfer_id = r.id AND e.amount < 0)), 0)
+               AS moved_back,
+           count(*) FILTER (WHERE o.id IS NULL OR r.posting_count <> o.posting_count OR EXISTS (
+               SELECT 1 FROM entry d
+                WHERE d.transfer_id = r.id AND d.amount < 0
+                  AND NOT EXISTS (SELECT 1 FROM entry od
+                                   WHERE od.transfer_id = o.id AND od.amount < 0 AND od.posting_index = d.posting_index
+                                     AND od.account_id = d.counterparty_id AND od.counterparty_id = d.account_id
+                                     AND od.currency = d.currency
+                                     AND (d.amount = od.amount OR (o.posting_count = 1 AND d.amount >= od.amount)))))
+               AS not_inverse
+      FROM transfer r LEFT JOIN transfer o ON o.id = r.reversal_of
+     WHERE r.reversal_of IS NOT NULL
+     GROUP BY r.reversal_of
+),
+checked AS (
+    SELECT ids.id, t.id IS NULL AS transfer_missing, t.status, t.reversed_amount,
+           (SELECT coalesce(sum(-e.amount), 0) FROM entry e WHERE e.transfer_id = ids.id AND e.amount < 0) AS total,
+           coalesce(v.reversal_count, 0) AS reversal_count,
+           coalesce(v.moved_back, 0) AS moved_back,
+           coalesce(v.not_inverse, 0) AS not_inverse
+      FROM (SELECT id FROM transfer WHERE reversed_amount <> 0 UNION SELECT original_id FROM reversals) ids
+      LEFT JOIN transfer t ON t.id = ids.id
+      LEFT JOIN reversals v ON v.original_id = ids.id
+),
+problems AS (
+    SELECT * FROM checked
+     WHERE transfer_missing
+        OR reversed_amount <> moved_back
+        OR reversed_amount > total
+        OR not_inverse > 0
+        OR (reversed_amount > 0 AND status <> %(posted)s)
+)
+SELECT (SELECT count(*) FROM problems),
+       (SELECT coalesce(json_agg(listed ORDER BY id), '[]')
+          FROM (SELECT * FROM problems ORDER BY id LIMIT %(limit)s) listed)
+"""
+
+
 @dataclass(frozen=True)
 class Problem:
     """Everything wrong with one account, transfer or idempotency record."""
@@ -244,9 +293,11 @@ def _verify(limit: int) -> VerificationReport:
         _TRANSFERS_SQL, limit=limit, posted=TransferStatus.POSTED, pending=TransferStatus.PENDING
     )
     records, record_problems, record_rows = _query(_IDEMPOTENCY_SQL, limit=limit)
+    reversal_problems, reversal_rows = _query(_REVERSALS_SQL, limit=limit, posted=TransferStatus.POSTED)
     problems = (
         [Problem("account", row["id"], _account_details(row)) for row in account_rows]
         + [Problem("transfer", row["id"], _transfer_details(row)) for row in transfer_rows]
+        + [Problem("transfer", row["id"], _reversal_details(row)) for row in reversal_rows]
         + [_idempotency_problem(row) for row in record_rows]
     )
     return VerificationReport(
@@ -254,7 +305,7 @@ def _verify(limit: int) -> VerificationReport:
         entries=int(entries),
         transfers=transfers,
         idempotency_records=records,
-        problem_count=account_problems + transfer_problems + record_problems,
+        problem_count=account_problems + transfer_problems + reversal_problems + record_problems,
         problems=problems[:limit],
     )
 
@@ -334,6 +385,26 @@ def _hold_details(row: dict[str, Any]) -> list[str]:
         details.append(f"{status} but has {row['entry_count']} entries; only a posted transfer has entries")
     if row["beyond_hold"]:
         details.append(f"{row['beyond_hold']} postings were posted beyond, or off, what they held")
+    return details
+
+
+def _reversal_details(row: dict[str, Any]) -> list[str]:
+    if row["transfer_missing"]:
+        return [f"{row['reversal_count']} reversals reverse a transfer that does not exist"]
+    details = []
+    reversed_amount, moved_back, total = row["reversed_amount"], row["moved_back"], row["total"]
+    if reversed_amount != moved_back:
+        details.append(
+            f"reversed_amount {reversed_amount} but its {row['reversal_count']} reversals move back {moved_back}"
+        )
+    if reversed_amount > total:
+        details.append(f"reversed_amount {reversed_amount} is more than the {total} it moved")
+    if reversed_amount > 0 and row["status"] != TransferStatus.POSTED:
+        details.append(
+            f"reversed_amount {reversed_amount} on a {row['status']} transfer; only a posted one is reversed"
+        )
+    if row["not_inverse"]:
+        details.append(f"{row['not_inverse']} of its reversals do not invert its postings")
     return details
 
 

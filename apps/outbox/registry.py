@@ -105,7 +105,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _POSTING = _object({"from": _UUID, "to": _UUID, "amount": _AMOUNT, "currency": _CURRENCY})
 
 #: `from`, `to`, `amount` and `currency` are the transfer's one posting, null when it has several.
-#: `postings` and `description` came later: optional, so that earlier events stay valid.
+#: `postings`, `description` and `reversalOf` came later: optional, so that earlier events stay valid.
 TRANSFER_POSTED = EventType(
     name="TransferPosted",
     topic="ledger.transfer.v1",
@@ -122,11 +122,30 @@ TRANSFER_POSTED = EventType(
             "status": {"enum": ["posted"]},
             "metadata": {"type": "object"},
             "description": {"type": ["string", "null"], "maxLength": 500},
+            "reversalOf": _nullable(_UUID),
             "createdAt": _TIME,
             "postings": {"type": "array", "items": _POSTING, "minItems": 1, "maxItems": 100},
             "entries": {"type": "array", "items": _ENTRY_DATA, "minItems": 2},
         },
-        optional=("description", "postings"),
+        optional=("description", "postings", "reversalOf"),
+    ),
+)
+#: A reversal of the transfer was posted (its own TransferPosted carries `reversalOf`). Keyed by
+#: the reversed transfer, so it follows that transfer's TransferPosted on its partition.
+#: `amount` is what this reversal moved back, `reversedAmount` the running total.
+TRANSFER_REVERSED = EventType(
+    name="TransferReversed",
+    topic="ledger.transfer.v1",
+    version=1,
+    aggregate_type="transfer",
+    data_schema=_object(
+        {
+            "transferId": _UUID,
+            "reversalId": _UUID,
+            "amount": {"type": "integer", "minimum": 1},
+            "reversedAmount": {"type": "integer", "minimum": 1},
+            "createdAt": _TIME,
+        }
     ),
 )
 #: A hold (a pending transfer) and how it ends without posting: the same data, with the status.
@@ -175,6 +194,7 @@ EVENT_TYPES: dict[str, EventType] = {
         ACCOUNT_CREATED,
         ACCOUNT_UPDATED,
         TRANSFER_POSTED,
+        TRANSFER_REVERSED,
         ENTRY_POSTED,
         TRANSFER_PENDING,
         TRANSFER_VOIDED,

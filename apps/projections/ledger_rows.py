@@ -5,6 +5,7 @@ gap healing (projector.py). Each takes the parameter `%(applied_at)s`."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -46,6 +47,8 @@ class TransferRow(NamedTuple):
     idempotency_key: str
     metadata: Any  # JSON, as text
     description: str | None
+    reversal_of: UUID | None
+    reversed_amount: Decimal
     postings: Any  # JSON, as text
     entries: Any  # JSON, as text
     created_at: datetime
@@ -101,6 +104,7 @@ def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
                     THEN coalesce((SELECT -e.amount FROM entry e WHERE e.transfer_id = t.id AND e.amount < 0), t.amount)
                END,
                t.currency, t.status, t.idempotency_key, t.metadata, t.description,
+               t.reversal_of, t.reversed_amount,
                coalesce((SELECT jsonb_agg(jsonb_build_object('from', e.account_id, 'to', e.counterparty_id,
                                                              'amount', -e.amount, 'currency', e.currency)
                                           ORDER BY e.posting_index)

@@ -2,6 +2,8 @@
 event twice is a no-op enforced by PostgreSQL: balances carry the sequence they are at,
 statement lines are unique per (account, sequence), transfers per id."""
 
+from decimal import Decimal
+
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import F, Func, Value
@@ -69,6 +71,13 @@ class ProjectedTransfer(models.Model):
     idempotency_key = models.CharField(max_length=255)
     metadata = models.JSONField(default=dict)
     description = models.CharField(max_length=500, null=True)
+    reversal_of = models.UUIDField(null=True, help_text="The transfer this one reverses.")
+    reversed_amount = models.DecimalField(
+        max_digits=21,
+        decimal_places=0,
+        db_default=Decimal(0),
+        help_text="What its reversals moved back (TransferReversed).",
+    )
     postings = models.JSONField(default=list, help_text="[{from, to, amount, currency}], in the transfer's order.")
     entries = models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them.")
     created_at = models.DateTimeField()

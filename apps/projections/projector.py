@@ -33,6 +33,7 @@ from apps.outbox.registry import (
     TRANSFER_EXPIRED,
     TRANSFER_PENDING,
     TRANSFER_POSTED,
+    TRANSFER_REVERSED,
     TRANSFER_VOIDED,
     EventType,
 )
@@ -58,6 +59,8 @@ _TRANSFER_TYPES = (
     "text",
     "jsonb",
     "text",
+    "uuid",
+    "numeric",
     "jsonb",
     "jsonb",
     "timestamptz",
@@ -292,10 +295,11 @@ def _transfer_rows_upsert(
     row of a posted, voided or expired transfer never changes, so redelivery is a no-op)."""
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} AS p (transfer_id, from_account_id, to_account_id, amount, currency, status,
-                                            idempotency_key, metadata, description, postings, entries, created_at,
-                                            applied_at)
+                                            idempotency_key, metadata, description, reversal_of, postings, entries,
+                                            created_at, applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
-                                     %s::text[], %s::jsonb[], %s::text[], %s::jsonb[], %s::jsonb[], %s::timestamptz[])
+                                     %s::text[], %s::jsonb[], %s::text[], %s::uuid[], %s::jsonb[], %s::jsonb[],
+                                     %s::timestamptz[])
             ON CONFLICT (transfer_id) DO UPDATE
                SET amount = EXCLUDED.amount, status = EXCLUDED.status, postings = EXCLUDED.postings,
                    entries = EXCLUDED.entries, applied_at = EXCLUDED.applied_at
@@ -311,6 +315,7 @@ def _transfer_rows_upsert(
             [t["idempotencyKey"] for t in transfers],
             [Jsonb(t["metadata"]) for t in transfers],
             [t.get("description") for t in transfers],
+            [t.get("reversalOf") for t in transfers],
             [Jsonb(_postings(t)) for t in transfers],
             [Jsonb(t.get("entries", [])) for t in transfers],
             [parse_datetime(t["createdAt"]) for t in transfers],
@@ -327,6 +332,27 @@ def _holds_apply(event: EventType) -> Callable[..., None]:
         _transfer_rows_upsert(cursor, tables, transfers, now, result, event)
 
     return apply
+
+
+def _reversals_apply(
+    cursor, tables: Tables, reversals: list[dict[str, Any]], now: datetime, result: BatchResult
+) -> None:
+    """Raise each reversed transfer's reversed amount to the running total the event carries:
+    the greatest one wins, so redelivery and any order of one transfer's reversals are no-ops.
+    The event follows its transfer's TransferPosted on the same partition, and the appliers
+    run in order, so the row is there (or is healed from the ledger, total included)."""
+    cursor.execute(
+        sql.SQL("""UPDATE {transfer} AS p SET reversed_amount = v.reversed_amount
+              FROM (SELECT transfer_id, max(reversed_amount) AS reversed_amount
+                      FROM unnest(%s::uuid[], %s::numeric[]) AS r(transfer_id, reversed_amount)
+                     GROUP BY transfer_id) AS v
+             WHERE p.transfer_id = v.transfer_id AND p.reversed_amount < v.reversed_amount""").format(
+            transfer=tables.transfer
+        ),
+        [[r["transferId"] for r in reversals], [r["reversedAmount"] for r in reversals]],
+    )
+    result.applied[TRANSFER_REVERSED.name] += cursor.rowcount
+    result.duplicates += len(reversals) - cursor.rowcount
 
 
 def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: datetime, result: BatchResult) -> None:
@@ -357,7 +383,7 @@ def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: dateti
 
 #: How each event type of the registry is applied, in this order: accounts (created, updated), entries (which
 #: return the entries they healed from the ledger), then transfers: holds first, so that a hold created and
-#: settled in one batch ends settled.
+#: settled in one batch ends settled; then the reversals (of posted transfers, holds posted included).
 EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     ACCOUNT_CREATED: _accounts_apply,
     ACCOUNT_UPDATED: _account_updates_apply,
@@ -366,6 +392,7 @@ EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     TRANSFER_POSTED: _transfers_apply,
     TRANSFER_VOIDED: _holds_apply(TRANSFER_VOIDED),
     TRANSFER_EXPIRED: _holds_apply(TRANSFER_EXPIRED),
+    TRANSFER_REVERSED: _reversals_apply,
 }
 
 

@@ -51,6 +51,15 @@ def test_transfer_answers_match_the_schema(api, openapi, make_account, sync_proj
     fetched = api.get(f"/transfers/{posted.json()['transferId']}")
     assert_matches(openapi, "/transfers/{transfer_id}", "get", 200, fetched.json())
     assert {key: value for key, value in posted.json().items() if key != "consistencyToken"} == fetched.json()
+    reverse_path = f"/transfers/{posted.json()['transferId']}/reverse"
+    reversal = api.post(reverse_path, {"idempotencyKey": "schema-refund", "amount": 2}, format="json")
+    assert_matches(openapi, "/transfers/{transfer_id}/reverse", "post", 201, reversal.json())
+    too_much = api.post(reverse_path, {"idempotencyKey": "schema-refund-2", "amount": 4}, format="json")
+    assert too_much.status_code == 422
+    assert_matches(openapi, "/transfers/{transfer_id}/reverse", "post", 422, too_much.json())
+    fetched = api.get(f"/transfers/{posted.json()['transferId']}")
+    assert_matches(openapi, "/transfers/{transfer_id}", "get", 200, fetched.json())
+    assert fetched.json()["reversedAmount"] == 2
 
     sync_projections()
     assert_matches(openapi, "/transfers", "get", 200, api.get("/transfers").json())
@@ -124,9 +133,7 @@ def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openap
     writes = operations(openapi, "post")
 
     for path in writes:
-        response = api.post(
-            path.replace("{transfer_id}", "0193a1b2-0000-7000-8000-00000000000a"), {"unknownField": 1}, format="json"
-        )
+        response = api.post(path.format(transfer_id=MISSING_ID), {"unknownField": 1}, format="json")
 
         assert response.status_code == 400, (path, response.content)
         assert response.json()["errors"] == [{"field": "unknownField", "message": "Unknown field."}]
@@ -136,6 +143,7 @@ def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openap
         "/currencies",
         "/transfers",
         "/transfers/{transfer_id}/post",
+        "/transfers/{transfer_id}/reverse",
         "/transfers/{transfer_id}/void",
         "/transfers/batch",
     ]

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from apps.accounts.models import Account, Currency
 from apps.ledger.models import Entry, Hold, IdempotencyRecord, Transfer
-from apps.ledger.services import HoldRequest, Posting, hold_post, transfer_create_postings
+from apps.ledger.services import HoldRequest, Posting, hold_post, transfer_create_postings, transfer_reverse
 from apps.outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -100,6 +100,21 @@ def test_support_sees_a_transfer_with_its_entries(support_client, ledger):
     entries = set(Entry.objects.filter(transfer=transfer).values_list("pk", flat=True))
     assert {form.original.pk for form in inline} == entries
     assert 'name="_save"' not in content
+
+
+def test_a_transfer_page_links_its_reversals_and_a_reversal_page_its_original(support_client, ledger):
+    transfer = ledger["transfer"]
+    first = transfer_reverse(idempotency_key="refund-1", transfer_id=transfer.id, amount=200).transfer_id
+    second = transfer_reverse(idempotency_key="refund-2", transfer_id=transfer.id, amount=300).transfer_id
+
+    original_page = support_client.get(admin_url(Transfer, "change", transfer.id)).content.decode()
+    reversal_page = support_client.get(admin_url(Transfer, "change", first)).content.decode()
+    found = support_client.get(admin_url(Transfer, "changelist"), {"q": str(transfer.id)})
+
+    assert admin_url(Transfer, "change", first) in original_page
+    assert admin_url(Transfer, "change", second) in original_page
+    assert admin_url(Transfer, "change", transfer.id) in reversal_page
+    assert {row.pk for row in found.context["cl"].result_list} == {transfer.id, first, second}
 
 
 @pytest.mark.parametrize("model", [Entry, IdempotencyRecord, OutboxEvent], ids=lambda model: model.__name__)

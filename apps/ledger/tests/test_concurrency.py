@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
 from apps.ledger.verification import ledger_verify
 from creditledger import errors
 
@@ -159,4 +159,70 @@ def test_multi_leg_requests_from_16_threads_over_http_get_no_server_error(make_a
     assert [response.status_code for response in responses] == [201] * 16
     a.refresh_from_db()
     assert (a.balance, a.last_sequence) == (16, 32)
+    assert ledger_verify().ok
+
+
+def test_a_reversal_racing_a_spend_of_the_same_money_gets_one_consistent_outcome(
+    make_account, make_transfer, run_together
+):
+    """bob received 1000 and may not go below 0: refunding it and spending it cannot both happen."""
+    outcomes: Counter[str] = Counter()
+    for round_ in range(6):
+        alice, bob, carol = make_account(), make_account(overdraft_limit=0), make_account()
+        original = make_transfer(alice, bob, 1000).transfer
+
+        def work(index: int, original=original, bob=bob, carol=carol, round_=round_):
+            if index == 0:
+                return transfer_reverse(idempotency_key=f"refund-{round_}", transfer_id=original.id)
+            return make_transfer(bob, carol, 1000, idempotency_key=f"spend-{round_}")
+
+        refund, spend = run_together(2, work)
+
+        succeeded = [not isinstance(result, BaseException) for result in (refund, spend)]
+        assert succeeded in ([True, False], [False, True]), (refund, spend)
+        refused = spend if succeeded[0] else refund
+        assert isinstance(refused, errors.InsufficientFunds), refused
+        stored = Transfer.objects.get(id=original.id)
+        assert stored.reversed_amount == (1000 if succeeded[0] else 0)
+        assert Account.objects.get(id=bob.id).balance == 0
+        outcomes["refund" if succeeded[0] else "spend"] += 1
+    assert sum(outcomes.values()) == 6
+    assert ledger_verify().ok
+
+
+def test_concurrent_partial_reversals_never_exceed_the_original(make_account, make_transfer, run_together):
+    alice, bob = make_account(), make_account()
+    original = make_transfer(alice, bob, 1000).transfer
+
+    results = run_together(
+        8, lambda index: transfer_reverse(idempotency_key=f"refund-{index}", transfer_id=original.id, amount=300)
+    )
+
+    posted = [result for result in results if not isinstance(result, BaseException)]
+    refused = [result for result in results if isinstance(result, errors.ReversalExceedsOriginal)]
+    assert (len(posted), len(refused)) == (3, 5), results
+    assert sorted(error.params["remaining"] for error in refused) == [100] * 5
+    assert Transfer.objects.get(id=original.id).reversed_amount == 900
+    assert Account.objects.get(id=bob.id).balance == 100
+    assert ledger_verify().ok
+
+
+def test_reversals_from_8_threads_over_http_get_no_server_error(make_account, make_transfer, run_together):
+    alice, bob = make_account(), make_account(overdraft_limit=0)
+    original = make_transfer(alice, bob, 1000).transfer
+    carol = make_account()
+
+    def work(index: int):
+        client = APIClient()
+        if index % 2:
+            body = {"from": str(bob.id), "to": str(carol.id), "amount": 250, "currency": "USD"}
+            return client.post("/transfers", {**body, "idempotencyKey": f"spend-{index}"}, format="json")
+        body = {"idempotencyKey": f"refund-{index}", "amount": 250}
+        return client.post(f"/transfers/{original.id}/reverse", body, format="json")
+
+    responses = run_together(8, work)
+
+    assert all(response.status_code in (201, 422) for response in responses), [r.status_code for r in responses]
+    assert sum(response.status_code == 201 for response in responses) == 4  # bob had 1000: four moves of 250
+    assert Account.objects.get(id=bob.id).balance == 0
     assert ledger_verify().ok

@@ -712,7 +712,111 @@ def test_entries_written_without_updating_the_account_are_refused_at_commit(pair
 
 # --- the migration ------------------------------------------------------------------------------
 
+
+def hand_reversal(cursor, *, original_id: UUID, payer: Account, payee: Account, amount: int, balances: tuple[int, int]):
+    """A second transfer between two accounts, written by hand with reversal_of = `original_id`:
+    `amount` from `payer` to `payee`, whose balances were `balances` (sequence 1 each)."""
+    reversal_id = new_id()
+    cursor.execute(
+        "INSERT INTO transfer (id, idempotency_key, request_fingerprint, from_account_id, to_account_id, amount, "
+        "currency, status, metadata, reversal_of, created_at, updated_at) "
+        "VALUES (%s, %s, 'raw-sql', %s, %s, %s, 'USD', 'posted', '{}', %s, now(), now())",
+        [reversal_id, f"raw-{reversal_id}", payer.id, payee.id, amount, original_id],
+    )
+    payer_after, payee_after = balances[0] - amount, balances[1] + amount
+    insert_entry(
+        cursor,
+        transfer_id=reversal_id,
+        account=payer,
+        counterparty=payee,
+        amount=-amount,
+        sequence=2,
+        balance_after=payer_after,
+    )
+    insert_entry(
+        cursor,
+        transfer_id=reversal_id,
+        account=payee,
+        counterparty=payer,
+        amount=amount,
+        sequence=2,
+        balance_after=payee_after,
+    )
+    set_balance(cursor, payer, balance=payer_after, last_sequence=2)
+    set_balance(cursor, payee, balance=payee_after, last_sequence=2)
+    return reversal_id
+
+
+@pytest.fixture
+def paid(pair) -> UUID:
+    """pair[0] paid pair[1] 100 USD, by hand."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return raw_transfer(cursor, source=pair[0], destination=pair[1], amount=100)
+
+
+def test_a_hand_written_reversal_with_its_counter_commits(pair, paid):
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+        cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+
+    assert Transfer.objects.get(id=paid).reversed_amount == 40
+
+
+def test_a_reversal_without_its_counter_is_refused_at_commit(pair, paid):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="reversed_amount 0 but its reversals move back 40"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+            reached_commit = True
+    assert reached_commit
+    assert Transfer.objects.count() == 1
+
+
+def test_a_counter_without_a_reversal_is_refused_at_commit(paid):
+    with pytest.raises(IntegrityError, match="reversed_amount 10 but its reversals move back 0"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET reversed_amount = 10 WHERE id = %s", [paid])
+    assert Transfer.objects.get(id=paid).reversed_amount == 0
+
+
+def test_the_counter_never_exceeds_the_transfer(paid):
+    with pytest.raises(IntegrityError, match="moved 100: its reversals cannot move back 101"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE transfer SET reversed_amount = 101 WHERE id = %s", [paid])
+
+
+def test_the_counter_never_goes_down_and_nothing_else_changes_with_it(pair, paid):
+    source, destination = pair
+    with transaction.atomic(), connection.cursor() as cursor:
+        hand_reversal(cursor, original_id=paid, payer=destination, payee=source, amount=40, balances=(100, -100))
+        cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+
+    for statement in (
+        "UPDATE transfer SET reversed_amount = 30 WHERE id = %s",
+        "UPDATE transfer SET reversed_amount = 50, description = 'edited' WHERE id = %s",
+        "UPDATE transfer SET reversal_of = NULL WHERE reversal_of = %s",
+    ):
+        with pytest.raises(IntegrityError, match="is posted"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, [paid])
+
+
+def test_a_reversal_that_does_not_invert_the_postings_is_refused_at_commit(pair, paid):
+    source, destination = pair
+    reached_commit = False
+    with pytest.raises(IntegrityError, match="does not invert its postings"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The same direction as the original: it pays more instead of paying back.
+            hand_reversal(cursor, original_id=paid, payer=source, payee=destination, amount=40, balances=(-100, 100))
+            cursor.execute("UPDATE transfer SET reversed_amount = 40 WHERE id = %s", [paid])
+            reached_commit = True
+    assert reached_commit
+    assert Transfer.objects.get(id=paid).reversed_amount == 0
+
+
 LEDGER_TRIGGERS = {
+    "transfer_reversals",
     "entry_immutable",
     "transfer_immutable",
     "account_guard",
@@ -723,6 +827,11 @@ LEDGER_TRIGGERS = {
     "account_closed_final",
 }
 LEDGER_FUNCTIONS = {
+    "ledger_check_reversals",
+    "ledger_reversal_deferred_check",
+    "ledger_reverse_transfer",
+    "ledger_transfer_total",
+    "ledger_idempotent_outcome",
     "ledger_entry_immutable",
     "ledger_transfer_immutable",
     "ledger_account_guard",
@@ -734,6 +843,27 @@ LEDGER_FUNCTIONS = {
     "ledger_account_deferred_check",
     "ledger_account_closed_final",
 }
+HOLD_TRIGGERS = {"transfer_hold_checked", "account_pending_matches_holds", "transfer_hold_immutable"}
+HOLD_FUNCTIONS = {
+    "ledger_pending_debits",
+    "ledger_pending_credits",
+    "ledger_hold_event_data",
+    "ledger_hold_release",
+    "ledger_hold_command",
+    "ledger_holds_expire",
+    "ledger_hold_immutable",
+    "ledger_check_account_pending",
+    "ledger_account_pending_deferred_check",
+    "ledger_hold_deferred_check",
+    "ledger_write_postings",
+}
+REVERSAL_FUNCTIONS = {
+    "ledger_check_reversals",
+    "ledger_reversal_deferred_check",
+    "ledger_reverse_transfer",
+    "ledger_transfer_total",
+    "ledger_idempotent_outcome",
+}
 
 
 def _installed_invariants() -> set[str]:
@@ -741,6 +871,8 @@ def _installed_invariants() -> set[str]:
         cursor.execute(
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
             "AND tgrelid IN ('entry'::regclass, 'transfer'::regclass, 'account'::regclass) "
+            "UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+            "AND tgrelid = to_regclass('transfer_hold') "
             "UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'ledger\\_%%' "
             "UNION ALL SELECT conname FROM pg_constraint "
             "WHERE conname IN ('entry_account_currency_fk', 'account_closed_balance_zero')"
@@ -748,11 +880,54 @@ def _installed_invariants() -> set[str]:
         return {name for (name,) in cursor.fetchall()}
 
 
+def _function_definition(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT string_agg(pg_get_functiondef(oid), ' ') FROM pg_proc WHERE proname = %s", [name])
+        return cursor.fetchone()[0]
+
+
 def test_the_invariants_migration_reverses_and_reapplies(make_account):
-    everything = LEDGER_TRIGGERS | LEDGER_FUNCTIONS | {"entry_account_currency_fk", "account_closed_balance_zero"}
+    everything = (
+        LEDGER_TRIGGERS
+        | LEDGER_FUNCTIONS
+        | HOLD_TRIGGERS
+        | HOLD_FUNCTIONS
+        | {"entry_account_currency_fk", "account_closed_balance_zero"}
+    )
     assert _installed_invariants() >= everything
+    assert "p_reversal_of" in _function_definition("ledger_post_transfer")
+    assert "reversal_of" in _function_definition("ledger_write_postings")
 
     try:
+        # 0013 reversed (reversals' SQL): the holds versions are back, v4/v4/v3 and
+        # ledger_write_postings v1; the reversal functions are gone, the holds' are there.
+        call_command("migrate", "ledger", "0012", verbosity=0)
+        installed = _installed_invariants()
+        assert installed.isdisjoint(REVERSAL_FUNCTIONS | {"transfer_reversals"})
+        assert installed >= HOLD_TRIGGERS | HOLD_FUNCTIONS
+        post_transfer = _function_definition("ledger_post_transfer")
+        assert "p_pending" in post_transfer
+        assert "reversal_of" not in post_transfer
+        assert "reversal" not in _function_definition("ledger_write_postings")
+        immutable = _function_definition("ledger_transfer_immutable")
+        assert "may only become posted, voided or expired" in immutable
+        assert "reversed_amount" not in immutable
+        document = _function_definition("ledger_transfer_document")
+        assert "'held'" in document
+        assert "reversal" not in document
+        # 0012 reversed: the columns go; the holds still work.
+        call_command("migrate", "ledger", "0011", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'transfer' "
+                "AND column_name IN ('reversal_of', 'reversed_amount')"
+            )
+            assert cursor.fetchone()[0] == 0
+        # 0011 reversed (holds' SQL): version 3 of ledger_post_transfer, without holds.
+        call_command("migrate", "ledger", "0010", verbosity=0)
+        assert _installed_invariants().isdisjoint(HOLD_TRIGGERS | HOLD_FUNCTIONS)
+        assert "p_pending" not in _function_definition("ledger_post_transfer")
+        assert "expires_at" not in _function_definition("ledger_transfer_immutable")
         call_command("migrate", "ledger", "0006", verbosity=0)
         assert "account_closed_final" not in _installed_invariants()
         call_command("migrate", "ledger", "0004", verbosity=0)

@@ -1,5 +1,6 @@
 """The ledger against a model it must agree with: Hypothesis drives random sequences of every
-command (single and multi-leg transfers, holds and their posts and voids, freezes, replays)
+command (single and multi-leg transfers, holds and their posts and voids, reversals, freezes,
+replays)
 through the services, and after every step each account's balance, pending totals, available
 amount and status must be the model's, and every invariant must hold.
 
@@ -9,7 +10,7 @@ The model is deliberately naive: a dict per account, and the rules as the API do
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 from uuid import UUID
@@ -39,6 +40,7 @@ from apps.ledger.services import (
     hold_void,
     transfer_create,
     transfer_create_postings,
+    transfer_reverse,
 )
 from apps.ledger.verification import ledger_verify
 from creditledger import errors
@@ -84,7 +86,8 @@ class Replayable:
 
     send: Any
     transfer_id: UUID
-    keys: list[str] = field(default_factory=list)
+    legs: list[tuple[int, int, int]]
+    reversed: bool = False
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -220,6 +223,22 @@ class LedgerMachine(RuleBasedStateMachine):
         account.status = "active"
 
     @rule(earlier=done)
+    def reverse(self, earlier: Replayable) -> None:
+        """Reverse a posted transfer whole: once, and only if the money is still there."""
+        inverted = [(b, a, amount) for a, b, amount in earlier.legs]
+        refusal = errors.ReversalExceedsOriginal if earlier.reversed else self._refusal(inverted, pending=False)
+        outcome = self._attempt(
+            lambda: transfer_reverse(idempotency_key=key(), transfer_id=earlier.transfer_id), refusal
+        )
+        if outcome is None:
+            return
+        assert outcome.document["reversalOf"] == str(earlier.transfer_id)
+        earlier.reversed = True
+        for a, b, amount in inverted:
+            self.accounts[a].balance -= amount
+            self.accounts[b].balance += amount
+
+    @rule(earlier=done)
     def replay(self, earlier: Replayable) -> None:
         outcome = earlier.send()
         assert outcome.replayed
@@ -287,7 +306,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for a, b, amount in legs:
             self.accounts[a].balance -= amount
             self.accounts[b].balance += amount
-        return Replayable(send=send, transfer_id=outcome.transfer_id)
+        return Replayable(send=send, transfer_id=outcome.transfer_id, legs=legs)
 
     def _release(self, held: ModelHold) -> None:
         for a, b, amount in held.postings:

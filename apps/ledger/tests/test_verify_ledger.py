@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from apps.ledger.models import Entry
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
 from apps.ledger.verification import ledger_verify
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,3 +264,50 @@ def test_a_clean_multi_leg_transfer_passes_and_a_broken_posting_is_found(make_ac
             "this one has 4 entries, 1 postings that pair up"
         )
     ]
+
+
+@pytest.fixture
+def reversed_ledger(ledger):
+    """bob pays back 300 of alice's 1000 with a partial reversal, then 200 more."""
+    first = transfer_reverse(idempotency_key="refund-1", transfer_id=ledger["first"].id, amount=300).transfer
+    second = transfer_reverse(idempotency_key="refund-2", transfer_id=ledger["first"].id, amount=200).transfer
+    return {**ledger, "reversals": (first, second)}
+
+
+def test_reversals_that_add_up_to_the_counter_pass(reversed_ledger):
+    assert ledger_verify().ok
+
+
+def test_a_counter_that_disagrees_with_the_reversals_is_found(reversed_ledger):
+    original = reversed_ledger["first"]
+    tamper("UPDATE transfer SET reversed_amount = 400 WHERE id = %s", [original.id])
+
+    report = ledger_verify()
+
+    assert {problem.id: problem.details for problem in report.problems} == {
+        str(original.id): ["reversed_amount 400 but its 2 reversals move back 500"]
+    }
+
+
+def test_reversals_beyond_the_original_are_found(reversed_ledger):
+    original = reversed_ledger["first"]
+    # The second reversal now moves back 800, entries, balances and counter consistent with it.
+    second = reversed_ledger["reversals"][1]
+    tamper("UPDATE transfer SET amount = 800 WHERE id = %s", [second.id])
+    tamper("UPDATE entry SET amount = sign(amount) * 800 WHERE transfer_id = %s", [second.id])
+    tamper("UPDATE transfer SET reversed_amount = 1100 WHERE id = %s", [original.id])
+
+    details = {problem.id: problem.details for problem in ledger_verify().problems}
+
+    assert details[str(original.id)] == ["reversed_amount 1100 is more than the 1000 it moved"]
+
+
+def test_a_reversal_that_does_not_invert_its_original_is_found(reversed_ledger):
+    original = reversed_ledger["first"]
+    # carol paying dave 40 EUR, relabelled as one of its reversals, the counter to match.
+    tamper("UPDATE transfer SET reversal_of = %s WHERE id = %s", [original.id, reversed_ledger["euros"].id])
+    tamper("UPDATE transfer SET reversed_amount = 540 WHERE id = %s", [original.id])
+
+    details = {problem.id: problem.details for problem in ledger_verify().problems}
+
+    assert details == {str(original.id): ["1 of its reversals do not invert its postings"]}

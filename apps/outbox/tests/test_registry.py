@@ -61,11 +61,11 @@ def test_sql_emits_only_registered_event_types_and_never_names_a_topic_or_builds
 @pytest.mark.django_db
 def test_an_event_type_the_registry_does_not_know_is_refused():
     with (
-        pytest.raises(DatabaseError, match="TransferReversed is not in the event registry"),
+        pytest.raises(DatabaseError, match="TransferRefunded is not in the event registry"),
         transaction.atomic(),
         connection.cursor() as cursor,
     ):
-        cursor.execute("SELECT outbox_event_row(%s, 'TransferReversed', 'key', now(), '{}', '{}')", [new_id()])
+        cursor.execute("SELECT outbox_event_row(%s, 'TransferRefunded', 'key', now(), '{}', '{}')", [new_id()])
 
 
 def test_the_catalogue_lists_the_registered_topics_and_types():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
 from apps.outbox.models import OutboxEvent
 from apps.outbox.topics import ENTRY_TOPIC, RELAY_POSITION_HEADER
 from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
@@ -225,3 +226,64 @@ def test_a_transfer_event_from_before_postings_is_projected_with_its_one_posting
     assert projected.postings == [{"from": str(alice.id), "to": str(bob.id), "amount": 5, "currency": "USD"}]
     assert projected.description is None
     assert projections_verify().ok
+
+
+def test_a_reversal_is_projected_with_its_links_both_ways(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    original = make_transfer(alice, bob, 1000).transfer
+    first = transfer_reverse(idempotency_key="refund-1", transfer_id=original.id, amount=300)
+    second = transfer_reverse(idempotency_key="refund-2", transfer_id=original.id, amount=200, description="Goodwill")
+
+    reversed_events = [payload(message) for message in outbox_messages("TransferReversed")]
+    assert [(event["aggregateId"], event["data"]["reversalId"]) for event in reversed_events] == [
+        (str(original.id), str(first.transfer_id)),
+        (str(original.id), str(second.transfer_id)),
+    ]
+    assert [(event["data"]["amount"], event["data"]["reversedAmount"]) for event in reversed_events] == [
+        (300, 300),
+        (200, 500),
+    ]
+    posted = {event["data"]["transferId"]: event["data"] for event in map(payload, outbox_messages("TransferPosted"))}
+    assert posted[str(first.transfer_id)]["reversalOf"] == str(original.id)
+    assert posted[str(original.id)]["reversalOf"] is None
+
+    result = projection_batch_apply(outbox_messages(), consumer_group="g")
+
+    assert result.applied["TransferReversed"] == 1  # the running total of the batch's last one
+    projected = {row.transfer_id: row for row in ProjectedTransfer.objects.all()}
+    assert (projected[original.id].reversal_of, projected[original.id].reversed_amount) == (None, Decimal(500))
+    assert projected[first.transfer_id].reversal_of == original.id
+    assert projected[second.transfer_id].description == "Goodwill"
+    assert projections_verify().ok
+
+
+def test_transfer_reversed_events_apply_in_any_order_and_twice_without_going_back(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    original = make_transfer(alice, bob, 1000).transfer
+    transfer_reverse(idempotency_key="refund-1", transfer_id=original.id, amount=300)
+    transfer_reverse(idempotency_key="refund-2", transfer_id=original.id, amount=200)
+    everything_else = [message for message in outbox_messages() if payload(message)["type"] != "TransferReversed"]
+    first, second = outbox_messages("TransferReversed")
+    projection_batch_apply(everything_else, consumer_group="g")
+
+    projection_batch_apply([second], consumer_group="g")
+    result = projection_batch_apply([first, second], consumer_group="g")
+
+    assert (result.applied["TransferReversed"], result.duplicates) == (0, 2)
+    assert ProjectedTransfer.objects.get(transfer_id=original.id).reversed_amount == 500
+    assert projections_verify().ok
+
+
+def test_verify_projections_finds_a_reversed_amount_that_drifted(make_account, make_transfer):
+    alice, bob = make_account(), make_account()
+    original = make_transfer(alice, bob, 1000).transfer
+    transfer_reverse(idempotency_key="refund-1", transfer_id=original.id, amount=300)
+    projection_batch_apply(outbox_messages(), consumer_group="g")
+    ProjectedTransfer.objects.filter(transfer_id=original.id).update(reversed_amount=0)
+
+    report = projections_verify()
+
+    assert not report.ok
+    assert [(drift.key, drift.detail) for drift in report.examples] == [
+        (str(original.id), "reversed_amount 300 in the ledger, 0 in the projection")
+    ]

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 
 from apps.ledger.models import Entry, Transfer
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
 from apps.outbox.models import OutboxEvent, RelayState
 from apps.outbox.relay import outbox_relay
 from apps.outbox.topics import ENTRY_TOPIC
@@ -71,7 +71,8 @@ def projection_rows() -> dict[str, list[tuple]]:
         "projection_statement_line": "SELECT account_id, sequence, entry_id, transfer_id, counterparty_id, currency, "
         "amount, balance_after, created_at FROM projection_statement_line ORDER BY 1, 2",
         "projection_transfer": "SELECT transfer_id, from_account_id, to_account_id, amount, currency, status, "
-        "idempotency_key, metadata, entries, created_at FROM projection_transfer ORDER BY 1",
+        "idempotency_key, metadata, reversal_of, reversed_amount, entries, created_at "
+        "FROM projection_transfer ORDER BY 1",
     }
     rows = {}
     with connections["read"].cursor() as cursor:
@@ -104,6 +105,24 @@ def test_a_replay_from_the_ledger_builds_what_the_consumer_built(ledger, sync_pr
     assert projection_rows() == built_by_the_consumer
     assert projections_verify().ok
     assert leftover_schemas() == []
+
+
+def test_a_replay_from_the_ledger_keeps_the_reversal_links(ledger, sync_projections):
+    original = Transfer.objects.filter(from_account=ledger["alice"], to_account=ledger["bob"]).get()
+    reversal = transfer_reverse(idempotency_key="refund-1", transfer_id=original.id, amount=400)
+    transfer_reverse(idempotency_key="refund-2", transfer_id=reversal.transfer_id, amount=100)
+    sync_projections()
+    built_by_the_consumer = projection_rows()
+    read_sql("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
+
+    projections_replay()
+
+    assert projection_rows() == built_by_the_consumer
+    assert read_sql(
+        "SELECT transfer_id, reversal_of, reversed_amount FROM projection_transfer WHERE reversed_amount > 0 "
+        "OR reversal_of IS NOT NULL ORDER BY transfer_id"
+    ) == [(original.id, None, 400), (reversal.transfer_id, original.id, 100), (mock.ANY, reversal.transfer_id, 0)]
+    assert projections_verify().ok
 
 
 def test_the_entries_of_a_replayed_transfer_are_those_its_event_carried(ledger):
