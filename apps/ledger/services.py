@@ -148,21 +148,15 @@ def transfer_request_single(
 ) -> TransferRequest:
     """The request to move `amount` minor units from one account to another (see transfer_create)."""
     posting = Posting(from_account_id, to_account_id, amount, currency)
-    metadata = metadata or {}
     # The seed's fingerprint, so that keys used before postings existed still replay.
-    request = {**posting.canonical(), "metadata": metadata}
-    if description is not None:
-        request["description"] = description
-    if hold is not None:
-        request.update(hold.canonical())
     return _transfer_request(
         idempotency_key=idempotency_key,
         postings=(posting,),
         single=True,
-        metadata=metadata,
+        form=posting.canonical(),
+        metadata=metadata or {},
         description=description,
         hold=hold,
-        fingerprint=request_fingerprint(request=request),
     )
 
 
@@ -177,20 +171,14 @@ def transfer_request_postings(
     """The request to post 1 to MAX_POSTINGS postings as one transfer (see transfer_create_postings)."""
     if not 1 <= len(postings) <= MAX_POSTINGS:
         raise errors.InvalidRequest(f"A transfer has 1 to {MAX_POSTINGS} postings.", field="postings")
-    metadata = metadata or {}
-    request: dict[str, Any] = {"postings": [posting.canonical() for posting in postings], "metadata": metadata}
-    if description is not None:
-        request["description"] = description
-    if hold is not None:
-        request.update(hold.canonical())
     return _transfer_request(
         idempotency_key=idempotency_key,
         postings=tuple(postings),
         single=False,
-        metadata=metadata,
+        form={"postings": [posting.canonical() for posting in postings]},
+        metadata=metadata or {},
         description=description,
         hold=hold,
-        fingerprint=request_fingerprint(request=request),
     )
 
 
@@ -199,11 +187,13 @@ def _transfer_request(
     idempotency_key: str,
     postings: tuple[Posting, ...],
     single: bool,
+    form: dict[str, Any],
     metadata: dict[str, Any],
     description: str | None,
     hold: HoldRequest | None,
-    fingerprint: str,
 ) -> TransferRequest:
+    """Check the request and fingerprint all of it: `form` (its postings, as the client gave
+    them), metadata, and the description and hold when given."""
     expires_at = hold.expiry() if hold is not None else None
     for index, posting in enumerate(postings):
         if posting.amount < 1 or posting.amount > INT64_MAX:
@@ -212,6 +202,12 @@ def _transfer_request(
                 field="amount" if single else f"postings[{index}].amount",
             )
     _description_check(description)
+    request = {**form, "metadata": metadata}
+    if description is not None:
+        request["description"] = description
+    if hold is not None:
+        request.update(hold.canonical())
+    fingerprint = request_fingerprint(request=request)
     return TransferRequest(idempotency_key, postings, single, metadata, description, fingerprint, hold, expires_at)
 
 
