@@ -275,7 +275,8 @@ class AccountBalanceApi(APIView):
         )
         available = serializers.IntegerField(
             allow_null=True,
-            help_text="What may still be debited: balance - pendingDebits + overdraftLimit; null when unlimited.",
+            help_text="What may still be debited, as the overdraft rule sees it now (read from the ledger): "
+            "balance - pendingDebits + overdraftLimit once the read model is up to date; null when unlimited.",
         )
         overdraftLimit = OverdraftLimitField(source="overdraft_limit")
         lastSequence = serializers.IntegerField(
@@ -331,6 +332,7 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
         updated_at=posted.posted_at,
         pending_debits=pending.debits,
         pending_credits=pending.credits,
+        ledger_balance=posted.balance,
         as_of=moment,
     )
 

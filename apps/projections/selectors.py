@@ -33,13 +33,18 @@ class Balance:
     #: What the account's open, unexpired holds reserve, read from the ledger when this was read.
     pending_debits: int
     pending_credits: int
+    #: The ledger's posted balance when this was read: the one the overdraft rule checks.
+    ledger_balance: int
 
     @property
     def available(self) -> int | None:
-        """What may still be debited; None when the overdraft is unlimited."""
+        """What may still be debited, exactly as the overdraft rule sees it now: from the
+        ledger's balance and pending debits, never from a read model still catching up (which
+        could overstate it); None when the overdraft is unlimited. Once the projection is up
+        to date, it is balance - pendingDebits + overdraftLimit."""
         if self.overdraft_limit is None:
             return None
-        return self.balance - self.pending_debits + self.overdraft_limit
+        return self.ledger_balance - self.pending_debits + self.overdraft_limit
 
     @property
     def up_to_date(self) -> bool:
@@ -86,6 +91,7 @@ def projected_balance(*, account_id: UUID, pending_debits: int, pending_credits:
         updated_at=row.updated_at if row and row.last_sequence else None,
         pending_debits=pending_debits,
         pending_credits=pending_credits,
+        ledger_balance=account.balance,
     )
 
 

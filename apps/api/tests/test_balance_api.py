@@ -32,6 +32,28 @@ def test_a_balance_shows_what_is_left_to_spend(api, make_account, make_transfer,
     assert (body["overdraftLimit"], body["available"], body["lastSequence"]) == (100, 850, 2)
 
 
+def test_available_is_what_the_overdraft_rule_sees_even_while_the_read_model_catches_up(
+    api, make_account, make_transfer, sync_projections
+):
+    wallet, other = make_account(overdraft_limit=0), make_account()
+    make_transfer(other, wallet, 1_000)
+    sync_projections()
+    make_transfer(wallet, other, 600)  # not projected yet
+
+    body = api.get(f"/accounts/{wallet.id}/balance").json()
+
+    assert (body["balance"], body["available"]) == (1_000, 400)  # never the 1,000 it cannot spend
+    refused = api.post(
+        "/transfers",
+        {"from": str(wallet.id), "to": str(other.id), "amount": 401, "currency": "USD", "idempotencyKey": "over"},
+        format="json",
+    )
+    assert (refused.status_code, refused.json()["available"]) == (422, 400)
+    sync_projections()
+    caught_up = api.get(f"/accounts/{wallet.id}/balance").json()
+    assert caught_up["available"] == caught_up["balance"] - caught_up["pendingDebits"] + caught_up["overdraftLimit"]
+
+
 def test_an_unlimited_overdraft_has_no_available_limit(api, make_account):
     account = make_account("EUR")
 
