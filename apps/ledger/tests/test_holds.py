@@ -13,7 +13,15 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, Hold, Transfer
 from apps.ledger.selectors import account_pending
-from apps.ledger.services import HoldRequest, Posting, hold_post, hold_void, holds_expire, transfer_create_postings
+from apps.ledger.services import (
+    HoldRequest,
+    Posting,
+    hold_post,
+    hold_void,
+    holds_expire,
+    transfer_create_postings,
+    transfer_reverse,
+)
 from apps.ledger.verification import ledger_verify
 from apps.outbox.models import OutboxEvent
 from creditledger import errors
@@ -240,4 +248,29 @@ def test_post_void_and_expiry_race_on_one_hold(funded, make_transfer, run_togeth
         for refusal in (r for r in results if isinstance(r, errors.TransferNotPending)):
             assert refusal.params["transferStatus"] == final
         assert final in ("posted", "voided", "expired")
+    assert ledger_verify().ok
+
+
+def test_a_reversal_racing_the_post_of_its_hold_waits_or_is_refused_never_deadlocks(
+    funded, make_transfer, run_together
+):
+    """Both take the hold's accounts first, then the transfer: the reversal either sees the
+    hold still pending (409) or reverses what the post has just posted."""
+    wallet, merchant = funded
+    for _ in range(4):
+        hold = make_transfer(wallet, merchant, 100, hold=HoldRequest(timeout_seconds=600))
+
+        def command(index: int, transfer_id=hold.transfer_id):
+            if index == 0:
+                return hold_post(transfer_id=transfer_id, idempotency_key=key())
+            return transfer_reverse(transfer_id=transfer_id, idempotency_key=key(), amount=40)
+
+        posted, reversal = run_together(2, command)
+
+        assert not isinstance(posted, BaseException), posted
+        if isinstance(reversal, errors.TransferNotPosted):
+            assert reversal.params == {"transferStatus": "pending"}
+        else:
+            assert not isinstance(reversal, BaseException), reversal
+            assert reversal.document["reversalOf"] == str(hold.transfer_id)
     assert ledger_verify().ok

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
+from apps.ledger.services import HoldRequest, hold_post, hold_void, transfer_reverse
 from apps.outbox.models import OutboxEvent
 from apps.outbox.relay import outbox_relay
 from apps.outbox.topics import ALL_TOPICS, ENTRY_TOPIC
@@ -267,3 +268,33 @@ def test_dead_letters_still_go_out_after_the_broker_restarted_under_the_consumer
         message="the dead letter sent to the new broker",
     )
     consumer.stop()  # raises what stopped it, if anything did
+
+
+def test_holds_and_reversals_travel_through_kafka_into_the_read_model(start_consumer, make_account, make_transfer):
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account(overdraft_limit=0)
+    make_transfer(bank, wallet, 1000)
+    posted = make_transfer(wallet, shop, 300, hold=HoldRequest(timeout_seconds=600)).transfer_id
+    voided = make_transfer(wallet, shop, 200, hold=HoldRequest(timeout_seconds=600)).transfer_id
+    pending = make_transfer(wallet, shop, 50, hold=HoldRequest(timeout_seconds=600)).transfer_id
+    hold_post(transfer_id=posted, idempotency_key="pipeline-post", amount=120)
+    hold_void(transfer_id=voided, idempotency_key="pipeline-void")
+    refund = transfer_reverse(idempotency_key="pipeline-refund", transfer_id=posted, amount=20).transfer_id
+    start_consumer()
+
+    published = outbox_relay().published
+
+    kinds = set(OutboxEvent.objects.values_list("event_type", flat=True))
+    assert {"TransferPending", "TransferPosted", "TransferVoided", "TransferReversed"} <= kinds
+    assert published == OutboxEvent.objects.count()
+    wait_until(projection_matches_ledger, message="the hold and reversal events to be applied")
+    wait_until(lambda: projections_verify(limit=5).ok, message="verify_projections to be clean")
+    statuses = dict(ProjectedTransfer.objects.values_list("transfer_id", "status"))
+    assert (statuses[posted], statuses[voided], statuses[pending], statuses[refund]) == (
+        "posted",
+        "voided",
+        "pending",
+        "posted",
+    )
+    original = ProjectedTransfer.objects.get(transfer_id=posted)
+    assert original.amount == 120
+    assert original.reversed_amount == 20
