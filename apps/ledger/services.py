@@ -11,7 +11,7 @@ checks, the ids and the trace context, and turns outcomes into domain errors.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -272,17 +272,12 @@ def transfer_create_postings(
 
 def transfer_post(*, request: TransferRequest) -> TransferOutcome:
     """Post one checked request in its own durable transaction; raise its refusal."""
-
-    def work() -> dict[str, Any]:
-        result = _transfer_post_in_transaction(request)
-        if result["outcome"] == "posted":
-            outbox_relay_kick_on_commit()
-        return result
-
-    outcome = _transfer_outcome(request, in_durable_transaction(work), committed=True)
-    if isinstance(outcome, errors.LedgerError):
-        raise outcome
-    return outcome
+    return _ledger_command(
+        POST_TRANSFER_SQL,
+        lambda: _transfer_post_arguments(request),
+        idempotency_key=request.idempotency_key,
+        currencies=_posted_currencies(request),
+    )
 
 
 def transfer_batch_create(
@@ -403,23 +398,12 @@ def _hold_command(
         Jsonb(trace_headers),
     ]
 
-    def work() -> dict[str, Any]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT ledger_hold_command(%s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
-                arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
-            )
-            result = orjson.loads(cursor.fetchone()[0])
-        if result["outcome"] == "settled":
-            outbox_relay_kick_on_commit()
-        return result
-
-    outcome = _ledger_outcome(
-        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=[], committed=True
+    return _ledger_command(
+        "SELECT ledger_hold_command(%s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+        lambda: arguments,
+        idempotency_key=idempotency_key,
+        currencies=[],
     )
-    if isinstance(outcome, errors.LedgerError):
-        raise outcome
-    return outcome
 
 
 def _succeeded(result: dict[str, Any]) -> bool:
@@ -443,12 +427,22 @@ def _currencies_check(requests: Sequence[TransferRequest]) -> None:
                 )
 
 
+POST_TRANSFER_SQL = (
+    "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
+    "%s, %s::uuid[], %s::uuid[], %s, %s, %s)::text"
+)
+
+
 def _transfer_post_in_transaction(request: TransferRequest) -> dict[str, Any]:
     """Call the posting function in the caller's transaction; its outcome as JSON (ADR 0013)."""
+    return _ledger_call(POST_TRANSFER_SQL, _transfer_post_arguments(request))
+
+
+def _transfer_post_arguments(request: TransferRequest) -> list[Any]:
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     postings = request.postings
-    arguments = [
+    return [
         request.idempotency_key,
         request.fingerprint,
         request.single,
@@ -465,22 +459,48 @@ def _transfer_post_in_transaction(request: TransferRequest) -> dict[str, Any]:
         request.hold is not None,
         request.expires_at,
     ]
+
+
+def _ledger_call(statement: str, arguments: list[Any]) -> dict[str, Any]:
+    """Call one ledger function in the caller's transaction; its outcome as JSON (ADR 0013)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT ledger_post_transfer(%s, %s, %s, %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s, %s, "
-            "%s, %s::uuid[], %s::uuid[], %s, %s, %s)::text",
-            arguments,  # type: ignore[arg-type]  # django-stubs' SQL parameter types lack psycopg's Jsonb
-        )
+        cursor.execute(statement, arguments)
         return orjson.loads(cursor.fetchone()[0])
+
+
+def _ledger_command(
+    statement: str, arguments: Callable[[], list[Any]], *, idempotency_key: str, currencies: list[str] | None
+) -> TransferOutcome:
+    """Call one ledger function in its own durable transaction, with `arguments()` built inside
+    it; kick the relay on commit when it wrote events (posted or settled); raise its refusal."""
+
+    def work() -> dict[str, Any]:
+        result = _ledger_call(statement, arguments())
+        if result["outcome"] in ("posted", "settled"):
+            outbox_relay_kick_on_commit()
+        return result
+
+    outcome = _ledger_outcome(
+        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=currencies, committed=True
+    )
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def _posted_currencies(request: TransferRequest) -> list[str]:
+    """What a request counts as posted in the metrics: nothing yet for a hold."""
+    return [] if request.hold is not None else sorted({posting.currency for posting in request.postings})
 
 
 def _transfer_outcome(
     request: TransferRequest, result: dict[str, Any], *, committed: bool
 ) -> TransferOutcome | errors.LedgerError:
     """The posting function's outcome as a TransferOutcome or the domain error it stands for;
-    counts it in the metrics (a posting only once `committed`; a hold posts nothing yet)."""
-    currencies = [] if request.hold is not None else sorted({posting.currency for posting in request.postings})
-    return _ledger_outcome(result, idempotency_key=request.idempotency_key, currencies=currencies, committed=committed)
+    counts it in the metrics (a posting only once `committed`)."""
+    return _ledger_outcome(
+        result, idempotency_key=request.idempotency_key, currencies=_posted_currencies(request), committed=committed
+    )
 
 
 def _ledger_outcome(
@@ -559,23 +579,12 @@ def transfer_reverse(
             Jsonb(trace_headers),
         ]
 
-    def work() -> dict[str, Any]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
-                arguments(),
-            )
-            result = orjson.loads(cursor.fetchone()[0])
-        if result["outcome"] == "posted":
-            outbox_relay_kick_on_commit()
-        return result
-
-    outcome = _ledger_outcome(
-        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=None, committed=True
+    return _ledger_command(
+        "SELECT ledger_reverse_transfer(%s, %s, %s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)::text",
+        arguments,
+        idempotency_key=idempotency_key,
+        currencies=None,
     )
-    if isinstance(outcome, errors.LedgerError):
-        raise outcome
-    return outcome
 
 
 def _description_check(description: str | None) -> None:
