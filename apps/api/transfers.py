@@ -43,6 +43,14 @@ from creditledger.api.serializers import (
 )
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+_TRANSFER_ID_PARAMETER = OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")
+_IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    dict(IDEMPOTENCY_KEY_SCHEMA),
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Alternative to the idempotencyKey body field, with the same rules.",
+)
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -316,13 +324,7 @@ class TransferListCreateApi(APIView):
         "neither, is a 400.",
         request=_transfer_create_schema(),
         parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                dict(IDEMPOTENCY_KEY_SCHEMA),
-                OpenApiParameter.HEADER,
-                required=False,
-                description="Alternative to the idempotencyKey body field, with the same rules.",
-            ),
+            _IDEMPOTENCY_PARAMETER,
         ],
         responses={
             201: OpenApiResponse(
@@ -402,14 +404,6 @@ class HoldPostInputSerializer(HoldCommandInputSerializer):
     )
 
 
-_TRANSFER_ID_PARAMETER = OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")
-_IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    dict(IDEMPOTENCY_KEY_SCHEMA),
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Alternative to the idempotencyKey body field, with the same rules.",
-)
 _NOT_PENDING = (
     " A transfer that is not pending (posted, voided, expired, or past its expiresAt) is a 409 transfer_not_pending "
     "with its status in transferStatus."
@@ -438,7 +432,7 @@ class TransferPostApi(APIView):
         data = serializer.validated_data
         outcome = services.hold_post(
             transfer_id=transfer_uuid,
-            idempotency_key=_idempotency_key(_header_idempotency_key(request), data.get("idempotencyKey")),
+            idempotency_key=_request_idempotency_key(request, data.get("idempotencyKey")),
             amount=data.get("amount"),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
@@ -464,9 +458,7 @@ class TransferVoidApi(APIView):
         serializer.is_valid(raise_exception=True)
         outcome = services.hold_void(
             transfer_id=transfer_uuid,
-            idempotency_key=_idempotency_key(
-                _header_idempotency_key(request), serializer.validated_data.get("idempotencyKey")
-            ),
+            idempotency_key=_request_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
 
@@ -562,7 +554,7 @@ class TransferDetailApi(APIView):
         tags=["transfers"],
         operation_id="transfers_retrieve",
         summary="Fetch a transfer with its entries",
-        parameters=[OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")],
+        parameters=[_TRANSFER_ID_PARAMETER],
         responses={200: TransferOutputSerializer, **problem_responses(400, 404, 503)},
     )
     def get(self, request, transfer_id: str):
@@ -599,14 +591,8 @@ class TransferReverseApi(APIView):
         "the money gets 422 insufficient_funds, and nothing changes.",
         request=TransferReverseInputSerializer,
         parameters=[
-            OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="The transfer to reverse (UUID)."),
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                dict(IDEMPOTENCY_KEY_SCHEMA),
-                OpenApiParameter.HEADER,
-                required=False,
-                description="Alternative to the idempotencyKey body field, with the same rules.",
-            ),
+            _TRANSFER_ID_PARAMETER,
+            _IDEMPOTENCY_PARAMETER,
         ],
         responses={
             201: OpenApiResponse(
@@ -631,7 +617,7 @@ class TransferReverseApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         outcome = services.transfer_reverse(
-            idempotency_key=_idempotency_key(_header_idempotency_key(request), data.get("idempotencyKey")),
+            idempotency_key=_request_idempotency_key(request, data.get("idempotencyKey")),
             transfer_id=transfer_uuid,
             amount=data.get("amount"),
             description=data.get("description"),
@@ -702,6 +688,11 @@ def _idempotency_key(header_key: str | None, body_key: str | None) -> str:
             "idempotencyKey is required (body field or Idempotency-Key header).", field="idempotencyKey"
         )
     return key
+
+
+def _request_idempotency_key(request, body_key: str | None) -> str:
+    """A command's key: the body field or the Idempotency-Key header (the same if both)."""
+    return _idempotency_key(_header_idempotency_key(request), body_key)
 
 
 def _header_idempotency_key(request) -> str | None:
