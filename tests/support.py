@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
 from django.db import connections
 
@@ -40,9 +40,18 @@ class ConsumerThread:
             raise self.error
 
 
+#: How long read_topic's first poll may wait for the connection and the first fetch.
+FIRST_FETCH_SECONDS = 5.0
+
+
 def read_topic(topic: str, idle_seconds: float = 2.0) -> list:
     """Every message now on `topic`, read from the beginning of each partition until the
-    topic stays quiet. (Not up to the high watermarks: Tansu reports them wrong.)"""
+    topic stays quiet. (Not up to the high watermarks: Tansu reports them wrong.)
+
+    Each partition is read from offset 0, which is where the in-memory broker's logs start,
+    rather than from OFFSET_BEGINNING, which librdkafka resolves with a ListOffsets request
+    that Tansu can answer wrongly; and the first poll allows for connecting and the first
+    fetch on a loaded machine, which can take longer than `idle_seconds`."""
     reader = Consumer(
         {
             "bootstrap.servers": settings.KAFKA["BOOTSTRAP_SERVERS"],
@@ -51,9 +60,11 @@ def read_topic(topic: str, idle_seconds: float = 2.0) -> list:
         }
     )
     partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    reader.assign([TopicPartition(topic, p, 0) for p in partitions])
     messages = []
-    while (message := reader.poll(idle_seconds)) is not None:
+    timeout = max(idle_seconds, FIRST_FETCH_SECONDS)
+    while (message := reader.poll(timeout)) is not None:
+        timeout = idle_seconds
         if not message.error():
             messages.append(message)
     reader.close()
