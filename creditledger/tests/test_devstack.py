@@ -1,7 +1,8 @@
 """`make run`'s stack, started for real (`python -m creditledger.devstack run`) in a data
 directory and database of its own: the operator commands share it, it serves concurrent
 clients without 5xx, its supervisor brings back any child or the broker killed under load,
-and it loses no event across a kill and a restart."""
+it loses no event across a kill and a restart, and Ctrl-C stops the embedded PostgreSQL it
+started but not one that another process still holds."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +28,7 @@ import requests
 from psycopg import sql
 
 from apps.outbox.relay import RELAY_LOCK_KEY
-from creditledger.devstack import BASE_DIR, STACK_VARIABLES, database_connect, free_port
+from creditledger.devstack import BASE_DIR, DATA_DIR, STACK_VARIABLES, database_connect, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +52,8 @@ def stack_database() -> Iterator[str]:
 class Stack:
     """One `devstack run` and the commands an operator runs beside it."""
 
-    def __init__(self, data_dir: Path, database_url: str) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None) -> None:
+        """With no database_url, the stack starts (or joins) the embedded PostgreSQL in data_dir."""
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,7 +62,7 @@ class Stack:
         self.shell_env = {**base, "CREDITLEDGER_DATA_DIR": str(data_dir)}
         self.run_env = {
             **self.shell_env,
-            "DATABASE_URL": database_url,
+            **({"DATABASE_URL": database_url} if database_url else {}),
             "PORT": str(self.port),
             "WORKER_METRICS_PORT": str(free_port()),
             "CONSUMER_METRICS_PORT": str(free_port()),
@@ -400,3 +404,83 @@ def test_without_a_stack_commands_use_the_embedded_database_and_refuse_to_guess_
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "CommandError: no Kafka broker" in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr, refused.stderr
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A fresh data directory inside the checkout's .data, where the suite's embedded server
+    lives too (pgserver opens every parent of a server's data to its `pgserver` user). Any
+    server left in it is stopped (SIGINT: a fast shutdown) before it is removed."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="devstack-test-", dir=DATA_DIR))
+    yield data_dir
+    left = _postgres_serving(data_dir)
+    for process in left:
+        process.send_signal(signal.SIGINT)
+    psutil.wait_procs(left, timeout=30)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _postgres_serving(data_dir: Path) -> list[psutil.Process]:
+    """The live postmasters of the embedded server in data_dir (a stopped one may linger as a
+    zombie until its new parent reaps it: it serves nothing)."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline", "status"]):
+        cmdline = process.info["cmdline"] or []
+        if (
+            process.info["name"] == "postgres"
+            and process.info["status"] != psutil.STATUS_ZOMBIE
+            and str(data_dir / "postgres") in cmdline
+        ):
+            found.append(process)
+    return found
+
+
+def test_ctrl_c_stops_the_embedded_postgresql_the_stack_started(embedded_data_dir):
+    stack = Stack(embedded_data_dir, database_url=None)  # as `make run` on a fresh clone
+    stack.start()
+    assert _postgres_serving(embedded_data_dir), "the stack serves from its embedded PostgreSQL"
+
+    stack.stop(signal.SIGINT)
+
+    assert stack.started.returncode == 0, stack.log()[-3000:]
+    assert _postgres_serving(embedded_data_dir) == [], stack.log()[-3000:]
+    assert not (embedded_data_dir / "postgres" / "postmaster.pid").exists()
+    assert not list((embedded_data_dir / "postgres").glob(".s.PGSQL.*")), "the server's socket is gone"
+    assert json.loads((embedded_data_dir / "postgres" / ".handle_pids.json").read_text()) == []
+
+
+def test_ctrl_c_leaves_the_embedded_postgresql_another_process_holds(embedded_data_dir):
+    stack = Stack(embedded_data_dir, database_url=None)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys\n"
+                "from creditledger.devstack import embedded_postgres\n"
+                "with embedded_postgres() as url:\n"
+                "    print(url, flush=True)\n"
+                "    sys.stdin.read()\n"
+            ),
+        ],
+        env=stack.shell_env,
+        cwd=BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = (holder.stdout.readline() if holder.stdout else "").strip()
+        assert url, f"the holder exited with {holder.poll()}"
+        stack.start()  # joins the holder's server
+        stack.stop(signal.SIGINT)
+
+        assert stack.started.returncode == 0, stack.log()[-3000:]
+        with database_connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        holder.communicate(timeout=60)  # closes its stdin: the last holder lets go
+
+    assert holder.returncode == 0
+    assert _postgres_serving(embedded_data_dir) == []
