@@ -54,6 +54,10 @@ class TransferNotFound(NotFound):
     code, title = "transfer_not_found", "Transfer not found"
 
 
+class GrantNotFound(NotFound):
+    code, title = "grant_not_found", "Grant not found"
+
+
 class Conflict(LedgerError):
     status, code, title = 409, "conflict", "Conflict"
 
@@ -68,6 +72,17 @@ class TransferNotPending(Conflict):
 
 class TransferNotPosted(Conflict):
     code, title = "transfer_not_posted", "Transfer is not posted"
+
+
+class GrantNotActive(Conflict):
+    code, title = "grant_not_active", "The grant is no longer active"
+
+
+class GrantTransfer(Conflict):
+    """A post, void or reversal of the transfer that funds a grant: the grant's own commands
+    and its schedule move that transfer."""
+
+    code, title = "grant_transfer", "The transfer funds a grant"
 
 
 class BusinessRuleViolation(LedgerError):

@@ -1,8 +1,9 @@
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -286,6 +287,9 @@ class AccountBalanceApi(APIView):
             source="updated_at", allow_null=True, help_text="When that entry was posted."
         )
         consistency = ConsistencySerializer(source="*")
+        expiringSoon = serializers.SerializerMethodField(
+            help_text="The next expiry of grant credits still usable: {amount, at}; null when none expires."
+        )
         asOf = serializers.DateTimeField(
             source="as_of",
             required=False,
@@ -293,6 +297,19 @@ class AccountBalanceApi(APIView):
             "updatedAt are those of that instant; overdraftLimit, pendingDebits, pendingCredits and available use "
             "today's limit and holds.",
         )
+
+        @extend_schema_field(
+            {
+                "type": "object",
+                "nullable": True,
+                "properties": {"amount": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}},
+            }
+        )
+        def get_expiringSoon(self, balance) -> dict[str, Any] | None:
+            if balance.expiring_at is None:
+                return None
+            at = serializers.DateTimeField().to_representation(balance.expiring_at)
+            return {"amount": balance.expiring_amount, "at": at}
 
     class BalanceQuerySerializer(ConsistencyQuerySerializer):
         asOf = InstantField(required=False, help_text=_AS_OF_HELP + " A consistency token is then not needed.")
@@ -312,8 +329,14 @@ class AccountBalanceApi(APIView):
             return Response(self.BalanceOutputSerializer(_balance_as_of(account_uuid, params["asOf"])).data)
         read_your_writes(request, params, account_id=account_uuid)
         pending = ledger.account_pending(account_id=account_uuid)
+        effects = ledger.account_grant_effects(account_id=account_uuid)
         balance = projections.projected_balance(
-            account_id=account_uuid, pending_debits=pending.debits, pending_credits=pending.credits
+            account_id=account_uuid,
+            pending_debits=pending.debits,
+            pending_credits=pending.credits + effects.pending_credits_change,
+            unbooked=effects.balance_change,
+            expiring_amount=effects.expiring_amount,
+            expiring_at=effects.expiring_at,
         )
         return Response(self.BalanceOutputSerializer(balance).data)
 
@@ -322,6 +345,7 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
     account = selectors.account_get(account_id=account_id)
     posted = ledger.account_balance_at(account_id=account.id, moment=moment)
     pending = ledger.account_pending(account_id=account.id)
+    effects = ledger.account_grant_effects(account_id=account.id, moment=moment)
     return BalanceAsOf(
         account_id=account.id,
         currency=account.currency_id,
@@ -333,6 +357,8 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
         pending_debits=pending.debits,
         pending_credits=pending.credits,
         ledger_balance=posted.balance,
+        expiring_amount=effects.expiring_amount,
+        expiring_at=effects.expiring_at,
         as_of=moment,
     )
 

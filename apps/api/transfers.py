@@ -44,7 +44,7 @@ from creditledger.api.serializers import (
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _TRANSFER_ID_PARAMETER = OpenApiParameter("transfer_id", str, OpenApiParameter.PATH, description="Transfer id (UUID).")
-_IDEMPOTENCY_PARAMETER = OpenApiParameter(
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     dict(IDEMPOTENCY_KEY_SCHEMA),
     OpenApiParameter.HEADER,
@@ -324,7 +324,7 @@ class TransferListCreateApi(APIView):
         "neither, is a 400.",
         request=_transfer_create_schema(),
         parameters=[
-            _IDEMPOTENCY_PARAMETER,
+            IDEMPOTENCY_PARAMETER,
         ],
         responses={
             201: OpenApiResponse(
@@ -417,7 +417,7 @@ class TransferPostApi(APIView):
         summary="Post a pending transfer (all of its hold, or less)",
         description="The hold becomes a posted transfer with its entries. An amount above the held one is a 422 "
         "amount_exceeds_hold; an amount for a hold of several postings is a 400." + _NOT_PENDING,
-        parameters=[_TRANSFER_ID_PARAMETER, _IDEMPOTENCY_PARAMETER],
+        parameters=[_TRANSFER_ID_PARAMETER, IDEMPOTENCY_PARAMETER],
         request=HoldPostInputSerializer,
         responses={
             200: OpenApiResponse(PostedTransferOutputSerializer, description="Posted (or a replay, flagged)."),
@@ -432,7 +432,7 @@ class TransferPostApi(APIView):
         data = serializer.validated_data
         outcome = services.hold_post(
             transfer_id=transfer_uuid,
-            idempotency_key=_request_idempotency_key(request, data.get("idempotencyKey")),
+            idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             amount=data.get("amount"),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
@@ -444,7 +444,7 @@ class TransferVoidApi(APIView):
         operation_id="transfers_void_hold",
         summary="Void a pending transfer: release its hold",
         description="The transfer becomes voided; nothing moves." + _NOT_PENDING,
-        parameters=[_TRANSFER_ID_PARAMETER, _IDEMPOTENCY_PARAMETER],
+        parameters=[_TRANSFER_ID_PARAMETER, IDEMPOTENCY_PARAMETER],
         request=HoldCommandInputSerializer,
         responses={
             200: OpenApiResponse(PostedTransferOutputSerializer, description="Voided (or a replay, flagged)."),
@@ -458,7 +458,7 @@ class TransferVoidApi(APIView):
         serializer.is_valid(raise_exception=True)
         outcome = services.hold_void(
             transfer_id=transfer_uuid,
-            idempotency_key=_request_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
+            idempotency_key=request_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
 
@@ -592,7 +592,7 @@ class TransferReverseApi(APIView):
         request=TransferReverseInputSerializer,
         parameters=[
             _TRANSFER_ID_PARAMETER,
-            _IDEMPOTENCY_PARAMETER,
+            IDEMPOTENCY_PARAMETER,
         ],
         responses={
             201: OpenApiResponse(
@@ -617,7 +617,7 @@ class TransferReverseApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         outcome = services.transfer_reverse(
-            idempotency_key=_request_idempotency_key(request, data.get("idempotencyKey")),
+            idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             transfer_id=transfer_uuid,
             amount=data.get("amount"),
             description=data.get("description"),
@@ -690,7 +690,7 @@ def _idempotency_key(header_key: str | None, body_key: str | None) -> str:
     return key
 
 
-def _request_idempotency_key(request, body_key: str | None) -> str:
+def request_idempotency_key(request, body_key: str | None) -> str:
     """A command's key: the body field or the Idempotency-Key header (the same if both)."""
     return _idempotency_key(_header_idempotency_key(request), body_key)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.api import accounts, transfers
+from apps.api import accounts, grants, transfers
 
 urlpatterns = [
     path("currencies", accounts.CurrencyListCreateApi.as_view(), name="currencies"),
@@ -8,6 +8,10 @@ urlpatterns = [
     path("accounts/<str:account_id>", accounts.AccountDetailApi.as_view(), name="account-detail"),
     path("accounts/<str:account_id>/balance", accounts.AccountBalanceApi.as_view(), name="account-balance"),
     path("accounts/<str:account_id>/statements", accounts.AccountStatementApi.as_view(), name="account-statements"),
+    path("accounts/<str:account_id>/grants", grants.AccountGrantsApi.as_view(), name="account-grants"),
+    path("accounts/<str:account_id>/explain", grants.AccountExplanationApi.as_view(), name="account-explain"),
+    path("grants/<str:grant_id>", grants.GrantDetailApi.as_view(), name="grant-detail"),
+    path("grants/<str:grant_id>/void", grants.GrantVoidApi.as_view(), name="grant-void"),
     path("transfers", transfers.TransferListCreateApi.as_view(), name="transfers"),
     path("transfers/batch", transfers.TransferBatchApi.as_view(), name="transfers-batch"),
     path("transfers/<str:transfer_id>", transfers.TransferDetailApi.as_view(), name="transfer-detail"),

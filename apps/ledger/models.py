@@ -203,7 +203,7 @@ class IdempotencyRecord(models.Model):
     request_fingerprint = models.CharField(max_length=64)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     command = models.CharField(
-        max_length=16, null=True, blank=True, help_text="post or void: the key of a command on a hold."
+        max_length=16, null=True, blank=True, help_text="post, void, grant or grant_void: the command the key ran."
     )
     error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
@@ -222,3 +222,135 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class GrantStatus(models.TextChoices):
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    VOIDED = "voided"
+
+
+#: A grant's priority: lower burns first (docs/credits.md).
+GRANT_PRIORITY_MIN = 0
+GRANT_PRIORITY_MAX = 100
+GRANT_PRIORITY_DEFAULT = 50
+
+
+class CreditGrant(models.Model):
+    """A lot of credits on an account: `amount` credited from `funding_account` by `transfer`,
+    usable from `effective_at` until `expires_at`, burnt down by the account's debits in a
+    fixed order (priority, soonest expiry, creation) before its unrestricted balance. What
+    happened to it is its allocations; the counters here are their sums, checked by
+    PostgreSQL at commit (sql/0015_grants.sql). What expires moves to `expire_to_account`."""
+
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    funding_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    expire_to_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+", db_index=False)
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="grant")
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, db_column="currency", related_name="+", db_index=False
+    )
+    amount = models.BigIntegerField()
+    priority = models.SmallIntegerField(default=GRANT_PRIORITY_DEFAULT, help_text="0-100; lower burns first.")
+    effective_at = models.DateTimeField(help_text="From when its credits count.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When its remainder expires; null: never.")
+    status = models.CharField(max_length=16, choices=GrantStatus.choices)
+    consumed = models.BigIntegerField(
+        default=0, help_text="Drawn by debits and posted holds, less what reversals restored."
+    )
+    reserved = models.BigIntegerField(default=0, help_text="Reserved by open holds.")
+    expired = models.BigIntegerField(default=0, help_text="Moved to the expire-to account at expiry.")
+    voided = models.BigIntegerField(default=0, help_text="Moved back to the funding account by a void.")
+    description = models.CharField(max_length=DESCRIPTION_MAX_LENGTH, null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "credit_grant"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_grant_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(priority__gte=GRANT_PRIORITY_MIN, priority__lte=GRANT_PRIORITY_MAX),
+                name="credit_grant_priority_range",
+            ),
+            models.CheckConstraint(condition=Q(status__in=GrantStatus.values), name="credit_grant_status_valid"),
+            models.CheckConstraint(
+                condition=Q(consumed__gte=0, reserved__gte=0, expired__gte=0, voided__gte=0),
+                name="credit_grant_counters_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount__gte=F("consumed") + F("reserved") + F("expired") + F("voided")),
+                name="credit_grant_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=F("effective_at")),
+                name="credit_grant_expires_after_effective",
+            ),
+            models.CheckConstraint(condition=~Q(account=F("funding_account")), name="credit_grant_funded_elsewhere"),
+            models.CheckConstraint(condition=~Q(account=F("expire_to_account")), name="credit_grant_expires_elsewhere"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "id"], name="credit_grant_account_id"),
+            models.Index(
+                fields=["account"],
+                name="credit_grant_live",
+                condition=Q(status__in=["scheduled", "active"]),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="credit_grant_expiry",
+                condition=Q(status="active", expires_at__isnull=False),
+            ),
+            models.Index(fields=["effective_at"], name="credit_grant_activation", condition=Q(status="scheduled")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency_id} on {self.account_id} ({self.status})"
+
+    @property
+    def remaining(self) -> int:
+        """What debits may still draw (a scheduled grant's whole amount, usable from effective_at)."""
+        return self.amount - self.consumed - self.reserved - self.expired - self.voided
+
+
+class AllocationKind(models.TextChoices):
+    DRAW = "draw", "drawn by a debit"
+    RESERVE = "reserve", "reserved by a hold"
+    POST = "post", "consumed by a posted hold"
+    RELEASE = "release", "released by a void, an expiry or a partial post of a hold"
+    RESTORE = "restore", "restored by a reversal"
+    EXPIRE = "expire", "expired"
+    VOID = "void", "voided"
+
+
+class GrantAllocation(models.Model):
+    """One movement of a grant's credits, by `transfer` (and its debit or credit `entry` on the
+    grant's account, for the kinds that change the balance): the lineage of every credit."""
+
+    id = models.BigAutoField(primary_key=True)
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="allocations")
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="+")
+    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=16, choices=AllocationKind.choices)
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "grant_allocation"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="grant_allocation_amount_positive"),
+            models.CheckConstraint(condition=Q(kind__in=AllocationKind.values), name="grant_allocation_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["reserve", "release"], entry__isnull=True)
+                | (~Q(kind__in=["reserve", "release"]) & Q(entry__isnull=False)),
+                name="grant_allocation_entry_for_balance_changes",
+            ),
+        ]
+        indexes = [models.Index(fields=["transfer"], name="grant_allocation_transfer")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} of grant {self.grant_id}"

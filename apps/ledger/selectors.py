@@ -38,8 +38,7 @@ def account_pending(*, account_id: UUID) -> PendingTotals:
     its POST answered and never once it is posted, voided or past its expiry."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT ledger_pending_debits(%(id)s, statement_timestamp()), "
-            "ledger_pending_credits(%(id)s, statement_timestamp())",
+            "SELECT ledger_pending_debits(%(id)s, ledger_now()), ledger_pending_credits(%(id)s, ledger_now())",
             {"id": account_id},
         )
         debits, credits = cursor.fetchone()
@@ -47,7 +46,9 @@ def account_pending(*, account_id: UUID) -> PendingTotals:
 
 
 def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
-    """Read from the journal itself, so it is exact, with one backward probe of the index on
+    """The balance as the account's grants' times make it (ledger_balance_at: a grant's
+    expiry or activation counts from its time, even if booked after), and its last entry at
+    or before the instant. Read from the journal itself, so it is exact, with one backward probe of the index on
     entry (account_id, created_at). An account's entries are posted under its row lock, each
     at clock_timestamp() after the previous one committed, so their times rise strictly with
     their sequence: the last by time is the last by sequence."""
@@ -57,7 +58,12 @@ def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
         .values_list("balance_after", "sequence", "created_at")
         .first()
     )
-    return PostedBalance(*latest) if latest else PostedBalance(balance=0, sequence=0, posted_at=None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_balance_at(%s, %s)", [account_id, moment])
+        balance = cursor.fetchone()[0]
+    if latest is None:
+        return PostedBalance(balance=balance, sequence=0, posted_at=None)
+    return PostedBalance(balance=balance, sequence=latest[1], posted_at=latest[2])
 
 
 def transfer_get(*, transfer_id: UUID) -> Transfer:
@@ -78,3 +84,89 @@ def transfer_document(*, transfer_id: UUID) -> dict[str, Any]:
     if document is None:
         raise errors.TransferNotFound(f"No transfer {transfer_id}.")
     return orjson.loads(document)
+
+
+def ledger_now() -> datetime:
+    """The ledger's clock (sql/0015_grants.sql ledger_now): what grants' times are compared with."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_now()")
+        return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class GrantEffects:
+    """What an account's grants' times change now that no booking has yet: credits taken
+    effect (`balance_change` > 0, out of the pending credits) and remainders past their
+    expiry (< 0); and the next expiry of credits still usable."""
+
+    balance_change: int
+    pending_credits_change: int
+    expiring_amount: int | None
+    expiring_at: datetime | None
+
+
+def account_grant_effects(*, account_id: UUID, moment: datetime | None = None) -> GrantEffects:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT u.balance, u.pending_credits, x.amount, x.expires_at
+                 FROM (SELECT coalesce(%(at)s, ledger_now()) AS at) n
+                CROSS JOIN LATERAL ledger_grants_unbooked(%(id)s, n.at) u
+                 LEFT JOIN LATERAL (
+                      SELECT g.expires_at, sum(g.amount - g.consumed - g.reserved - g.expired - g.voided) AS amount
+                        FROM credit_grant g
+                       WHERE g.account_id = %(id)s AND g.status = 'active' AND g.expires_at > n.at
+                         AND g.amount - g.consumed - g.reserved - g.expired - g.voided > 0
+                       GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""",
+            {"id": account_id, "at": moment},
+        )
+        balance_change, pending_change, expiring_amount, expiring_at = cursor.fetchone()
+    return GrantEffects(
+        balance_change=balance_change,
+        pending_credits_change=pending_change,
+        expiring_amount=int(expiring_amount) if expiring_amount is not None else None,
+        expiring_at=expiring_at,
+    )
+
+
+def grant_get(*, grant_id: UUID) -> dict[str, Any]:
+    """The grant as the API shows it now, with its history: every allocation, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_grant_document(%s, ledger_now())::text", [grant_id])
+        document = cursor.fetchone()[0]
+        if document is None:
+            raise errors.GrantNotFound(f"No grant {grant_id}.")
+        cursor.execute(
+            """SELECT a.kind, a.amount, a.transfer_id, a.entry_id, a.created_at, t.description
+                 FROM grant_allocation a JOIN transfer t ON t.id = a.transfer_id
+                WHERE a.grant_id = %s ORDER BY a.id""",
+            [grant_id],
+        )
+        history = [
+            {
+                "kind": kind,
+                "amount": amount,
+                "transferId": transfer_id,
+                "entryId": entry_id,
+                "createdAt": created_at,
+                "description": description,
+            }
+            for kind, amount, transfer_id, entry_id, created_at, description in cursor.fetchall()
+        ]
+    return {**orjson.loads(document), "history": history}
+
+
+def grant_list(*, account_id: UUID, status: str | None = None) -> list[dict[str, Any]]:
+    """The account's grants as the API shows them now, in burn order (the order its debits draw
+    from them), those it can no longer draw from last; `status` as ledger_grant_status says."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT d.doc::text FROM (
+                   SELECT ledger_grant_document(g.id, n.at) AS doc, g.priority, g.expires_at, g.created_at, g.id
+                     FROM credit_grant g CROSS JOIN (SELECT ledger_now() AS at) n
+                    WHERE g.account_id = %(id)s) d
+                WHERE %(status)s::text IS NULL OR d.doc->>'status' = %(status)s
+                ORDER BY d.doc->>'status' NOT IN ('scheduled', 'active'), d.priority, d.expires_at NULLS LAST,
+                         d.created_at, d.id""",
+            {"id": account_id, "status": status},
+        )
+        return [orjson.loads(row[0]) for row in cursor.fetchall()]

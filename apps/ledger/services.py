@@ -24,7 +24,14 @@ from django.utils import timezone
 from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
-from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, Transfer
+from apps.ledger.models import (
+    DESCRIPTION_MAX_LENGTH,
+    GRANT_PRIORITY_DEFAULT,
+    GRANT_PRIORITY_MAX,
+    GRANT_PRIORITY_MIN,
+    MAX_POSTINGS,
+    Transfer,
+)
 from apps.ledger.selectors import transfer_get
 from apps.outbox.services import outbox_relay_kick_on_commit
 from creditledger import errors, metrics
@@ -592,3 +599,129 @@ def _description_check(description: str | None) -> None:
         raise errors.InvalidRequest(
             f"description has at most {DESCRIPTION_MAX_LENGTH} characters.", field="description"
         )
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    #: The grant as the API shows it (ledger_grant_document).
+    document: dict[str, Any]
+    replayed: bool
+
+
+def grant_create(
+    *,
+    account_id: UUID,
+    funding_account_id: UUID,
+    amount: int,
+    idempotency_key: str,
+    expire_to_account_id: UUID | None = None,
+    effective_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    priority: int = GRANT_PRIORITY_DEFAULT,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> GrantOutcome:
+    """Credit `amount` to the account from the funding account and make it a grant (a lot):
+    usable from `effective_at` (default now; until then its funding transfer is a hold),
+    burnt down by the account's debits in priority order, and past `expires_at` moved to
+    `expire_to_account_id` (default: the funding account). The funding transfer obeys every
+    rule of a transfer. Exactly once per key, as transfer_create (ledger_grant_create)."""
+    if not 1 <= amount <= INT64_MAX:
+        raise errors.InvalidRequest("amount must be between 1 and 2^63-1 minor units.", field="amount")
+    if not GRANT_PRIORITY_MIN <= priority <= GRANT_PRIORITY_MAX:
+        raise errors.InvalidRequest(
+            f"priority must be between {GRANT_PRIORITY_MIN} and {GRANT_PRIORITY_MAX}.", field="priority"
+        )
+    _description_check(description)
+    expire_to = expire_to_account_id or funding_account_id
+    request = {
+        "grant": str(account_id),
+        "from": str(funding_account_id),
+        "expireTo": str(expire_to),
+        "amount": amount,
+        "effectiveAt": effective_at.isoformat() if effective_at else None,
+        "expiresAt": expires_at.isoformat() if expires_at else None,
+        "priority": priority,
+        "description": description,
+        "metadata": metadata or {},
+    }
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    arguments = [
+        idempotency_key,
+        request_fingerprint(request=request),
+        new_id(),
+        account_id,
+        funding_account_id,
+        expire_to,
+        amount,
+        priority,
+        effective_at,
+        expires_at,
+        description,
+        Jsonb(metadata or {}),
+        new_id(),
+        [new_id() for _ in range(2)],
+        [new_id() for _ in range(3)],
+        Jsonb(trace_headers),
+    ]
+    return _grant_command(
+        "SELECT ledger_grant_create(%s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s, %s, %s, %s::uuid[], "
+        "%s::uuid[], %s)::text",
+        arguments,
+        idempotency_key=idempotency_key,
+    )
+
+
+def grant_void(*, grant_id: UUID, idempotency_key: str, description: str | None = None) -> GrantOutcome:
+    """Void a grant: its unconsumed, unreserved remainder goes back to its funding account
+    (a scheduled grant's hold is voided); what its holds reserve follows when they release
+    it. Refused with GrantNotActive once it has expired or was voided. Exactly once per key."""
+    _description_check(description)
+    request = {"command": "grant_void", "grantId": str(grant_id), "description": description}
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    arguments = [idempotency_key, request_fingerprint(request=request), grant_id, description, Jsonb(trace_headers)]
+    return _grant_command(
+        "SELECT ledger_grant_void(%s, %s, %s, %s, %s)::text", arguments, idempotency_key=idempotency_key
+    )
+
+
+def grants_book_due(*, limit: int) -> int:
+    """Book what is due on up to `limit` idle accounts: grants taken effect (GrantActivated)
+    or past their expiry (the expiry transfer, GrantExpired), and holds past their expiry on
+    those accounts. Accounts another transaction has locked are left for the next run (that
+    transaction books them itself). Returns how many bookings it made."""
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+
+    def work() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT ledger_grants_book_due(%s, %s)", [limit, Jsonb(trace_headers)])
+            booked = cursor.fetchone()[0]
+        if booked:
+            outbox_relay_kick_on_commit()
+        return booked
+
+    return in_durable_transaction(work)
+
+
+def _grant_command(statement: str, arguments: list[Any], *, idempotency_key: str) -> GrantOutcome:
+    def work() -> dict[str, Any]:
+        result = _ledger_call(statement, arguments)
+        if result["outcome"] in ("posted", "settled"):
+            outbox_relay_kick_on_commit()
+        return result
+
+    result = in_durable_transaction(work)
+    if result["outcome"] == "conflict":
+        raise errors.IdempotencyKeyReused(
+            f"Idempotency key '{idempotency_key}' was first used with a different request; "
+            "use a new key for a new request.",
+            field="idempotencyKey",
+        )
+    if result.get("error") is not None:
+        error = errors.LedgerError.from_outcome(result["error"])
+        error.replayed = result["outcome"] == "replayed"
+        raise error
+    return GrantOutcome(document=result["grant"], replayed=result["outcome"] == "replayed")

@@ -188,6 +188,49 @@ ENTRY_POSTED = EventType(
     data_schema=_ENTRY_DATA,
 )
 
+#: A grant (docs/credits.md) as the API shows it when the event happened; keyed by the grant.
+_GRANT_DATA = {
+    "grantId": _UUID,
+    "accountId": _UUID,
+    "transferId": _UUID,
+    "from": _UUID,
+    "expireTo": _UUID,
+    "currency": _CURRENCY,
+    "amount": _AMOUNT,
+    "remaining": {"type": "integer", "minimum": 0},
+    "consumed": {"type": "integer", "minimum": 0},
+    "reserved": {"type": "integer", "minimum": 0},
+    "expired": {"type": "integer", "minimum": 0},
+    "voided": {"type": "integer", "minimum": 0},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 100},
+    "effectiveAt": _TIME,
+    "expiresAt": {"type": ["string", "null"], "minLength": 20},
+    "status": {"enum": ["scheduled", "active", "exhausted", "expired", "voided"]},
+    "description": {"type": ["string", "null"], "maxLength": 500},
+    "metadata": {"type": "object"},
+    "createdAt": _TIME,
+    "updatedAt": _TIME,
+}
+
+
+def _grant_event(name: str, extra: dict[str, Any] | None = None) -> EventType:
+    return EventType(
+        name=name,
+        topic="ledger.grant.v1",
+        version=1,
+        aggregate_type="grant",
+        data_schema=_object({**_GRANT_DATA, **(extra or {})}),
+    )
+
+
+GRANT_CREATED = _grant_event("GrantCreated")
+GRANT_ACTIVATED = _grant_event("GrantActivated")
+#: `expiredAmount`: what this expiry moved to the expire-to account (a grant whose holds
+#: release reserved credits after its expiry expires again, by what they released).
+GRANT_EXPIRED = _grant_event("GrantExpired", {"expiredAmount": {"type": "integer", "minimum": 0}})
+#: `voidedAmount`: what the void moved back to the funding account (a scheduled grant: its amount, never posted).
+GRANT_VOIDED = _grant_event("GrantVoided", {"voidedAmount": {"type": "integer", "minimum": 0}})
+
 EVENT_TYPES: dict[str, EventType] = {
     event.name: event
     for event in (
@@ -199,6 +242,10 @@ EVENT_TYPES: dict[str, EventType] = {
         TRANSFER_PENDING,
         TRANSFER_VOIDED,
         TRANSFER_EXPIRED,
+        GRANT_CREATED,
+        GRANT_ACTIVATED,
+        GRANT_EXPIRED,
+        GRANT_VOIDED,
     )
 }
 

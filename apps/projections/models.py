@@ -104,6 +104,25 @@ class ProjectedTransfer(models.Model):
         return f"{self.transfer_id}: {self.amount} {self.currency} {self.from_account_id} -> {self.to_account_id}"
 
 
+class ProjectedGrant(models.Model):
+    """A credit grant as its latest Grant* event carried it (docs/events.md): `document` is
+    the grant as GET /grants/{id} showed it then; `updated_at` orders the events of one grant."""
+
+    grant_id = models.UUIDField(primary_key=True)
+    account_id = models.UUIDField()
+    status = models.CharField(max_length=16)
+    document = models.JSONField()
+    updated_at = models.DateTimeField(help_text="The grant's updatedAt in the event applied.")
+    applied_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "projection_grant"
+        indexes = [models.Index(fields=["account_id"], name="projection_grant_account")]
+
+    def __str__(self) -> str:
+        return f"{self.grant_id} on {self.account_id}: {self.status}"
+
+
 class ConsumerOffset(models.Model):
     """How far a consumer group has applied each partition, written in the same transaction
     as the projection rows (the eventsourcing library's tracking table). The outbox relay

@@ -30,6 +30,10 @@ from apps.outbox.registry import (
     ACCOUNT_CREATED,
     ACCOUNT_UPDATED,
     ENTRY_POSTED,
+    GRANT_ACTIVATED,
+    GRANT_CREATED,
+    GRANT_EXPIRED,
+    GRANT_VOIDED,
     TRANSFER_EXPIRED,
     TRANSFER_PENDING,
     TRANSFER_POSTED,
@@ -106,6 +110,7 @@ class Tables:
         self.balance = table("projection_balance")
         self.line = table("projection_statement_line")
         self.transfer = table("projection_transfer")
+        self.grant = table("projection_grant")
         self.offset = table("projection_consumer_offset")
 
 
@@ -355,6 +360,36 @@ def _reversals_apply(
     result.duplicates += len(reversals) - cursor.rowcount
 
 
+def _grants_apply(event: EventType) -> Callable[..., None]:
+    """Grant*: the grant's row, as the event carried it. Of one grant's events, the latest by
+    its updatedAt wins, so redelivery and replays of older events change nothing."""
+
+    def apply(cursor, tables: Tables, grants: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
+        cursor.execute(
+            sql.SQL("""INSERT INTO {grant} AS p (grant_id, account_id, status, document, updated_at, applied_at)
+                SELECT DISTINCT ON (g.grant_id) g.grant_id, g.account_id, g.document->>'status', g.document,
+                       g.updated_at, %s
+                  FROM unnest(%s::uuid[], %s::uuid[], %s::jsonb[], %s::timestamptz[])
+                       AS g(grant_id, account_id, document, updated_at)
+                 ORDER BY g.grant_id, g.updated_at DESC
+                ON CONFLICT (grant_id) DO UPDATE
+                   SET status = EXCLUDED.status, document = EXCLUDED.document,
+                       updated_at = EXCLUDED.updated_at, applied_at = EXCLUDED.applied_at
+                 WHERE p.updated_at <= EXCLUDED.updated_at""").format(grant=tables.grant),
+            [
+                now,
+                [g["grantId"] for g in grants],
+                [g["accountId"] for g in grants],
+                [Jsonb(g) for g in grants],
+                [parse_datetime(g["updatedAt"]) for g in grants],
+            ],
+        )
+        result.applied[event.name] += cursor.rowcount
+        result.duplicates += len(grants) - cursor.rowcount
+
+    return apply
+
+
 def _transfers_heal(cursor, tables: Tables, transfer_ids: list[str], now: datetime, result: BatchResult) -> None:
     """Insert the transfers of entries healed from the ledger, read from the ledger too: their
     TransferPosted was most likely lost with them. One that arrived is left as it is."""
@@ -393,6 +428,10 @@ EVENT_APPLIERS: dict[EventType, Callable[..., list[dict[str, Any]] | None]] = {
     TRANSFER_VOIDED: _holds_apply(TRANSFER_VOIDED),
     TRANSFER_EXPIRED: _holds_apply(TRANSFER_EXPIRED),
     TRANSFER_REVERSED: _reversals_apply,
+    GRANT_CREATED: _grants_apply(GRANT_CREATED),
+    GRANT_ACTIVATED: _grants_apply(GRANT_ACTIVATED),
+    GRANT_EXPIRED: _grants_apply(GRANT_EXPIRED),
+    GRANT_VOIDED: _grants_apply(GRANT_VOIDED),
 }
 
 

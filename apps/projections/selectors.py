@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 from uuid import UUID
@@ -35,6 +35,9 @@ class Balance:
     pending_credits: int
     #: The ledger's posted balance when this was read: the one the overdraft rule checks.
     ledger_balance: int
+    #: The next expiry of usable grant credits (apps.ledger.selectors.account_grant_effects).
+    expiring_amount: int | None = field(default=None, kw_only=True)
+    expiring_at: datetime | None = field(default=None, kw_only=True)
 
     @property
     def available(self) -> int | None:
@@ -75,23 +78,35 @@ def projection_wait(*, account_id: UUID, sequence: int | None) -> None:
         pause = min(pause * 2, 0.05)
 
 
-def projected_balance(*, account_id: UUID, pending_debits: int, pending_credits: int) -> Balance:
+def projected_balance(
+    *,
+    account_id: UUID,
+    pending_debits: int,
+    pending_credits: int,
+    unbooked: int = 0,
+    expiring_amount: int | None = None,
+    expiring_at: datetime | None = None,
+) -> Balance:
     """The posted balance from the read model, with the pending totals the caller read from the
     ledger's open holds (apps.ledger.selectors.account_pending): those are current, as a hold
-    writes no entry a consistency token could wait for."""
+    writes no entry a consistency token could wait for. `unbooked`: what grants' times change
+    that no booking has yet (apps.ledger.selectors.account_grant_effects), added to both
+    balances so that no read counts credits past their expiry or before they take effect."""
     account = account_get(account_id=account_id)
     row = ProjectedBalance.objects.filter(account_id=account_id).first()
     return Balance(
         account_id=account.id,
         currency=account.currency_id,
-        balance=row.balance if row else 0,
+        balance=(row.balance if row else 0) + unbooked,
         overdraft_limit=account.overdraft_limit,
         projected_sequence=row.last_sequence if row else 0,
         ledger_sequence=account.last_sequence,
         updated_at=row.updated_at if row and row.last_sequence else None,
         pending_debits=pending_debits,
         pending_credits=pending_credits,
-        ledger_balance=account.balance,
+        ledger_balance=account.balance + unbooked,
+        expiring_amount=expiring_amount,
+        expiring_at=expiring_at,
     )
 
 

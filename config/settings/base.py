@@ -136,6 +136,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AccountStatusEnum": "apps.accounts.models.AccountStatus.choices",
         "TransferStatusEnum": "apps.ledger.models.TransferStatus.choices",
+        "GrantStatusEnum": "apps.ledger.models.GrantStatus.choices",
     },
 }
 
@@ -146,6 +147,8 @@ LEDGER = {
     "TRANSACTION_RETRIES": env.int("LEDGER_TRANSACTION_RETRIES", default=5),
     # How many expired holds one run of the expiry task releases at most.
     "HOLD_EXPIRY_BATCH": env.int("LEDGER_HOLD_EXPIRY_BATCH", default=500),
+    # How many idle accounts one run of the grant booking task books what is due on, at most.
+    "GRANT_BOOKING_BATCH": env.int("LEDGER_GRANT_BOOKING_BATCH", default=200),
 }
 
 KAFKA = {
@@ -207,6 +210,11 @@ CELERY_BEAT_SCHEDULE = {
     "expire-holds": {
         "task": "apps.ledger.tasks.expire_holds",
         "schedule": env.float("LEDGER_HOLD_EXPIRY_INTERVAL_SECONDS", default=1.0),
+        "options": {"expires": 1.0},
+    },
+    "book-grants-due": {
+        "task": "apps.ledger.tasks.book_grants_due",
+        "schedule": env.float("LEDGER_GRANT_BOOKING_INTERVAL_SECONDS", default=1.0),
         "options": {"expires": 1.0},
     },
     "prune-outbox": {

@@ -120,27 +120,35 @@ def test_every_read_refuses_an_unknown_query_parameter_with_its_documented_400(a
     reads = operations(openapi, "get")
 
     for path in reads:
-        response = api.get(path.format(account_id=MISSING_ID, transfer_id=MISSING_ID), {"unknownParameter": "1"})
+        response = api.get(
+            path.format(account_id=MISSING_ID, transfer_id=MISSING_ID, grant_id=MISSING_ID), {"unknownParameter": "1"}
+        )
 
         assert response.status_code == 400, (path, response.content)
         assert response.json()["code"] == "validation_error"
         assert response.json()["errors"] == [{"field": "unknownParameter", "message": "Unknown field."}]
         assert_matches(openapi, path, "get", 400, response.json())
-    assert len(reads) == 9
+    assert len(reads) == 12
 
 
 def test_every_body_refuses_an_unknown_field_with_its_documented_400(api, openapi):
     writes = operations(openapi, "post")
 
     for path in writes:
-        response = api.post(path.format(transfer_id=MISSING_ID), {"unknownField": 1}, format="json")
+        response = api.post(
+            path.format(transfer_id=MISSING_ID, account_id=MISSING_ID, grant_id=MISSING_ID),
+            {"unknownField": 1},
+            format="json",
+        )
 
         assert response.status_code == 400, (path, response.content)
         assert response.json()["errors"] == [{"field": "unknownField", "message": "Unknown field."}]
         assert_matches(openapi, path, "post", 400, response.json())
     assert writes == [
         "/accounts",
+        "/accounts/{account_id}/grants",
         "/currencies",
+        "/grants/{grant_id}/void",
         "/transfers",
         "/transfers/{transfer_id}/post",
         "/transfers/{transfer_id}/reverse",

@@ -168,10 +168,22 @@ def test_expiry_releases_at_read_then_by_the_task(funded, make_transfer):
     time.sleep(1.1)
 
     assert account_pending(account_id=wallet.id).debits == 0
-    make_transfer(wallet, merchant, 1000, hold=HoldRequest())  # the expired hold reserves nothing
     assert holds_expire(limit=10) == 1
     assert Transfer.objects.get(id=hold.transfer_id).status == "expired"
     assert not Hold.objects.filter(transfer_id=hold.transfer_id, open=True).exists()
+    assert OutboxEvent.objects.filter(event_type="TransferExpired").count() == 1
+    assert holds_expire(limit=10) == 0
+    assert ledger_verify().ok
+
+
+def test_the_next_command_on_its_accounts_expires_a_hold_past_its_expiry(funded, make_transfer):
+    wallet, merchant = funded
+    hold = make_transfer(wallet, merchant, 300, hold=HoldRequest(timeout_seconds=1))
+    time.sleep(1.1)
+
+    make_transfer(wallet, merchant, 1000, hold=HoldRequest())  # the expired hold reserves nothing
+
+    assert Transfer.objects.get(id=hold.transfer_id).status == "expired"
     assert OutboxEvent.objects.filter(event_type="TransferExpired").count() == 1
     assert holds_expire(limit=10) == 0
     assert ledger_verify().ok
