@@ -203,7 +203,10 @@ class IdempotencyRecord(models.Model):
     request_fingerprint = models.CharField(max_length=64)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     command = models.CharField(
-        max_length=16, null=True, blank=True, help_text="post, void, grant or grant_void: the command the key ran."
+        max_length=16,
+        null=True,
+        blank=True,
+        help_text="post, void or grant_void: the command on a transfer or grant the key ran; null: a transfer or grant created.",
     )
     error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())

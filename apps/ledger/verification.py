@@ -230,11 +230,64 @@ SELECT (SELECT count(*) FROM problems),
 """
 
 
+# Per grant, recomputed from its allocations (its lineage): the counters; that they fit in
+# its amount; that every allocation that moved the balance is an entry of the grant's account
+# on the allocation's transfer, in its direction, and that no entry gives its grants more
+# than its amount; that its funding transfer is pending exactly while it is scheduled and
+# otherwise credited it whole (or was voided, for a grant voided before it took effect); and
+# that an exhausted grant has nothing left. Reads only grants and their allocations by index.
+_GRANTS_SQL = """
+WITH sums AS (
+    SELECT g.id,
+           coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('draw', 'post')), 0)
+             - coalesce(sum(a.amount) FILTER (WHERE a.kind = 'restore'), 0) AS consumed,
+           coalesce(sum(a.amount) FILTER (WHERE a.kind = 'reserve'), 0)
+             - coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('post', 'release')), 0) AS reserved,
+           coalesce(sum(a.amount) FILTER (WHERE a.kind = 'expire'), 0) AS expired,
+           coalesce(sum(a.amount) FILTER (WHERE a.kind = 'void'), 0) AS voided,
+           count(a.id) FILTER (WHERE a.entry_id IS NOT NULL
+                                 AND (e.id IS NULL OR e.account_id <> g.account_id OR e.transfer_id <> a.transfer_id
+                                      OR (a.kind = 'restore') <> (e.amount > 0))) AS stray_allocations
+      FROM credit_grant g
+      LEFT JOIN grant_allocation a ON a.grant_id = g.id
+      LEFT JOIN entry e ON e.id = a.entry_id
+     GROUP BY g.id
+),
+checked AS (
+    SELECT g.id, g.status, g.amount, g.consumed, g.reserved, g.expired, g.voided,
+           s.consumed AS sum_consumed, s.reserved AS sum_reserved, s.expired AS sum_expired, s.voided AS sum_voided,
+           s.stray_allocations, t.status AS funding_status,
+           (SELECT coalesce(sum(e.amount), 0) FROM entry e
+             WHERE e.transfer_id = g.transfer_id AND e.account_id = g.account_id) AS funded,
+           (SELECT count(*) FROM (
+               SELECT e.id FROM entry e JOIN grant_allocation a ON a.entry_id = e.id
+                WHERE e.id IN (SELECT x.entry_id FROM grant_allocation x WHERE x.grant_id = g.id)
+                GROUP BY e.id HAVING sum(a.amount) > max(abs(e.amount))) over) AS overdrawn_entries
+      FROM credit_grant g JOIN sums s ON s.id = g.id LEFT JOIN transfer t ON t.id = g.transfer_id
+),
+problems AS (
+    SELECT * FROM checked
+     WHERE (consumed, reserved, expired, voided) IS DISTINCT FROM (sum_consumed, sum_reserved, sum_expired, sum_voided)
+        OR sum_consumed < 0 OR sum_reserved < 0
+        OR sum_consumed + sum_reserved + sum_expired + sum_voided > amount
+        OR stray_allocations > 0 OR overdrawn_entries > 0
+        OR (status = 'scheduled') <> (funding_status = 'pending')
+        OR (funding_status = 'posted' AND funded <> amount)
+        OR (funding_status NOT IN ('pending', 'posted') AND NOT (status = 'voided' AND funding_status = 'voided'))
+        OR (status = 'exhausted' AND amount - sum_consumed - sum_expired - sum_voided <> 0)
+)
+SELECT (SELECT count(*) FROM credit_grant),
+       (SELECT count(*) FROM problems),
+       (SELECT coalesce(json_agg(listed ORDER BY id), '[]')
+          FROM (SELECT * FROM problems ORDER BY id LIMIT %(limit)s) listed)
+"""
+
+
 @dataclass(frozen=True)
 class Problem:
     """Everything wrong with one account, transfer or idempotency record."""
 
-    subject: str  # "account", "transfer" or "idempotency_record"
+    subject: str  # "account", "transfer", "grant" or "idempotency_record"
     id: str
     details: list[str]
 
@@ -248,9 +301,10 @@ class VerificationReport:
     entries: int
     transfers: int
     idempotency_records: int
-    #: How many accounts, transfers and records have a problem; `problems` lists the first ones.
+    #: How many accounts, transfers, grants and records have a problem; `problems` lists the first ones.
     problem_count: int
     problems: list[Problem] = field(default_factory=list)
+    grants: int = 0
 
     @property
     def ok(self) -> bool:
@@ -265,6 +319,7 @@ class VerificationReport:
             f"entries checked: {self.entries}",
             f"transfers checked: {self.transfers}",
             f"idempotency records checked: {self.idempotency_records}",
+            f"grants checked: {self.grants}",
             f"problems found: {self.problem_count}",
         ]
         lines += [f"  {problem}" for problem in self.problems]
@@ -294,19 +349,22 @@ def _verify(limit: int) -> VerificationReport:
     )
     records, record_problems, record_rows = _query(_IDEMPOTENCY_SQL, limit=limit)
     reversal_problems, reversal_rows = _query(_REVERSALS_SQL, limit=limit, posted=TransferStatus.POSTED)
+    grants, grant_problems, grant_rows = _query(_GRANTS_SQL, limit=limit)
     problems = (
         [Problem("account", row["id"], _account_details(row)) for row in account_rows]
         + [Problem("transfer", row["id"], _transfer_details(row)) for row in transfer_rows]
         + [Problem("transfer", row["id"], _reversal_details(row)) for row in reversal_rows]
         + [_idempotency_problem(row) for row in record_rows]
+        + [Problem("grant", row["id"], _grant_details(row)) for row in grant_rows]
     )
     return VerificationReport(
         accounts=accounts,
         entries=int(entries),
         transfers=transfers,
         idempotency_records=records,
-        problem_count=account_problems + transfer_problems + reversal_problems + record_problems,
+        problem_count=account_problems + transfer_problems + reversal_problems + record_problems + grant_problems,
         problems=problems[:limit],
+        grants=grants,
     )
 
 
@@ -406,6 +464,33 @@ def _reversal_details(row: dict[str, Any]) -> list[str]:
     if row["not_inverse"]:
         details.append(f"{row['not_inverse']} of its reversals do not invert its postings")
     return details
+
+
+def _grant_details(row: dict[str, Any]) -> list[str]:
+    details = []
+    stored = (row["consumed"], row["reserved"], row["expired"], row["voided"])
+    recomputed = (row["sum_consumed"], row["sum_reserved"], row["sum_expired"], row["sum_voided"])
+    if stored != recomputed:
+        details.append(
+            "consumed, reserved, expired, voided are {} but its allocations make them {}".format(
+                ", ".join(map(str, stored)), ", ".join(map(str, recomputed))
+            )
+        )
+    if row["sum_consumed"] < 0 or row["sum_reserved"] < 0:
+        details.append("its allocations give back more than they took")
+    if sum(recomputed) > row["amount"]:
+        details.append(f"its allocations use {sum(recomputed)} of the {row['amount']} granted")
+    if row["stray_allocations"]:
+        details.append(f"{row['stray_allocations']} allocations are not entries of its account on their transfer")
+    if row["overdrawn_entries"]:
+        details.append(f"{row['overdrawn_entries']} entries give their grants more than their amount")
+    if (row["status"] == "scheduled") != (row["funding_status"] == "pending"):
+        details.append(f"it is {row['status']} but its funding transfer is {row['funding_status']}")
+    if row["funding_status"] == "posted" and row["funded"] != row["amount"]:
+        details.append(f"its funding transfer credited {row['funded']} of the {row['amount']} granted")
+    if row["status"] == "exhausted" and row["amount"] - row["sum_consumed"] - row["sum_expired"] - row["sum_voided"]:
+        details.append("it is exhausted with credits left")
+    return details or [f"it is {row['status']} but its funding transfer is {row['funding_status']}"]
 
 
 def _idempotency_problem(row: dict[str, Any]) -> Problem:

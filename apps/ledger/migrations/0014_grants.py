@@ -287,4 +287,15 @@ class Migration(migrations.Migration):
                 name="grant_allocation_entry_for_balance_changes",
             ),
         ),
+        migrations.AlterField(
+            model_name="idempotencyrecord",
+            name="command",
+            field=models.CharField(
+                blank=True,
+                help_text="post, void or grant_void: the command on a transfer or grant the key ran; null: a transfer or "
+                "grant created.",
+                max_length=16,
+                null=True,
+            ),
+        ),
     ]

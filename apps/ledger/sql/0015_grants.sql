@@ -567,8 +567,8 @@ BEGIN
         ELSE ledger_account_refusal(sink, 'expireTo', account_row.currency)
     END;
     IF refusal IS NOT NULL THEN
-        INSERT INTO idempotency_record (key, request_fingerprint, command, error, created_at)
-        VALUES (p_key, p_fingerprint, 'grant', refusal, now())
+        INSERT INTO idempotency_record (key, request_fingerprint, error, created_at)
+        VALUES (p_key, p_fingerprint, refusal, now())
         ON CONFLICT (key) DO NOTHING;
         IF NOT FOUND THEN  -- a concurrent request with this key got there first
             RETURN ledger_grant_outcome(ledger_idempotent_outcome(p_key, p_fingerprint), at);
@@ -588,7 +588,6 @@ BEGIN
     VALUES (p_grant_id, p_account_id, p_from, p_expire_to, p_transfer_id, account_row.currency, p_amount,
             p_priority, effective, p_expires_at, CASE WHEN effective > at THEN 'scheduled' ELSE 'active' END,
             0, 0, 0, 0, p_description, p_metadata, at, at);
-    UPDATE idempotency_record SET command = 'grant' WHERE key = p_key;
     INSERT INTO outbox_event (event_id, topic, key, event_type, payload, headers, created_at, published_at)
     SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
       FROM outbox_event_row(grant_event_id, 'GrantCreated', p_grant_id::text, at,
