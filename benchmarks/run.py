@@ -485,8 +485,11 @@ class Bench:
         stack.env = stack.build_env()
         stack.logdir.mkdir(parents=True, exist_ok=True)
         stack.run_manage("migrate", "--no-input")
+        started = time.perf_counter()
         with self.pg.connect(name + "_tmp") as conn:
             info = build(conn)
+        info["build_seconds"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
         verified = stack.run_manage("verify_ledger", "--json", capture=True, timeout=1800)
         report = json.loads(verified.stdout)
         if not report["ok"]:
@@ -494,6 +497,11 @@ class Bench:
         info["verify_ledger"] = {
             k: report[k] for k in ("ok", "accounts", "entries", "transfers", "idempotency_records")
         }
+        info["verify_seconds"] = round(time.perf_counter() - started, 1)
+        log(
+            f"seeded in {info['seconds']} s, with the projections {info['build_seconds']} s; "
+            f"verify_ledger passed in {info['verify_seconds']} s: {info['verify_ledger']}"
+        )
         with self.pg.connect(name + "_tmp") as conn:
             conn.execute("CREATE TABLE bench_seed_info (info jsonb)")
             conn.execute("INSERT INTO bench_seed_info VALUES (%s)", [json.dumps(info)])

@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
+from apps.ledger.selectors import TransferCommand, transfer_commands
 from creditledger.admin import LedgerTableAdmin, ReadOnlyAdminMixin, admin_link, amount_with_currency
 
 
@@ -52,15 +53,29 @@ class TransferAdmin(LedgerTableAdmin):
     ordering = ("-id",)  # UUIDv7: newest first
     sortable_by = ("id", "created_at")
     inlines = (EntryInline,)
-    # After every field: what a hold reserved; reversal_of links to the original, this to the reversals.
-    readonly_fields = ("held", "reversals_links")
+    # After every field: what a hold reserved, then what was done to the transfer since
+    # (reversal_of links a reversal to the original, "commands" the original to its reversals).
+    readonly_fields = ("held", "commands")
 
-    @admin.display(description="reversals")
-    def reversals_links(self, transfer: Transfer) -> str:
-        reversals = list(transfer.reversals.order_by("id").values_list("id", flat=True))
-        if not reversals:
+    @admin.display(description="commands")
+    def commands(self, transfer: Transfer) -> str:
+        """The post, void or expiry that settled its hold and its reversals, each with its
+        idempotency key, when it took effect, what it moved and what came of it."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (c.command, c.idempotency_key or "-", c.at, _amounts(c.moved), _outcome(c))
+                for c in transfer_commands(transfer=transfer)
+            ),
+        )
+        if not rows:
             return "-"
-        return format_html_join(", ", "{}", ((admin_link(Transfer, reversal),) for reversal in reversals))
+        return format_html(
+            "<table><thead><tr><th>command</th><th>idempotency key</th><th>at</th>"
+            "<th>amount (minor units)</th><th>outcome</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="from")
     def from_link(self, transfer: Transfer) -> str:
@@ -102,6 +117,19 @@ class TransferAdmin(LedgerTableAdmin):
         if transfer.posting_count > 1:
             return f"{transfer.posting_count} postings (see the entries)"
         return amount_with_currency(transfer.amount, transfer.currency_id or "")
+
+
+def _amounts(amounts: dict[str, int]) -> str:
+    return ", ".join(amount_with_currency(amount, currency) for currency, amount in amounts.items()) or "-"
+
+
+def _outcome(command: TransferCommand) -> str:
+    if command.reversal_id is not None:
+        return format_html("reversal {}", admin_link(Transfer, command.reversal_id))
+    settled = {"post": "posted", "void": "voided", "expiry": "expired"}[command.command]
+    if not command.released:
+        return settled
+    return f"{settled}, {_amounts(command.released)} released"
 
 
 @admin.register(Entry)

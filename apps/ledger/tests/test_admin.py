@@ -5,17 +5,31 @@ data migration, and the flush after a transactional test would remove it. pytest
 these tests before any transactional one.
 """
 
+import re
+import time
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.accounts.models import Account, Currency
 from apps.ledger.models import Entry, Hold, IdempotencyRecord, Transfer
-from apps.ledger.services import HoldRequest, Posting, hold_post, transfer_create_postings, transfer_reverse
+from apps.ledger.services import (
+    HoldRequest,
+    Posting,
+    hold_post,
+    hold_void,
+    holds_expire,
+    transfer_create_postings,
+    transfer_reverse,
+)
 from apps.outbox.models import OutboxEvent
+from creditledger import errors
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +60,17 @@ def support_client():
 
 def row_ids(response):
     return {obj.pk for obj in response.context["cl"].result_list}
+
+
+COMMAND_ROW = re.compile(
+    r"<tr><td>(post|void|expiry|reverse)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>"
+)
+
+
+def commands_shown(client, transfer_id):
+    """The rows of a transfer page's commands table: (command, key, at, amount, outcome)."""
+    content = client.get(admin_url(Transfer, "change", transfer_id)).content.decode()
+    return COMMAND_ROW.findall(content)
 
 
 def test_support_group_has_exactly_the_view_permissions():
@@ -300,3 +325,80 @@ def test_support_sees_what_a_hold_reserved_until_when_and_whether_it_is_still_op
     assert "-300 USD" not in pending  # nothing posted yet
     assert "<td>closed</td>" in posted
     assert "-120 USD" in posted
+
+
+def test_a_hold_page_shows_the_post_that_settled_it_with_its_key_and_what_it_released(
+    support_client, make_account, make_transfer
+):
+    wallet, shop = make_account("USD"), make_account("USD")
+    hold = make_transfer(wallet, shop, 300, hold=HoldRequest(timeout_seconds=600)).transfer_id
+    assert commands_shown(support_client, hold) == []  # pending: nothing done to it yet
+
+    hold_post(transfer_id=hold, idempotency_key="capture-1", amount=120)
+    with pytest.raises(errors.TransferNotPending):  # refused: its record keeps the refusal, not the hold
+        hold_void(transfer_id=hold, idempotency_key="late-void")
+
+    (row,) = commands_shown(support_client, hold)
+    command, key, at, amount, outcome = row
+    assert (command, key, amount, outcome) == ("post", "capture-1", "120 USD", "posted, 180 USD released")
+    assert at == str(Transfer.objects.get(id=hold).updated_at)
+
+
+def test_a_hold_page_shows_the_void_that_released_it(support_client, make_account, make_transfer):
+    wallet, shop = make_account("USD"), make_account("USD")
+    hold = make_transfer(wallet, shop, 300, hold=HoldRequest()).transfer_id
+
+    hold_void(transfer_id=hold, idempotency_key="cancel-order-9")
+
+    assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
+        ("void", "cancel-order-9", "-", "voided, 300 USD released")
+    ]
+
+
+def test_a_hold_page_shows_its_expiry_without_a_key(support_client, make_account, make_transfer):
+    wallet, shop = make_account("USD"), make_account("USD")
+    expires_at = timezone.now() + timedelta(milliseconds=300)
+    hold = make_transfer(wallet, shop, 300, hold=HoldRequest(expires_at=expires_at)).transfer_id
+    time.sleep(0.4)
+
+    assert holds_expire(limit=10) == 1
+
+    assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
+        ("expiry", "-", "-", "expired, 300 USD released")
+    ]
+
+
+def test_a_multi_leg_hold_posted_whole_shows_every_currency_it_posted(support_client, make_account):
+    buyer_usd, shop_usd = make_account("USD"), make_account("USD")
+    shop_credits, buyer_credits = make_account("CREDITS"), make_account("CREDITS")
+    hold = transfer_create_postings(
+        idempotency_key="reserve-credits",
+        postings=[
+            Posting(buyer_usd.id, shop_usd.id, 1000, "USD"),
+            Posting(shop_credits.id, buyer_credits.id, 1000, "CREDITS"),
+        ],
+        hold=HoldRequest(),
+    ).transfer_id
+
+    hold_post(transfer_id=hold, idempotency_key="confirm-credits")
+
+    assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
+        ("post", "confirm-credits", "1000 CREDITS, 1000 USD", "posted")
+    ]
+
+
+def test_a_transfer_page_lists_its_reversals_as_commands_with_their_keys_and_links(support_client, ledger):
+    transfer = ledger["transfer"]
+    first = transfer_reverse(idempotency_key="refund-1", transfer_id=transfer.id, amount=200).transfer_id
+    second = transfer_reverse(idempotency_key="refund-2", transfer_id=transfer.id, amount=300).transfer_id
+
+    rows = commands_shown(support_client, transfer.id)
+
+    assert [(command, key, amount) for command, key, _, amount, _ in rows] == [
+        ("reverse", "refund-1", "200 USD"),
+        ("reverse", "refund-2", "300 USD"),
+    ]
+    assert [outcome for *_, outcome in rows] == [
+        f'reversal <a href="{admin_url(Transfer, "change", reversal)}">{reversal}</a>' for reversal in (first, second)
+    ]
+    assert commands_shown(support_client, first) == []  # a reversal itself has had nothing done to it
