@@ -6,13 +6,12 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.accounts.currencies import DEFAULT_CURRENCIES
@@ -25,7 +24,7 @@ from apps.outbox.models import OutboxEvent
 from apps.projections.projector import ConsumedMessage, projection_batch_apply
 from creditledger.api.exception_handler import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 from creditledger.devstack import TansuBroker
-from tests.support import ConsumerThread
+from tests.support import ConsumerThread, LedgerClock
 
 _keys = itertools.count()
 
@@ -206,33 +205,8 @@ def start_consumer(broker) -> Iterator[Callable[[], ConsumerThread]]:
             consumer.stop()
 
 
-class LedgerClock:
-    """The ledger's clock (ledger_now, apps/ledger/sql/0015_grants.sql), moved forward by a
-    test: the offset is set on the test database, so every new connection (the API's, the
-    stack's) reads it, and on the connections already open."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def advance(self, delta: timedelta) -> None:
-        self.offset += delta
-        self._apply(f"{self.offset.total_seconds()} seconds")
-
-    def _apply(self, value: str) -> None:
-        with connection.cursor() as cursor:
-            name = connection.settings_dict["NAME"]
-            if value:
-                cursor.execute(f'ALTER DATABASE "{name}" SET ledger.clock_offset = %s', [value])
-            else:
-                cursor.execute(f'ALTER DATABASE "{name}" RESET ledger.clock_offset')
-        for alias in connections:
-            if connections[alias].connection is not None:
-                with connections[alias].cursor() as cursor:
-                    cursor.execute("SELECT set_config('ledger.clock_offset', %s, false)", [value])
-
-
 @pytest.fixture
 def ledger_clock() -> Iterator[LedgerClock]:
     clock = LedgerClock()
     yield clock
-    clock._apply("")
+    clock.reset()

@@ -1,16 +1,17 @@
 """Helpers for tests that run the real pipeline (the fixtures that use them are in the root
 conftest.py): the consumer loop in a thread, reading a topic back, comparing the read model
-with the ledger, waiting for a condition."""
+with the ledger, waiting for a condition, moving the ledger's clock."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
 from apps.ledger.models import Entry
 from apps.projections.consumer import consume_loop
@@ -98,3 +99,32 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, message: st
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+class LedgerClock:
+    """The ledger's clock (ledger_now, apps/ledger/sql/0015_grants.sql), moved forward by a
+    test: the offset is set on the test database, so every new connection (the API's, the
+    stack's) reads it, and on the connections already open."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+        self._apply(f"{self.offset.total_seconds()} seconds")
+
+    def reset(self) -> None:
+        self.offset = timedelta(0)
+        self._apply("")
+
+    def _apply(self, value: str) -> None:
+        with connection.cursor() as cursor:
+            name = connection.settings_dict["NAME"]
+            if value:
+                cursor.execute(f'ALTER DATABASE "{name}" SET ledger.clock_offset = %s', [value])
+            else:
+                cursor.execute(f'ALTER DATABASE "{name}" RESET ledger.clock_offset')
+        for alias in connections:
+            if connections[alias].connection is not None:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT set_config('ledger.clock_offset', %s, false)", [value])

@@ -4,7 +4,7 @@ from enum import Enum
 from typing import Any, Final
 from uuid import UUID
 
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from apps.accounts.events import account_created_message, account_updated_message
 from apps.accounts.models import Account, AccountChange, AccountStatus, Currency
@@ -132,10 +132,34 @@ def _account_change_check(account: Account, changes: dict[str, Any]) -> None:
         )
 
 
+def _account_grant_ties(account_id: UUID) -> int:
+    """How many credit grants (the ledger's credit_grant table) may still book to or from the
+    account: its own grants with credits left or to come, and the grants it funds or receives
+    the expiries of that can still expire, be voided or release a reservation. Read under the
+    account's lock, which every grant writer takes first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM credit_grant
+                WHERE (account_id = %(id)s AND (status = 'scheduled' OR amount - consumed - expired - voided > 0))
+                   OR ((funding_account_id = %(id)s OR expire_to_account_id = %(id)s)
+                       AND (status IN ('scheduled', 'active', 'exhausted') OR reserved > 0))""",
+            {"id": account_id},
+        )
+        return cursor.fetchone()[0]
+
+
 def _account_empty_check(account: Account) -> None:
     """Closing needs nothing left on the account, read under its row lock: no posted balance
     and no open hold either way (pending totals; a hold past its expiry counts until the
     expiry task has released it, within seconds)."""
+    tied = _account_grant_ties(account.id)
+    if tied:
+        raise errors.AccountNotEmpty(
+            f"Account {account.id} is tied to {tied} credit grants that can still move credits on, onto or back to "
+            "it (docs/credits.md); void them or let them run out first.",
+            field="status",
+            grants=tied,
+        )
     if account.balance != 0 or account.pending_debits != 0 or account.pending_credits != 0:
         raise errors.AccountNotEmpty(
             f"Account {account.id} has a balance of {account.balance}, {account.pending_debits} in pending debits "

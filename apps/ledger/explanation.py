@@ -151,14 +151,15 @@ def _grants_at(cursor, account_id: UUID, as_of: datetime) -> list[GrantPart]:
         consumed,
         reserved,
         booked_expired,
-        voided,
+        booked_voided,
         first_void,
     ) in cursor.fetchall():
         voided_at = first_void or (updated_at if status == "voided" else None)
-        remaining = amount - consumed - reserved - booked_expired - voided
-        expired = booked_expired
+        remaining = amount - consumed - reserved - booked_expired - booked_voided
+        expired, voided = booked_expired, booked_voided
         if voided_at is not None and voided_at <= as_of:
-            state = "voided"
+            # What was left went back (a grant voided before it took effect: all of it).
+            state, voided, remaining = "voided", amount - consumed - reserved - booked_expired, 0
         elif effective_at > as_of:
             state = "scheduled"
         elif expires_at is not None and expires_at <= as_of:

@@ -206,7 +206,8 @@ class IdempotencyRecord(models.Model):
         max_length=16,
         null=True,
         blank=True,
-        help_text="post, void or grant_void: the command on a transfer or grant the key ran; null: a transfer or grant created.",
+        help_text="post, void or grant_void: the command on a transfer or grant the key ran; null: a transfer or "
+        "grant created.",
     )
     error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())

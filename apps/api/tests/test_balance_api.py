@@ -126,6 +126,7 @@ def test_as_of_gives_the_posted_balance_after_the_last_entry_at_or_before_it(api
         "lastSequence": 1,
         "updatedAt": iso_z(first.created_at),
         "consistency": {"projectedSequence": 1, "ledgerSequence": 1, "upToDate": True},
+        "expiringSoon": None,
         "asOf": iso_z(second.created_at - MICROSECOND),
     }
     at_second = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(second.created_at)}).json()

@@ -435,3 +435,17 @@ def test_the_explanation_refuses_since_after_as_of(api, plan, problem):
         "since",
     )
     assert api.get("/accounts/01935c9e-8f00-7000-8000-000000000001/explain").status_code == 404
+
+
+def test_an_account_tied_to_live_grants_cannot_close(api, plan, problem):
+    grant(api, plan, 10, "g", expireTo=str(plan["breakage"].id))
+    for account in ("promotions", "breakage"):
+        api.patch(f"/accounts/{plan[account].id}", {"status": "frozen"}, format="json")
+
+    body = problem(
+        api.patch(f"/accounts/{plan['breakage'].id}", {"status": "closed"}, format="json"), 422, "account_not_empty"
+    )
+
+    assert body["grants"] == 1
+    plan["breakage"].refresh_from_db()
+    assert plan["breakage"].status == "frozen"

@@ -50,10 +50,13 @@ CREATE FUNCTION ledger_grant_document(p_grant_id uuid, p_at timestamptz) RETURNS
         'grantId', g.id, 'accountId', g.account_id, 'transferId', g.transfer_id,
         'from', g.funding_account_id, 'expireTo', g.expire_to_account_id, 'currency', g.currency,
         'amount', g.amount,
-        'remaining', CASE WHEN lapsed THEN 0 ELSE g.amount - g.consumed - g.reserved - g.expired - g.voided END,
+        'remaining', CASE WHEN lapsed OR g.status = 'voided' THEN 0
+                          ELSE g.amount - g.consumed - g.reserved - g.expired - g.voided END,
         'consumed', g.consumed, 'reserved', g.reserved,
         'expired', g.expired + CASE WHEN lapsed THEN g.amount - g.consumed - g.reserved - g.expired - g.voided ELSE 0 END,
-        'voided', g.voided, 'priority', g.priority,
+        -- A grant voided before it took effect never had its credits: all of it is voided.
+        'voided', CASE WHEN g.status = 'voided' THEN g.amount - g.consumed - g.reserved - g.expired ELSE g.voided END,
+        'priority', g.priority,
         'effectiveAt', ledger_iso(g.effective_at), 'expiresAt', ledger_iso(g.expires_at),
         'status', ledger_grant_status(g, p_at), 'description', g.description, 'metadata', g.metadata,
         'createdAt', ledger_iso(g.created_at), 'updatedAt', ledger_iso(g.updated_at))

@@ -43,8 +43,20 @@ def drawn(make_account):
 
 
 def run(sql, params=()):
+    run_all((sql, params))
+
+
+def run_all(*statements):
+    """Commit the statements in one transaction (the deferred checks run at the end)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+ALLOCATION_INSERT = (
+    "INSERT INTO grant_allocation (grant_id, transfer_id, entry_id, kind, amount, created_at) "
+    "VALUES (%s, %s, %s, %s, 1, now())"
+)
 
 
 def tamper(sql, params=()):
@@ -91,26 +103,20 @@ def test_an_allocation_must_be_an_entry_of_the_grants_account(drawn):
     shop_credit = drawn["spent"].transfer.entries.get(account_id=drawn["shop"].id)
 
     with pytest.raises(IntegrityError, match="is not an entry of its account on its transfer"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO grant_allocation (grant_id, transfer_id, entry_id, kind, amount, created_at) "
-                "VALUES (%s, %s, %s, 'restore', 1, now())",
-                [drawn["grant"].id, drawn["spent"].transfer_id, shop_credit.id],
-            )
-            cursor.execute("UPDATE credit_grant SET consumed = consumed - 1 WHERE id = %s", [drawn["grant"].id])
+        run_all(
+            (ALLOCATION_INSERT, [drawn["grant"].id, drawn["spent"].transfer_id, shop_credit.id, "restore"]),
+            ("UPDATE credit_grant SET consumed = consumed - 1 WHERE id = %s", [drawn["grant"].id]),
+        )
 
 
 def test_an_entry_never_gives_its_grants_more_than_its_amount(drawn):
     debit = drawn["spent"].transfer.entries.get(account_id=drawn["customer"].id)
 
     with pytest.raises(IntegrityError, match="gives its grants"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO grant_allocation (grant_id, transfer_id, entry_id, kind, amount, created_at) "
-                "VALUES (%s, %s, %s, 'draw', 1, now())",
-                [drawn["grant"].id, drawn["spent"].transfer_id, debit.id],
-            )
-            cursor.execute("UPDATE credit_grant SET consumed = consumed + 1 WHERE id = %s", [drawn["grant"].id])
+        run_all(
+            (ALLOCATION_INSERT, [drawn["grant"].id, drawn["spent"].transfer_id, debit.id, "draw"]),
+            ("UPDATE credit_grant SET consumed = consumed + 1 WHERE id = %s", [drawn["grant"].id]),
+        )
 
 
 def test_a_grant_is_scheduled_exactly_while_its_funding_transfer_is_pending(drawn):
