@@ -3,14 +3,24 @@ released together by a barrier."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Account
-from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
+from apps.ledger.models import CreditGrant, Entry, GrantAllocation, IdempotencyRecord, Transfer
+from apps.ledger.selectors import ledger_now
+from apps.ledger.services import (
+    Posting,
+    grant_create,
+    grants_book_due,
+    transfer_create,
+    transfer_create_postings,
+    transfer_reverse,
+)
 from apps.ledger.verification import ledger_verify
 from creditledger import errors
 
@@ -225,4 +235,78 @@ def test_reversals_from_8_threads_over_http_get_no_server_error(make_account, ma
     assert all(response.status_code in (201, 422) for response in responses), [r.status_code for r in responses]
     assert sum(response.status_code == 201 for response in responses) == 4  # bob had 1000: four moves of 250
     assert Account.objects.get(id=bob.id).balance == 0
+    assert ledger_verify().ok
+
+
+def test_debits_racing_a_grants_expiry_never_draw_from_it_once_expired(make_account, run_together, settings):
+    # No retries: a deadlock between debits, lazy bookings and the booking task would fail the test.
+    settings.LEDGER = {**settings.LEDGER, "TRANSACTION_RETRIES": 0}
+    promotions, customer, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    expires_at = ledger_now() + timedelta(seconds=1.2)
+    grant = grant_create(
+        account_id=customer.id,
+        funding_account_id=promotions.id,
+        amount=30,
+        idempotency_key="expiring",
+        expires_at=expires_at,
+        description="Flash promo",
+    )
+    count = 24
+
+    def work(index: int):
+        time.sleep(index * 0.1)  # spread across the expiry: about half before, half after
+        if index % 4 == 3:
+            return grants_book_due(limit=10)
+        return transfer_create(
+            idempotency_key=f"race-{index}",
+            from_account_id=customer.id,
+            to_account_id=shop.id,
+            amount=1,
+            currency="USD",
+        )
+
+    results = run_together(count, work)
+
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(failure, errors.InsufficientFunds) for failure in failures), failures
+    posted = [r for r in results if not isinstance(r, (BaseException, int))]
+    assert posted, "some debits came before the expiry"
+    assert failures, "some debits came after it"
+    stored = CreditGrant.objects.get(id=grant.document["grantId"])
+    assert stored.status == "expired"
+    assert (stored.consumed, stored.expired) == (len(posted), 30 - len(posted))
+    draws = GrantAllocation.objects.filter(grant=stored, kind="draw").select_related("entry")
+    assert all(draw.entry.created_at < expires_at for draw in draws)
+    assert GrantAllocation.objects.filter(grant=stored, kind="expire").count() == 1
+    assert ledger_verify().ok
+
+
+def test_concurrent_debits_burn_grants_exactly(make_account, run_together):
+    promotions, customer, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    for priority, amount in ((10, 15), (50, 15)):
+        grant_create(
+            account_id=customer.id,
+            funding_account_id=promotions.id,
+            amount=amount,
+            idempotency_key=f"grant-{priority}",
+            priority=priority,
+        )
+
+    results = run_together(
+        40,
+        lambda index: transfer_create(
+            idempotency_key=f"burn-{index}",
+            from_account_id=customer.id,
+            to_account_id=shop.id,
+            amount=1,
+            currency="USD",
+        ),
+    )
+
+    assert sum(not isinstance(r, BaseException) for r in results) == 30
+    assert all(isinstance(r, errors.InsufficientFunds) for r in results if isinstance(r, BaseException))
+    assert sorted(CreditGrant.objects.filter(account_id=customer.id).values_list("priority", "consumed", "status")) == [
+        (10, 15, "exhausted"),
+        (50, 15, "exhausted"),
+    ]
     assert ledger_verify().ok
