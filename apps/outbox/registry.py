@@ -49,7 +49,21 @@ _ENTRY_DATA = _object(
         "sequence": {"type": "integer", "minimum": 1},
         "balanceAfter": _INT64,
         "createdAt": _TIME,
-    }
+        # EntryPosted only, on an entry that drew from, reserved for, expired or restored grants.
+        "allocations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "grantId": _UUID,
+                    "kind": {"enum": ["draw", "post", "restore", "expire", "void"]},
+                    "amount": {"type": "integer", "minimum": 1},
+                },
+                "required": ["grantId", "kind", "amount"],
+            },
+        },
+    },
+    optional=("allocations",),
 )
 
 ACCOUNT_CREATED = EventType(

@@ -449,3 +449,20 @@ def test_an_account_tied_to_live_grants_cannot_close(api, plan, problem):
     assert body["grants"] == 1
     plan["breakage"].refresh_from_db()
     assert plan["breakage"].status == "frozen"
+
+
+def test_entry_events_carry_the_grants_each_entry_drew_from(api, plan, make_transfer):
+    from apps.outbox.models import OutboxEvent
+
+    def entry_event(transfer):
+        debit = Entry.objects.get(transfer_id=transfer["transferId"], amount__lt=0)
+        return OutboxEvent.objects.get(event_type="EntryPosted", payload__data__entryId=str(debit.id)).payload["data"]
+
+    promo = grant(api, plan, 10, "g", description="Promo").json()
+    make_transfer(plan["promotions"], plan["customer"], 20)
+
+    partly = spend(api, plan, 15, "s1").json()
+    unrestricted = spend(api, plan, 10, "s2").json()
+
+    assert entry_event(partly)["allocations"] == [{"grantId": promo["grantId"], "kind": "draw", "amount": 10}]
+    assert "allocations" not in entry_event(unrestricted)

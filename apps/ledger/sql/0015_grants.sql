@@ -148,11 +148,35 @@ BEGIN
 END;
 $$;
 
+-- Add to the EntryPosted events of transfer p_transfer_id among p_event_ids (not yet
+-- published: written in this transaction) the grants each entry drew from, reserved for,
+-- expired or restored (`allocations`, docs/events.md). One index probe when it has none.
+CREATE FUNCTION ledger_entry_events_allocations(p_transfer_id uuid, p_event_ids uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM grant_allocation WHERE transfer_id = p_transfer_id AND entry_id IS NOT NULL) THEN
+        RETURN;
+    END IF;
+    UPDATE outbox_event o
+       SET payload = jsonb_set(o.payload, '{data,allocations}', a.allocations)
+      FROM (SELECT x.entry_id,
+                   jsonb_agg(jsonb_build_object('grantId', x.grant_id, 'kind', x.kind, 'amount', x.amount)
+                             ORDER BY x.id) AS allocations
+              FROM grant_allocation x
+             WHERE x.transfer_id = p_transfer_id AND x.entry_id IS NOT NULL
+             GROUP BY x.entry_id) a
+     WHERE o.event_id = ANY (p_event_ids) AND o.event_type = 'EntryPosted' AND o.published_at IS NULL
+       AND (o.payload->'data'->>'entryId')::uuid = a.entry_id;
+END;
+$$;
+
 -- A posted transfer of one posting that the ledger books itself (a grant's expiry or void):
 -- its own key `ledger:<id>`, claimed like any other so no request can reuse it, and its
--- entries and events as ledger_write_postings writes them. Returns its id.
+-- entries and events as ledger_write_postings writes them, with the 3 event ids p_event_ids.
+-- Returns its id.
 CREATE FUNCTION ledger_system_transfer(p_from uuid, p_to uuid, p_amount bigint, p_currency text,
-                                       p_description text, p_metadata jsonb, p_at timestamptz, p_headers jsonb)
+                                       p_description text, p_metadata jsonb, p_event_ids uuid[], p_at timestamptz,
+                                       p_headers jsonb)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     transfer_id uuid := ledger_uuid7();
@@ -164,8 +188,7 @@ BEGIN
     INSERT INTO idempotency_record (key, request_fingerprint, transfer_id, created_at)
     VALUES ('ledger:' || transfer_id, 'ledger', transfer_id, p_at);
     PERFORM ledger_write_postings(transfer_id, ARRAY[p_from], ARRAY[p_to], ARRAY[p_amount], ARRAY[p_currency],
-                                  ARRAY[ledger_uuid7(), ledger_uuid7()],
-                                  ARRAY[ledger_uuid7(), ledger_uuid7(), ledger_uuid7()], p_headers, p_at);
+                                  ARRAY[ledger_uuid7(), ledger_uuid7()], p_event_ids, p_headers, p_at);
     RETURN transfer_id;
 END;
 $$;
@@ -182,6 +205,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     g credit_grant%ROWTYPE;
     booked uuid;
+    events uuid[] := ARRAY[ledger_uuid7(), ledger_uuid7(), ledger_uuid7()];
 BEGIN
     IF p_amount = 0 THEN
         RETURN;
@@ -194,9 +218,10 @@ BEGIN
                  format(CASE p_kind WHEN 'expire' THEN 'Expiry of grant "%s"' ELSE 'Void of grant "%s"' END,
                         coalesce(g.description, g.id::text))),
         jsonb_strip_nulls(jsonb_build_object('grantId', g.id, 'effectiveAt', ledger_iso(p_effective_at))),
-        p_at, p_headers);
+        events, p_at, p_headers);
     INSERT INTO grant_allocation (grant_id, transfer_id, entry_id, kind, amount, created_at)
     SELECT g.id, booked, e.id, p_kind, p_amount, p_at FROM entry e WHERE e.transfer_id = booked AND e.amount < 0;
+    PERFORM ledger_entry_events_allocations(booked, events);
     UPDATE credit_grant
        SET expired = expired + CASE p_kind WHEN 'expire' THEN p_amount ELSE 0 END,
            voided = voided + CASE p_kind WHEN 'void' THEN p_amount ELSE 0 END,
@@ -412,14 +437,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     g credit_grant%ROWTYPE;
     event_id uuid := ledger_uuid7();
+    events uuid[] := ARRAY[ledger_uuid7(), ledger_uuid7(), ledger_uuid7()];
 BEGIN
     SELECT * INTO g FROM credit_grant WHERE id = p_grant_id;
     PERFORM 1 FROM transfer WHERE id = g.transfer_id FOR UPDATE;
     PERFORM ledger_hold_release(g.transfer_id, 'posted', NULL, p_headers, p_at);
     PERFORM ledger_write_postings(g.transfer_id, ARRAY[g.funding_account_id], ARRAY[g.account_id], ARRAY[g.amount],
-                                  ARRAY[g.currency], ARRAY[ledger_uuid7(), ledger_uuid7()],
-                                  ARRAY[ledger_uuid7(), ledger_uuid7(), ledger_uuid7()], p_headers, p_at);
+                                  ARRAY[g.currency], ARRAY[ledger_uuid7(), ledger_uuid7()], events, p_headers, p_at);
     PERFORM ledger_grants_consume(g.transfer_id, p_at, p_headers);
+    PERFORM ledger_entry_events_allocations(g.transfer_id, events);
     UPDATE credit_grant SET status = 'active', updated_at = p_at WHERE id = g.id;
     INSERT INTO outbox_event (event_id, topic, key, event_type, payload, headers, created_at, published_at)
     SELECT r.event_id, r.topic, r.key, r.event_type, r.payload, r.headers, r.created_at, r.published_at
@@ -793,7 +819,8 @@ DROP FUNCTION ledger_grant_settle(uuid, bigint, timestamptz, jsonb);
 DROP FUNCTION ledger_grant_expire(uuid, timestamptz, jsonb);
 DROP FUNCTION ledger_grant_expire_amount(uuid, bigint, timestamptz, timestamptz, jsonb);
 DROP FUNCTION ledger_grant_book(uuid, text, bigint, text, timestamptz, timestamptz, jsonb);
-DROP FUNCTION ledger_system_transfer(uuid, uuid, bigint, text, text, jsonb, timestamptz, jsonb);
+DROP FUNCTION ledger_system_transfer(uuid, uuid, bigint, text, text, jsonb, uuid[], timestamptz, jsonb);
+DROP FUNCTION ledger_entry_events_allocations(uuid, uuid[]);
 DROP FUNCTION ledger_lock_accounts(uuid[], timestamptz, uuid);
 DROP FUNCTION ledger_lock_set(uuid[], timestamptz, uuid);
 DROP FUNCTION ledger_balance_at(uuid, timestamptz);

@@ -298,3 +298,45 @@ def test_holds_and_reversals_travel_through_kafka_into_the_read_model(start_cons
     original = ProjectedTransfer.objects.get(transfer_id=posted)
     assert original.amount == 120
     assert original.reversed_amount == 20
+
+
+def test_grants_travel_through_kafka_into_the_read_model(start_consumer, make_account, make_transfer, ledger_clock):
+    from datetime import timedelta
+
+    from apps.ledger.selectors import ledger_now
+    from apps.ledger.services import grant_create, grant_void, grants_book_due
+    from apps.projections.models import ProjectedGrant
+
+    promotions, customer, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    expiring = grant_create(
+        account_id=customer.id,
+        funding_account_id=promotions.id,
+        amount=30,
+        idempotency_key="pipeline-grant-1",
+        expires_at=ledger_now() + timedelta(days=1),
+        description="Welcome bonus",
+    ).document["grantId"]
+    voided = grant_create(
+        account_id=customer.id, funding_account_id=promotions.id, amount=5, idempotency_key="pipeline-grant-2"
+    ).document["grantId"]
+    make_transfer(customer, shop, 12, description="API usage")
+    grant_void(grant_id=voided, idempotency_key="pipeline-grant-void")
+    ledger_clock.advance(timedelta(days=2))
+    assert grants_book_due(limit=10) == 1
+    start_consumer()
+
+    outbox_relay()
+
+    wait_until(projection_matches_ledger, message="the grant events to be applied")
+    wait_until(
+        lambda: ProjectedGrant.objects.filter(status__in=["expired", "voided"]).count() == 2,
+        message="the grants' final events",
+    )
+    projected = {str(row.grant_id): row for row in ProjectedGrant.objects.all()}
+    assert (projected[expiring].status, projected[expiring].document["expired"]) == ("expired", 18)
+    assert (projected[voided].status, projected[voided].document["voided"]) == ("voided", 5)
+    assert {e for e in OutboxEvent.objects.values_list("event_type", flat=True) if e.startswith("Grant")} == {
+        "GrantCreated",
+        "GrantExpired",
+        "GrantVoided",
+    }

@@ -1,7 +1,8 @@
 -- Version 2 (0015_grants): the ledger's clock (ledger_now); the accounts locked are
 -- ledger_lock_accounts' for the hold (with the counterparts of the grants it reserved from,
 -- and of what is due on its accounts, which is booked first, this hold's expiry included);
--- a void releases the hold's grant reservations, a post consumes them (ledger_grants_consume);
+-- a void releases the hold's grant reservations, a post consumes them (ledger_grants_consume)
+-- and its EntryPosted events carry them (`allocations`);
 -- the transfer that funds a scheduled grant is refused (409 grant_transfer: the grant's
 -- schedule and void move it). Otherwise as version 1.
 CREATE OR REPLACE FUNCTION ledger_hold_command(
@@ -90,6 +91,7 @@ BEGIN
         PERFORM ledger_write_postings(p_transfer_id, postings.from_ids, postings.to_ids, postings.amounts,
                                       postings.codes, p_entry_ids, p_event_ids, p_headers, acted_at);
         PERFORM ledger_grants_consume(p_transfer_id, acted_at, p_headers);
+        PERFORM ledger_entry_events_allocations(p_transfer_id, p_event_ids);
     END IF;
     UPDATE idempotency_record SET transfer_id = p_transfer_id WHERE key = p_key;
     RETURN json_build_object('outcome', 'settled', 'transfer', ledger_transfer_document(p_transfer_id));

@@ -4,7 +4,8 @@
 -- their expiry, holds past their expiry. The transfer's time is the ledger's clock
 -- (ledger_now), taken once under the locks, and the overdraft rule counts the remainder of a
 -- grant past its expiry for nothing even before its booking. Once written, the transfer
--- draws from, reserves from or restores to the accounts' grants (ledger_grants_apply).
+-- draws from, reserves from or restores to the accounts' grants (ledger_grants_apply), and
+-- its EntryPosted events carry what each entry drew or restored (`allocations`).
 -- Otherwise as version 5.
 CREATE OR REPLACE FUNCTION ledger_post_transfer(
     p_key text, p_fingerprint text, p_single boolean,
@@ -152,6 +153,7 @@ BEGIN
                                       p_headers, posted_at);
     END IF;
     PERFORM ledger_grants_apply(p_transfer_id, posted_at, p_headers);
+    PERFORM ledger_entry_events_allocations(p_transfer_id, p_event_ids);
     UPDATE idempotency_record SET transfer_id = p_transfer_id WHERE key = p_key;
     RETURN json_build_object('outcome', 'posted', 'transfer', ledger_transfer_document(p_transfer_id));
 END;
