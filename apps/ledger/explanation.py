@@ -59,6 +59,9 @@ class Change:
     grants: list[dict[str, Any]] = field(default_factory=list)
     #: For a hold and its void or expiry: what it reserved (-) or released (+); the balance is unchanged.
     held: int = 0
+    #: False for a grant's activation or expiry that is due but not booked yet (_unbooked): its
+    #: `transfer_id` is then the grant's own funding transfer, as no booking exists yet.
+    booked: bool = True
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,7 @@ def _changes(
                 change.description,
                 change.grants,
                 change.held,
+                change.booked,
             )
         )
     return changes
@@ -278,7 +282,9 @@ def _unbooked(
     # Sort after booked entries at the same instant; activation before expiry.
     for grant_id, transfer_id, status, effective_at, expires_at, amount, remaining, description in cursor.fetchall():
         if status == "scheduled" and since < effective_at <= as_of:
-            found.append((effective_at, 2**62, Change(effective_at, "grant", amount, 0, transfer_id, description)))
+            found.append(
+                (effective_at, 2**62, Change(effective_at, "grant", amount, 0, transfer_id, description, booked=False))
+            )
         if expires_at is not None and since < expires_at <= as_of:
             left = amount if status == "scheduled" else remaining
             if left:
@@ -294,6 +300,7 @@ def _unbooked(
                             transfer_id,
                             _expiry_description(description, grant_id),
                             [{"grantId": grant_id, "description": description, "amount": left}],
+                            booked=False,
                         ),
                     )
                 )
