@@ -164,9 +164,14 @@ def _grants_at(cursor, account_id: UUID, as_of: datetime) -> list[GrantPart]:
             state = "voided"
         elif effective_at > as_of:
             state = "scheduled"
-        elif expires_at is not None and expires_at <= as_of:
+        elif (
+            expires_at is not None
+            and expires_at <= as_of
+            and (remaining + reserved > 0 or booked_expired > 0 or status == "expired")
+        ):
             state, expired, remaining = "expired", booked_expired + remaining, 0
         elif remaining + reserved == 0:
+            # Used up, also past its expiry with nothing to expire: as ledger_grant_status says.
             state = "exhausted"
         else:
             state = "active"

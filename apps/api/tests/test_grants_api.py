@@ -435,3 +435,16 @@ def test_the_explanation_refuses_since_after_as_of(api, plan, problem):
         "since",
     )
     assert api.get("/accounts/01935c9e-8f00-7000-8000-000000000001/explain").status_code == 404
+
+
+def test_a_grant_used_up_before_its_expiry_stays_exhausted_in_the_list_and_the_explanation(api, plan, ledger_clock):
+    now = ledger_now()
+    grant(api, plan, 10, "g", description="Promo", expiresAt=iso(now + timedelta(days=1)))
+    spend(api, plan, 10, "s")
+    ledger_clock.advance(timedelta(days=2))
+
+    listed = grants_by_description(api, plan["customer"])["Promo"]
+    explained = api.get(f"/accounts/{plan['customer'].id}/explain").json()["grants"][0]
+
+    assert (listed["status"], listed["expired"]) == ("exhausted", 0)
+    assert (explained["status"], explained["expired"], explained["consumed"]) == ("exhausted", 0, 10)
