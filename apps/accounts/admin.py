@@ -16,8 +16,6 @@ from creditledger.errors import LedgerError
 
 #: Members may freeze and unfreeze accounts (migration accounts.0004 creates the group).
 SUPPORT_LEAD_GROUP = "support-lead"
-#: How many of an account's latest changes its page shows.
-HISTORY_LENGTH = 20
 
 
 def is_support_lead(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -60,9 +58,11 @@ class AccountAdmin(LedgerTableAdmin):
         "created_at",
     )
     list_filter = ("currency", "status", "created_at")
-    # Ids and external references are matched exactly (indexed); names by substring.
-    search_fields = ("id", "external_ref", "name__icontains")
-    search_help_text = "Account id or external reference (exact), or part of the name."
+    # Every term through an index: the id exactly; the start of an external reference
+    # (LIKE 'term%', served by the varchar_pattern_ops index Django creates beside
+    # external_ref's); the start of the name in any case (account_name_upper_prefix).
+    search_fields = ("id", "external_ref__startswith", "name__istartswith")
+    search_help_text = "Account id (exact), or the start of its external reference (case-sensitive) or of its name."
     # UUIDv7 ids sort by creation: newest first, straight from the primary key index.
     ordering = ("-id",)
     sortable_by = ("id",)
@@ -130,17 +130,20 @@ class AccountAdmin(LedgerTableAdmin):
         url = reverse("admin:ledger_entry_changelist") + "?" + urlencode({"account": account.id})
         return format_html('<a href="{}">{} entries, latest first</a>', url, account.last_sequence)
 
-    @admin.display(description="latest changes")
+    @admin.display(description="changes to the account")
     def history(self, account: Account) -> str:
-        changes = AccountChange.objects.filter(account=account).order_by("-created_at")[:HISTORY_LENGTH]
+        """Every change, latest first, with its reason: rare enough to show them all."""
+        changes = list(AccountChange.objects.filter(account=account).order_by("-created_at"))
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((c.created_at, c.changes, c.reason or "-", c.changed_by or "API") for c in changes),
         )
         return format_html(
+            "<p>{} changes, latest first</p>"
             "<table><thead><tr><th>at</th><th>changed to</th><th>reason</th><th>by</th></tr></thead>"
             "<tbody>{}</tbody></table>",
+            len(changes),
             rows or format_html("<tr><td colspan=4>{}</td></tr>", "none"),
         )
 

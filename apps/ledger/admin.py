@@ -1,12 +1,26 @@
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.core.paginator import Paginator
+from django.db.models import Model, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
+from apps.accounts.admin import AccountAdmin
 from apps.accounts.models import Account
-from apps.ledger.models import Entry, IdempotencyRecord, Transfer
-from apps.ledger.selectors import TransferCommand, transfer_commands
+from apps.ledger.explanation import account_explanation
+from apps.ledger.models import CreditGrant, Entry, GrantStatus, IdempotencyRecord, Transfer
+from apps.ledger.selectors import TransferCommand, grant_get, grants_now, transfer_commands
 from creditledger.admin import LedgerTableAdmin, ReadOnlyAdminMixin, admin_link, amount_with_currency
+from creditledger.errors import LedgerError
+
+#: How many of an account's changes its page shows at a time (latest first, with page links).
+CHANGES_PER_PAGE = 100
 
 
 class EntryAmountsMixin:
@@ -206,3 +220,161 @@ class IdempotencyRecordAdmin(LedgerTableAdmin):
     @admin.display(description="transfer")
     def transfer_link(self, record: IdempotencyRecord) -> str:
         return admin_link(Transfer, record.transfer_id)
+
+
+# The account's page answers "why this balance?" (docs/credits.md, The explanation). The
+# account admin lives in apps.accounts, which may not import the ledger, so the ledger
+# registers it again with the explanation.
+admin.site.unregister(Account)
+
+
+@admin.register(Account)
+class AccountExplainedAdmin(AccountAdmin):
+    change_form_template = "admin/ledger/account_change_form.html"
+    fieldsets = (
+        AccountAdmin.fieldsets[0],
+        ("Balance", {"fields": ("balance", "overdraft_limit", "last_sequence", "statement", "transfers", "grants")}),
+        *AccountAdmin.fieldsets[2:],
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), "grants"]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), **_explanation_context(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="grants")
+    def grants(self, account: Account) -> str:
+        url = reverse("admin:ledger_creditgrant_changelist") + "?" + urlencode({"account": account.id})
+        return format_html('<a href="{}">Every grant of this account</a>', url)
+
+
+def _explanation_context(request: HttpRequest, object_id: str) -> dict[str, Any]:
+    """The account's explanation (account_explanation) since `?since=` (default: its window),
+    its changes latest first, a page of CHANGES_PER_PAGE at a time (`?changes_page=`)."""
+    try:
+        account_id = UUID(object_id)
+    except ValueError:
+        return {}
+    since_param = request.GET.get("since")
+    since = parse_datetime(since_param) if since_param else None
+    if since is not None and timezone.is_naive(since):
+        since = timezone.make_aware(since, timezone.get_fixed_timezone(0))
+    try:
+        explanation = account_explanation(account_id=account_id, since=since)
+    except LedgerError as error:
+        return {"explanation_error": error.detail}
+    changes = Paginator(list(reversed(explanation.changes)), CHANGES_PER_PAGE)
+    page = changes.get_page(request.GET.get("changes_page"))
+
+    def page_url(number: int) -> str:
+        return "?" + urlencode({**({"since": since_param} if since_param else {}), "changes_page": number})
+
+    opened = Account.objects.filter(id=account_id).values_list("created_at", flat=True).first()
+    return {
+        "explanation": explanation,
+        "changes_page": page,
+        "changes_previous_url": page_url(page.previous_page_number()) if page.has_previous() else None,
+        "changes_next_url": page_url(page.next_page_number()) if page.has_next() else None,
+        "since_opened_url": "?" + urlencode({"since": opened.isoformat()}) if opened else None,
+        "grants_in_balance": sum(grant.in_balance for grant in explanation.grants),
+    }
+
+
+class GrantStatusNowFilter(admin.SimpleListFilter):
+    """The status as the API reports it now: a grant past its expiry is expired even before the
+    booking (which the account's next command or the beat task makes within seconds)."""
+
+    title = "status (now)"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(GrantStatus.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[CreditGrant]) -> QuerySet[CreditGrant]:
+        if self.value() in GrantStatus.values:
+            return queryset.filter(Q(status_now=self.value()))  # an annotation of grants_now()
+        return queryset
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(LedgerTableAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "account_link",
+        "description",
+        "amount_display",
+        "remaining_display",
+        "status_display",
+        "priority",
+        "effective_at",
+        "expires_at",
+    )
+    list_select_related = ("account",)
+    list_filter = (GrantStatusNowFilter, "currency", "created_at")
+    search_fields = ("id", "account", "transfer", "funding_account")
+    search_help_text = "Grant id, the id of its account or of its funding account, or of its transfer (exact)."
+    ordering = ("-id",)  # UUIDv7: newest first
+    sortable_by = ("id", "created_at")
+    readonly_fields = ("now", "history")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CreditGrant]:
+        return grants_now()
+
+    @admin.display(description="account")
+    def account_link(self, grant: CreditGrant) -> str:
+        return admin_link(Account, grant.account_id, grant.account)
+
+    @admin.display(description="granted (minor units)")
+    def amount_display(self, grant: CreditGrant) -> str:
+        return amount_with_currency(grant.amount, grant.currency_id)
+
+    @admin.display(description="remaining now")
+    def remaining_display(self, grant: Any) -> str:
+        return amount_with_currency(grant.remaining_now, grant.currency_id)
+
+    @admin.display(description="status now")
+    def status_display(self, grant: Any) -> str:
+        return grant.status_now
+
+    @admin.display(description="now (as the API shows it)")
+    def now(self, grant: CreditGrant) -> str:
+        document = grant_get(grant_id=grant.id)
+        return format_html(
+            "status {}: {} remaining, {} consumed, {} reserved, {} expired, {} voided of {} granted",
+            document["status"],
+            *(
+                amount_with_currency(document[key], grant.currency_id)
+                for key in ("remaining", "consumed", "reserved", "expired", "voided", "amount")
+            ),
+        )
+
+    @admin.display(description="history")
+    def history(self, grant: CreditGrant) -> str:
+        """Every allocation of the grant, oldest first: the lineage of each of its credits."""
+        movements = grant_get(grant_id=grant.id)["history"]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    movement["createdAt"],
+                    movement["kind"],
+                    amount_with_currency(movement["amount"], grant.currency_id),
+                    movement["description"] or "-",
+                    admin_link(Transfer, movement["transferId"]),
+                    admin_link(Entry, movement["entryId"]),
+                )
+                for movement in movements
+            ),
+        )
+        return format_html(
+            '<p>{} movements</p><table id="grant-history"><thead><tr><th>at</th><th>kind</th><th>amount</th>'
+            "<th>description</th><th>transfer</th><th>entry</th></tr></thead><tbody>{}</tbody></table>",
+            len(movements),
+            rows or format_html("<tr><td colspan=6>{}</td></tr>", "none yet"),
+        )

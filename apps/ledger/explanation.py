@@ -59,6 +59,9 @@ class Change:
     grants: list[dict[str, Any]] = field(default_factory=list)
     #: For a hold and its void or expiry: what it reserved (-) or released (+); the balance is unchanged.
     held: int = 0
+    #: False for a grant's activation or expiry that is due but not booked yet (_unbooked): its
+    #: `transfer_id` is then the grant's own funding transfer, as no booking exists yet.
+    booked: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,14 @@ def _grants_at(cursor, account_id: UUID, as_of: datetime) -> list[GrantPart]:
             state, voided, remaining = "voided", amount - consumed - reserved - booked_expired, 0
         elif effective_at > as_of:
             state = "scheduled"
-        elif expires_at is not None and expires_at <= as_of:
+        elif (
+            expires_at is not None
+            and expires_at <= as_of
+            and (remaining + reserved > 0 or booked_expired > 0 or status == "expired")
+        ):
             state, expired, remaining = "expired", booked_expired + remaining, 0
         elif remaining + reserved == 0:
+            # Used up, also past its expiry with nothing to expire: as ledger_grant_status says.
             state = "exhausted"
         else:
             state = "active"
@@ -258,6 +266,7 @@ def _changes(
                 change.description,
                 change.grants,
                 change.held,
+                change.booked,
             )
         )
     return changes
@@ -279,7 +288,9 @@ def _unbooked(
     # Sort after booked entries at the same instant; activation before expiry.
     for grant_id, transfer_id, status, effective_at, expires_at, amount, remaining, description in cursor.fetchall():
         if status == "scheduled" and since < effective_at <= as_of:
-            found.append((effective_at, 2**62, Change(effective_at, "grant", amount, 0, transfer_id, description)))
+            found.append(
+                (effective_at, 2**62, Change(effective_at, "grant", amount, 0, transfer_id, description, booked=False))
+            )
         if expires_at is not None and since < expires_at <= as_of:
             left = amount if status == "scheduled" else remaining
             if left:
@@ -295,6 +306,7 @@ def _unbooked(
                             transfer_id,
                             _expiry_description(description, grant_id),
                             [{"grantId": grant_id, "description": description, "amount": left}],
+                            booked=False,
                         ),
                     )
                 )

@@ -8,8 +8,9 @@ from uuid import UUID
 import orjson
 from django.db import connection
 from django.db.models import Prefetch, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 
-from apps.ledger.models import Entry, IdempotencyRecord, Transfer, TransferStatus
+from apps.ledger.models import CreditGrant, Entry, IdempotencyRecord, Transfer, TransferStatus
 from creditledger import errors
 
 
@@ -245,3 +246,15 @@ def grant_list(*, account_id: UUID, status: str | None = None) -> list[dict[str,
             {"id": account_id, "status": status},
         )
         return [orjson.loads(row[0]) for row in cursor.fetchall()]
+
+
+def grants_now() -> QuerySet[CreditGrant]:
+    """Grants with `status_now` and `remaining_now`: as the API shows them at the ledger's clock
+    (ledger_grant_status, ledger_grant_document), so a grant past its expiry reads `expired`
+    with nothing remaining even in the moments before its expiry is booked."""
+    return CreditGrant.objects.annotate(
+        status_now=RawSQL('ledger_grant_status("credit_grant".*, ledger_now())', ()),
+        remaining_now=RawSQL(
+            """(ledger_grant_document("credit_grant"."id", ledger_now())->>'remaining')::bigint""", ()
+        ),
+    )

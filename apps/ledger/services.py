@@ -697,7 +697,10 @@ def grants_book_due(*, limit: int) -> int:
 
     def work() -> int:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT ledger_grants_book_due(%s, %s)", [limit, Jsonb(trace_headers)])
+            cursor.execute(
+                "SELECT ledger_grants_book_due(%s, %s)",
+                [limit, Jsonb(trace_headers)],  # type: ignore[list-item]  # Jsonb is a psycopg adapter
+            )
             booked = cursor.fetchone()[0]
         if booked:
             outbox_relay_kick_on_commit()

@@ -466,3 +466,16 @@ def test_entry_events_carry_the_grants_each_entry_drew_from(api, plan, make_tran
 
     assert entry_event(partly)["allocations"] == [{"grantId": promo["grantId"], "kind": "draw", "amount": 10}]
     assert "allocations" not in entry_event(unrestricted)
+
+
+def test_a_grant_used_up_before_its_expiry_stays_exhausted_in_the_list_and_the_explanation(api, plan, ledger_clock):
+    now = ledger_now()
+    grant(api, plan, 10, "g", description="Promo", expiresAt=iso(now + timedelta(days=1)))
+    spend(api, plan, 10, "s")
+    ledger_clock.advance(timedelta(days=2))
+
+    listed = grants_by_description(api, plan["customer"])["Promo"]
+    explained = api.get(f"/accounts/{plan['customer'].id}/explain").json()["grants"][0]
+
+    assert (listed["status"], listed["expired"]) == ("exhausted", 0)
+    assert (explained["status"], explained["expired"], explained["consumed"]) == ("exhausted", 0, 10)

@@ -8,6 +8,7 @@ these tests before any transactional one.
 import re
 import time
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -16,12 +17,18 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from apps.accounts.models import Account, Currency
-from apps.ledger.models import Entry, Hold, IdempotencyRecord, Transfer
+from apps.ledger import admin as ledger_admin
+from apps.ledger.explanation import account_explanation
+from apps.ledger.models import CreditGrant, Entry, Hold, IdempotencyRecord, Transfer
+from apps.ledger.selectors import ledger_now
 from apps.ledger.services import (
     HoldRequest,
     Posting,
+    grant_create,
+    grants_book_due,
     hold_post,
     hold_void,
     holds_expire,
@@ -84,6 +91,7 @@ def test_support_group_has_exactly_the_view_permissions():
         ("ledger", "view_transfer"),
         ("ledger", "view_entry"),
         ("ledger", "view_idempotencyrecord"),
+        ("ledger", "view_creditgrant"),
         ("outbox", "view_outboxevent"),
     }
 
@@ -174,8 +182,23 @@ def test_search_accounts_by_external_ref_id_and_name(support_client, ledger):
     url = admin_url(Account, "changelist")
 
     assert row_ids(support_client.get(url, {"q": "crm-42"})) == {alice.id}
+    assert row_ids(support_client.get(url, {"q": "crm-"})) == {alice.id}  # a prefix
+    assert row_ids(support_client.get(url, {"q": "rm-42"})) == set()  # not a substring
+    assert row_ids(support_client.get(url, {"q": "CRM-42"})) == set()  # external references keep their case
     assert row_ids(support_client.get(url, {"q": str(bob.id)})) == {bob.id}
-    assert row_ids(support_client.get(url, {"q": "ali"})) == {alice.id}
+    assert row_ids(support_client.get(url, {"q": "ali"})) == {alice.id}  # names in any case
+    assert row_ids(support_client.get(url, {"q": "BO"})) == {bob.id}
+
+
+def test_account_search_is_served_by_indexes(support_client, ledger):
+    response = support_client.get(admin_url(Account, "changelist"), {"q": "crm-4"})
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a plan that still scans has no index to use
+        plan = response.context["cl"].queryset.explain()
+    assert "Seq Scan" not in plan
+    assert "account_external_ref_b86fbba5_like" in plan
+    assert "account_name_upper_prefix" in plan
 
 
 def test_search_entries_by_account_and_transfer(support_client, ledger):
@@ -402,3 +425,232 @@ def test_a_transfer_page_lists_its_reversals_as_commands_with_their_keys_and_lin
         f'reversal <a href="{admin_url(Transfer, "change", reversal)}">{reversal}</a>' for reversal in (first, second)
     ]
     assert commands_shown(support_client, first) == []  # a reversal itself has had nothing done to it
+
+
+class _Tables(HTMLParser):
+    """The text of each cell of each row of the tables of a page, by table id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._table = dict(attrs).get("id")
+            self.tables.setdefault(self._table or "", [])
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def tables(content: str) -> dict[str, list[list[str]]]:
+    parser = _Tables()
+    parser.feed(content)
+    return parser.tables
+
+
+@pytest.fixture
+def why_37(make_account, make_transfer, ledger_clock):
+    """41 USD a month ago, 37 now: 3 of usage drew from "Welcome bonus", whose last 1 then
+    expired (not booked yet: nothing has touched the account since)."""
+    promotions, usage = make_account(name="Promotions"), make_account(name="API")
+    customer = make_account(name="Acme", external_ref="customer-42", overdraft_limit=0)
+    start = ledger_now()
+    bonus = grant_create(
+        account_id=customer.id,
+        funding_account_id=promotions.id,
+        amount=4,
+        idempotency_key="bonus",
+        expires_at=start + timedelta(days=19),
+        priority=10,
+        description="Welcome bonus",
+    ).document
+    plan = grant_create(
+        account_id=customer.id,
+        funding_account_id=promotions.id,
+        amount=37,
+        idempotency_key="plan",
+        description="Plan",
+    ).document
+    ledger_clock.advance(timedelta(days=11))
+    spent = make_transfer(customer, usage, 3, description="API usage").transfer
+    ledger_clock.advance(timedelta(days=10))
+    return {
+        "customer": customer,
+        "start": start,
+        "bonus": bonus,
+        "plan": plan,
+        "usage": spent,
+        "url": admin_url(Account, "change", customer.id),
+    }
+
+
+def test_the_account_page_answers_why_37_not_41(support_client, why_37):
+    customer, bonus, plan = why_37["customer"], why_37["bonus"], why_37["plan"]
+    since = (why_37["start"] + timedelta(seconds=1)).isoformat()
+
+    response = support_client.get(why_37["url"], {"since": since})
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    text = " ".join(content.split())
+    assert "Balance now: 37 USD</strong> = 37 USD in grants + 0 USD unrestricted" in text
+    assert "The booked balance is 38 USD" in text  # the expiry is due, not yet booked
+    expected = account_explanation(account_id=customer.id, since=why_37["start"] + timedelta(seconds=1))
+    assert expected.summary[0].startswith("41 USD on ")
+    assert '-3 "API usage"' in expected.summary[0]
+    assert '-1 "Welcome bonus" expired' in expected.summary[0]
+    for sentence in expected.summary:
+        assert escape(sentence) in content
+    page = tables(content)
+    assert page["explanation-grants"][1:] == [
+        [
+            "Welcome bonus",
+            "4 USD",
+            "3 USD",
+            "0 USD",
+            "1 USD",
+            "0 USD",
+            "0 USD",
+            "10",
+            bonus["effectiveAt"].replace("Z", "+00:00"),
+            bonus["expiresAt"].replace("Z", "+00:00"),
+            "expired",
+        ],
+        [
+            "Plan",
+            "37 USD",
+            "0 USD",
+            "0 USD",
+            "0 USD",
+            "0 USD",
+            "37 USD",
+            "50",
+            plan["effectiveAt"].replace("Z", "+00:00"),
+            "never",
+            "active",
+        ],
+        ["unrestricted (burns last, never expires)", "", "0 USD", ""],
+    ]
+    changes = [row[1:] for row in page["explanation-changes"][1:]]
+    assert changes == [
+        [
+            "expiry",
+            "-1 USD",
+            "37 USD",
+            "",
+            'Expiry of grant "Welcome bonus"',
+            "Welcome bonus: 1 USD",
+            f"due, not booked yet; the grant's transfer: {bonus['transferId']}",
+        ],
+        ["usage", "-3 USD", "38 USD", "", "API usage", "Welcome bonus: 3 USD", str(why_37["usage"].id)],
+    ]
+    assert admin_url(Transfer, "change", why_37["usage"].id) in content
+    assert admin_url(CreditGrant, "change", bonus["grantId"]) in content
+    assert admin_url(CreditGrant, "change", plan["grantId"]) in content
+
+
+def test_the_account_page_links_every_transfer_of_its_changes(support_client, why_37):
+    content = support_client.get(why_37["url"]).content.decode()
+
+    transfers = set(Entry.objects.filter(account=why_37["customer"]).values_list("transfer_id", flat=True))
+    assert len(transfers) == 3  # the two grants and the usage
+    for transfer_id in transfers:
+        assert admin_url(Transfer, "change", transfer_id) in content
+    assert "0 USD on " in content  # the default window opens before the grants
+    assert f"?account={why_37['customer'].id}" in content  # its grants in the grant admin
+
+
+def test_the_account_page_pages_its_changes_and_never_cuts_them(
+    support_client, make_account, make_transfer, monkeypatch
+):
+    monkeypatch.setattr(ledger_admin, "CHANGES_PER_PAGE", 2)
+    wallet, shop = make_account("USD", name="Wallet"), make_account("USD", name="Shop")
+    transfers = [make_transfer(shop, wallet, amount, description=f"top-up {amount}").transfer for amount in range(1, 6)]
+    url = admin_url(Account, "change", wallet.id)
+
+    pages = [support_client.get(url, {"changes_page": number}).content.decode() for number in (1, 2, 3)]
+
+    assert "Changes since" in pages[0]
+    assert ": 5, latest first" in pages[0]
+    assert "(page 1 of 3)" in pages[0]
+    assert "Earlier changes" in pages[0]
+    assert "Later changes" in pages[2]
+    shown = [[row[5] for row in tables(page)["explanation-changes"][1:]] for page in pages]
+    assert shown == [["top-up 5", "top-up 4"], ["top-up 3", "top-up 2"], ["top-up 1"]]
+    for transfer in transfers:
+        assert sum(admin_url(Transfer, "change", transfer.id) in page for page in pages) == 1
+
+
+def test_support_lists_grants_by_their_status_now(support_client, why_37):
+    url = admin_url(CreditGrant, "changelist")
+    bonus, plan = why_37["bonus"]["grantId"], why_37["plan"]["grantId"]
+
+    everything = support_client.get(url)
+    expired = support_client.get(url, {"status": "expired"})
+    active = support_client.get(url, {"status": "active"})
+    by_account = support_client.get(url, {"account": str(why_37["customer"].id)})
+
+    assert everything.status_code == 200
+    assert everything.context["action_form"] is None
+    assert {str(pk) for pk in row_ids(expired)} == {bonus}  # past its expiry, before the booking
+    assert {str(pk) for pk in row_ids(active)} == {plan}
+    assert {str(pk) for pk in row_ids(by_account)} == {bonus, plan}
+    rows = {row[0]: row for row in tables(everything.content.decode())["result_list"][1:]}
+    assert rows[bonus][5:7] == ["0 USD", "expired"]  # remaining and status now
+    assert rows[plan][5:7] == ["37 USD", "active"]
+
+
+def test_support_sees_a_grant_with_its_history_and_links(support_client, why_37):
+    bonus = why_37["bonus"]
+
+    response = support_client.get(admin_url(CreditGrant, "change", bonus["grantId"]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert 'name="_save"' not in content
+    assert "status expired: 0 USD remaining, 3 USD consumed, 0 USD reserved, 1 USD expired" in content
+    history = tables(content)["grant-history"]
+    assert [row[1:4] for row in history[1:]] == [["draw", "3 USD", "API usage"]]
+    assert "1 movements" in content
+    assert admin_url(Transfer, "change", why_37["usage"].id) in content
+    assert admin_url(Transfer, "change", bonus["transferId"]) in content  # its funding transfer
+    assert admin_url(Account, "change", why_37["customer"].id) in content
+    assert admin_url(Account, "change", bonus["from"]) in content
+
+
+def test_nobody_may_add_change_or_delete_a_grant(admin_client, support_client, why_37):
+    grant = CreditGrant.objects.get(id=why_37["bonus"]["grantId"])
+
+    for client in (admin_client, support_client):
+        assert client.get(admin_url(CreditGrant, "add")).status_code == 403
+        assert client.post(admin_url(CreditGrant, "change", grant.pk), {}).status_code == 403
+        assert client.post(admin_url(CreditGrant, "delete", grant.pk), {"post": "yes"}).status_code == 403
+
+    assert CreditGrant.objects.get(id=grant.id).status == grant.status
+
+
+def test_once_booked_the_expiry_links_its_own_transfer(support_client, why_37):
+    assert grants_book_due(limit=10) == 1
+
+    content = support_client.get(why_37["url"]).content.decode()
+
+    expiry = Transfer.objects.get(metadata__grantId=why_37["bonus"]["grantId"])
+    assert expiry.description == 'Expiry of grant "Welcome bonus"'
+    assert admin_url(Transfer, "change", expiry.id) in content
+    assert "not booked yet" not in content
+    assert "The booked balance is" not in content
