@@ -55,9 +55,22 @@ class TransferRow(NamedTuple):
     applied_at: datetime | None
 
 
+class GrantRow(NamedTuple):
+    grant_id: UUID
+    account_id: UUID
+    status: str
+    document: Any  # JSON, as text
+    updated_at: datetime
+    applied_at: datetime | None
+
+
 BALANCE_COLUMNS = BalanceRow._fields
 LINE_COLUMNS = LineRow._fields
 TRANSFER_COLUMNS = TransferRow._fields
+GRANT_COLUMNS = GrantRow._fields
+#: Fields of a grant event's document that describe the event, not the grant (docs/events.md):
+#: the ledger's row has none of them, and nothing compares them.
+GRANT_EVENT_FIELDS = ("expiredAmount", "voidedAmount")
 
 _EVERY_ROW = sql.SQL("TRUE")
 
@@ -122,4 +135,25 @@ def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
                                    FROM entry e WHERE e.transfer_id = t.id) posted), '[]'::jsonb),
                t.created_at, %(applied_at)s::timestamptz
           FROM transfer t
+         WHERE {where}""").format(where=where)
+
+
+def grant_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
+    """projection_grant rows (GRANT_COLUMNS) of the ledger's grants `g` matching `where`: each
+    grant as it was booked at its latest change, the document a Grant* event written then
+    carries (ledger_grant_document at the grant's updated_at, without the event's own
+    GRANT_EVENT_FIELDS). Read at the grant's own updated_at, not now, the document (status,
+    remaining, expired) does not move with the clock: an expiry not booked yet is not in it,
+    as it is in no event yet.
+
+    The Grant* events come with the grant's lifecycle changes only (created, activated,
+    expired, voided); a draw, a hold's reservation, its post or release, or a reversal's
+    restore changes the counters (and active/exhausted) without one. For a grant changed so
+    since its latest event, this row is ahead of what the consumer built: verification.py
+    compares such a pair on what the events keep current.
+    """
+    return sql.SQL("""
+        SELECT g.id, g.account_id, d.document->>'status', d.document, g.updated_at, %(applied_at)s::timestamptz
+          FROM credit_grant g
+         CROSS JOIN LATERAL (SELECT ledger_grant_document(g.id, g.updated_at) AS document) d
          WHERE {where}""").format(where=where)

@@ -362,16 +362,18 @@ def _reversals_apply(
 
 def _grants_apply(event: EventType) -> Callable[..., None]:
     """Grant*: the grant's row, as the event carried it. Of one grant's events, the latest by
-    its updatedAt wins, so redelivery and replays of older events change nothing."""
+    its updatedAt wins, so redelivery and replays of older events change nothing; of events
+    with the same updatedAt (one booking can expire a grant twice: two holds releasing into
+    it), the later one in the batch, as it is across batches."""
 
     def apply(cursor, tables: Tables, grants: list[dict[str, Any]], now: datetime, result: BatchResult) -> None:
         cursor.execute(
             sql.SQL("""INSERT INTO {grant} AS p (grant_id, account_id, status, document, updated_at, applied_at)
                 SELECT DISTINCT ON (g.grant_id) g.grant_id, g.account_id, g.document->>'status', g.document,
                        g.updated_at, %s
-                  FROM unnest(%s::uuid[], %s::uuid[], %s::jsonb[], %s::timestamptz[])
-                       AS g(grant_id, account_id, document, updated_at)
-                 ORDER BY g.grant_id, g.updated_at DESC
+                  FROM unnest(%s::uuid[], %s::uuid[], %s::jsonb[], %s::timestamptz[]) WITH ORDINALITY
+                       AS g(grant_id, account_id, document, updated_at, position)
+                 ORDER BY g.grant_id, g.updated_at DESC, g.position DESC
                 ON CONFLICT (grant_id) DO UPDATE
                    SET status = EXCLUDED.status, document = EXCLUDED.document,
                        updated_at = EXCLUDED.updated_at, applied_at = EXCLUDED.applied_at

@@ -51,7 +51,7 @@ def projections_replay_from_kafka(
     def fill(_kept_indexes: list[Index]) -> None:
         _kafka_read(result, report, batch_size=batch_size, idle_timeout=idle_timeout)
         rebuild_analyze()
-        result.balances, result.statement_lines, result.transfers = rebuild_counts()
+        result.balances, result.statement_lines, result.transfers, result.grants = rebuild_counts()
 
     # The projector's upserts need the unique indexes: they stay.
     return rebuild_and_swap(result, progress=report, drop_indexes=False, fill=fill)

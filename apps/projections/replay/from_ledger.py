@@ -37,6 +37,7 @@ def projections_replay(
         result.balances = loaded["balances"]
         result.statement_lines = loaded["statement lines"]
         result.transfers = loaded["transfers"]
+        result.grants = loaded["grants"]
         indexes_build(indexes, workers=workers, progress=report)
 
     return rebuild_and_swap(result, progress=report, drop_indexes=True, fill=fill)

@@ -16,15 +16,17 @@ from psycopg import sql
 
 from apps.projections.ledger_rows import (
     BALANCE_COLUMNS,
+    GRANT_COLUMNS,
     LEDGER_ALIAS,
     LINE_COLUMNS,
     TRANSFER_COLUMNS,
     balance_rows_sql,
     column_list,
+    grant_rows_sql,
     line_rows_sql,
     transfer_rows_sql,
 )
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import ProjectedBalance, ProjectedGrant, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.replay.parallel import in_parallel
 from apps.projections.replay.rebuild import rebuilt
 from apps.projections.replay.result import Progress, ReplayError
@@ -46,6 +48,7 @@ _STAGES = {
     "balances": _Stage("account", "a", balance_rows_sql, ProjectedBalance, BALANCE_COLUMNS),
     "statement lines": _Stage("entry", "e", line_rows_sql, ProjectedStatementLine, LINE_COLUMNS),
     "transfers": _Stage("transfer", "t", transfer_rows_sql, ProjectedTransfer, TRANSFER_COLUMNS),
+    "grants": _Stage("credit_grant", "g", grant_rows_sql, ProjectedGrant, GRANT_COLUMNS),
 }
 
 
@@ -97,8 +100,9 @@ def _chunks_plan(chunk_rows: int) -> tuple[list[_Chunk], dict[str, int]]:
     with connections[LEDGER_ALIAS].cursor() as cursor:
         cursor.execute("SELECT count(*), coalesce(sum(last_sequence), 0) FROM account")
         accounts, entries = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM transfer")
-        totals = {"balances": accounts, "statement lines": int(entries), "transfers": cursor.fetchone()[0]}
+        cursor.execute("SELECT (SELECT count(*) FROM transfer), (SELECT count(*) FROM credit_grant)")
+        transfers, grants = cursor.fetchone()
+        totals = {"balances": accounts, "statement lines": int(entries), "transfers": transfers, "grants": grants}
         chunks = []
         for stage_name, stage in _STAGES.items():
             cursor.execute(
@@ -117,7 +121,7 @@ def _chunks_plan(chunk_rows: int) -> tuple[list[_Chunk], dict[str, int]]:
                 for i, first in enumerate(starts)
             ]
     # Big tables first, so that the parallel workers finish together.
-    order = {"transfers": 0, "statement lines": 1, "balances": 2}
+    order = {"transfers": 0, "statement lines": 1, "balances": 2, "grants": 3}
     return sorted(chunks, key=lambda chunk: order[chunk.stage]), totals
 
 

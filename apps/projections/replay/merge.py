@@ -10,20 +10,24 @@ from typing import NamedTuple
 from uuid import UUID
 
 from django.db import connections
+from django.utils import timezone
 from psycopg import sql
 
 from apps.projections.ledger_rows import (
     BALANCE_COLUMNS,
+    GRANT_COLUMNS,
     LEDGER_ALIAS,
     LINE_COLUMNS,
     TRANSFER_COLUMNS,
+    GrantRow,
     LineRow,
     TransferRow,
     column_list,
+    grant_rows_sql,
     line_rows_sql,
     transfer_rows_sql,
 )
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import ProjectedBalance, ProjectedGrant, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.projector import Tables
 from apps.projections.replay.rebuild import REBUILD_SCHEMA
 
@@ -44,12 +48,14 @@ class _BalanceAhead(NamedTuple):
 def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
     """Copy into the rebuild what the live tables (in the schemas `live`) have beyond it, as far
     as the ledger confirms it row for row: accounts whose live balance is at a later entry
-    (with those statement lines), and transfers the rebuild lacks. Anything else in the live
-    tables is drift that the rebuild replaces. Runs under the swap lock, so the live tables
-    stand still."""
-    balance, line, transfer = (
+    (with those statement lines), and transfers the rebuild lacks. Grants the live consumer
+    has at a later change than the rebuild (or only it has) are read again from the ledger,
+    whose row for a grant is never behind its events (ledger_rows.grant_rows_sql). Anything
+    else in the live tables is drift that the rebuild replaces. Runs under the swap lock, so
+    the live tables stand still."""
+    balance, line, transfer, grant = (
         sql.Identifier(live[model._meta.db_table], model._meta.db_table)
-        for model in (ProjectedBalance, ProjectedStatementLine, ProjectedTransfer)
+        for model in (ProjectedBalance, ProjectedStatementLine, ProjectedTransfer, ProjectedGrant)
     )
     rebuilt = Tables(REBUILD_SCHEMA)
 
@@ -86,7 +92,7 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
     confirmed_accounts = _accounts_confirmed(ahead, lines)
     confirmed_transfers = _transfers_confirmed(missing_transfers)
 
-    merged = {"balances": 0, "statement_lines": 0, "transfers": 0}
+    merged = {"balances": 0, "statement_lines": 0, "transfers": 0, "grants": 0}
     if confirmed_accounts:
         cursor.execute(
             sql.SQL("""INSERT INTO {rebuilt} ({columns})
@@ -121,10 +127,50 @@ def live_merge(cursor, live: dict[str, str]) -> dict[str, int]:
             [confirmed_transfers],
         )
         merged["transfers"] = cursor.rowcount
-    dropped = len(ahead) - len(confirmed_accounts) + len(missing_transfers) - len(confirmed_transfers)
+    grants_ahead, merged["grants"] = _grants_merge(cursor, grant, rebuilt.grant)
+    dropped = (
+        len(ahead)
+        - len(confirmed_accounts)
+        + len(missing_transfers)
+        - len(confirmed_transfers)
+        + grants_ahead
+        - merged["grants"]
+    )
     if dropped:
         logger.warning("%d live projection rows beyond the rebuild disagree with the ledger: not kept", dropped)
     return merged
+
+
+def _grants_merge(cursor, live: sql.Identifier, rebuilt: sql.Identifier) -> tuple[int, int]:
+    """Write into the rebuild the ledger's row of every grant the `live` table has at a later
+    change than the rebuild, or alone; (how many there were, how many the ledger had)."""
+    cursor.execute(
+        sql.SQL("""SELECT l.grant_id FROM {live} l LEFT JOIN {rebuilt} r USING (grant_id)
+            WHERE r.grant_id IS NULL OR l.updated_at > r.updated_at""").format(live=live, rebuilt=rebuilt)
+    )
+    ahead = [grant_id for (grant_id,) in cursor.fetchall()]
+    if not ahead:
+        return 0, 0
+    with connections[LEDGER_ALIAS].cursor() as ledger:
+        ledger.execute(
+            grant_rows_sql(where=sql.SQL("g.id = ANY(%(ids)s::uuid[])")), {"applied_at": timezone.now(), "ids": ahead}
+        )
+        rows = [GrantRow._make(row) for row in ledger.fetchall()]
+    if not rows:
+        return len(ahead), 0
+    cursor.execute(
+        sql.SQL("""INSERT INTO {rebuilt} ({columns})
+            SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[])
+            ON CONFLICT (grant_id) DO UPDATE SET {updates}""").format(
+            rebuilt=rebuilt,
+            columns=column_list(GRANT_COLUMNS),
+            updates=sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(column)) for column in GRANT_COLUMNS[1:]
+            ),
+        ),
+        [list(column) for column in zip(*rows, strict=True)],
+    )
+    return len(ahead), cursor.rowcount
 
 
 def _accounts_confirmed(ahead: dict[UUID, _BalanceAhead], lines: dict[UUID, list[LineRow]]) -> list[UUID]:

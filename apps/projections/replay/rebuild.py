@@ -10,7 +10,7 @@ from django.db import connections, transaction
 from django.db.models import Model
 from psycopg import sql
 
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import ProjectedBalance, ProjectedGrant, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.projector import Tables
 from apps.projections.replay.parallel import in_parallel
 from apps.projections.replay.result import Progress
@@ -19,7 +19,12 @@ from apps.projections.routers import READ_ALIAS
 logger = logging.getLogger(__package__)  # one logger for the whole replay: apps.projections.replay
 
 REBUILD_SCHEMA = "projections_rebuild"
-PROJECTION_MODELS: tuple[type[Model], ...] = (ProjectedBalance, ProjectedStatementLine, ProjectedTransfer)
+PROJECTION_MODELS: tuple[type[Model], ...] = (
+    ProjectedBalance,
+    ProjectedStatementLine,
+    ProjectedTransfer,
+    ProjectedGrant,
+)
 #: Sort memory for each index build.
 INDEX_BUILD_MEMORY = "256MB"
 
@@ -130,15 +135,15 @@ def rebuild_analyze() -> None:
             cursor.execute(sql.SQL("ANALYZE {}").format(rebuilt(model._meta.db_table)))
 
 
-def rebuild_counts() -> tuple[int, int, int]:
-    """How many balances, statement lines and transfers the rebuild holds."""
+def rebuild_counts() -> tuple[int, int, int, int]:
+    """How many balances, statement lines, transfers and grants the rebuild holds."""
     tables = Tables(REBUILD_SCHEMA)
+    counts = sql.SQL(", ").join(
+        sql.SQL("(SELECT count(*) FROM {})").format(table)
+        for table in (tables.balance, tables.line, tables.transfer, tables.grant)
+    )
     with connections[READ_ALIAS].cursor() as cursor:
-        cursor.execute(
-            sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(
-                tables.balance, tables.line, tables.transfer
-            )
-        )
+        cursor.execute(sql.SQL("SELECT {}").format(counts))
         return cursor.fetchone()
 
 

@@ -19,8 +19,11 @@ class ReplayResult:
     balances: int = 0
     statement_lines: int = 0
     transfers: int = 0
+    grants: int = 0
     #: Rows the live consumer applied during the rebuild, merged in at the swap.
-    merged: dict[str, int] = field(default_factory=lambda: {"balances": 0, "statement_lines": 0, "transfers": 0})
+    merged: dict[str, int] = field(
+        default_factory=lambda: {"balances": 0, "statement_lines": 0, "transfers": 0, "grants": 0}
+    )
     #: Kafka only: messages read, and those that were not valid events (skipped).
     events: int = 0
     invalid_events: int = 0

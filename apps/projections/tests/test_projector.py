@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
 
-from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
+from apps.ledger.selectors import ledger_now
+from apps.ledger.services import (
+    HoldRequest,
+    Posting,
+    grant_create,
+    grants_book_due,
+    transfer_create_postings,
+    transfer_reverse,
+)
 from apps.outbox.models import OutboxEvent
 from apps.outbox.topics import ENTRY_TOPIC, RELAY_POSITION_HEADER
-from apps.projections.models import ConsumerOffset, ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import (
+    ConsumerOffset,
+    ProjectedBalance,
+    ProjectedGrant,
+    ProjectedStatementLine,
+    ProjectedTransfer,
+)
 from apps.projections.projector import ConsumedMessage, decode, projection_batch_apply
 from apps.projections.selectors import projection_applied_positions
 from apps.projections.verification import projections_verify
@@ -287,3 +302,29 @@ def test_verify_projections_finds_a_reversed_amount_that_drifted(make_account, m
     assert [(drift.key, drift.detail) for drift in report.examples] == [
         (str(original.id), "reversed_amount 300 in the ledger, 0 in the projection")
     ]
+
+
+def test_of_two_grant_events_with_the_same_updated_at_in_a_batch_the_later_one_wins(
+    make_account, make_transfer, ledger_clock
+):
+    promotions, customer, usage = make_account(), make_account(overdraft_limit=0), make_account()
+    now = ledger_now()
+    grant = grant_create(
+        account_id=customer.id,
+        funding_account_id=promotions.id,
+        amount=30,
+        idempotency_key="g",
+        expires_at=now + timedelta(days=1),
+    ).document
+    for amount in (8, 5):
+        make_transfer(customer, usage, amount, hold=HoldRequest(expires_at=now + timedelta(hours=30)))
+    ledger_clock.advance(timedelta(days=2))
+    grants_book_due(limit=10)  # both holds expire at one instant, each releasing into the expired grant
+    expiries = [payload(m)["data"] for m in outbox_messages("GrantExpired")]
+    assert [e["expired"] for e in expiries] == [25, 30]
+    assert expiries[0]["updatedAt"] == expiries[1]["updatedAt"]
+
+    projection_batch_apply(outbox_messages(), consumer_group="g")
+
+    assert ProjectedGrant.objects.get(grant_id=grant["grantId"]).document["expired"] == 30
+    assert projections_verify().ok

@@ -7,7 +7,7 @@ import io
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import psycopg
@@ -18,11 +18,19 @@ from django.core.management import CommandError, call_command
 from django.db import connections, transaction
 
 from apps.ledger.models import Entry, Transfer
-from apps.ledger.services import Posting, transfer_create_postings, transfer_reverse
+from apps.ledger.selectors import ledger_now
+from apps.ledger.services import (
+    Posting,
+    grant_create,
+    grant_void,
+    grants_book_due,
+    transfer_create_postings,
+    transfer_reverse,
+)
 from apps.outbox.models import OutboxEvent, RelayState
 from apps.outbox.relay import outbox_relay
 from apps.outbox.topics import ENTRY_TOPIC
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.projections.models import ProjectedBalance, ProjectedGrant, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.replay import (
     REPLAY_LOCK_KEY,
     ReplayError,
@@ -33,7 +41,8 @@ from apps.projections.verification import projections_verify
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
-TABLES = ("projection_balance", "projection_statement_line", "projection_transfer")
+TABLES = ("projection_balance", "projection_statement_line", "projection_transfer", "projection_grant")
+TRUNCATE = f"TRUNCATE {', '.join(TABLES)}"
 
 
 @pytest.fixture
@@ -73,6 +82,8 @@ def projection_rows() -> dict[str, list[tuple]]:
         "projection_transfer": "SELECT transfer_id, from_account_id, to_account_id, amount, currency, status, "
         "idempotency_key, metadata, reversal_of, reversed_amount, entries, created_at "
         "FROM projection_transfer ORDER BY 1",
+        "projection_grant": "SELECT grant_id, account_id, status, document, updated_at "
+        "FROM projection_grant ORDER BY 1",
     }
     rows = {}
     with connections["read"].cursor() as cursor:
@@ -97,7 +108,7 @@ def test_a_replay_from_the_ledger_builds_what_the_consumer_built(ledger, sync_pr
     sync_projections()
     built_by_the_consumer = projection_rows()
     assert len(built_by_the_consumer["projection_transfer"]) == 9
-    read_sql("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
+    read_sql(TRUNCATE)
 
     result = projections_replay(ledger_copy=ledger_copy)
 
@@ -113,7 +124,7 @@ def test_a_replay_from_the_ledger_keeps_the_reversal_links(ledger, sync_projecti
     transfer_reverse(idempotency_key="refund-2", transfer_id=reversal.transfer_id, amount=100)
     sync_projections()
     built_by_the_consumer = projection_rows()
-    read_sql("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
+    read_sql(TRUNCATE)
 
     projections_replay()
 
@@ -142,7 +153,7 @@ def test_a_replay_twice_gives_the_same_projections(ledger):
     again = projections_replay()
 
     assert projection_rows() == first
-    assert again.merged == {"balances": 0, "statement_lines": 0, "transfers": 0}
+    assert again.merged == {"balances": 0, "statement_lines": 0, "transfers": 0, "grants": 0}
     assert projections_verify().ok
 
 
@@ -189,7 +200,7 @@ def test_rows_the_consumer_applies_during_the_rebuild_are_merged_in(
     result = projections_replay(progress=progress)
 
     assert during, "the progress callback never saw the indexes stage"
-    assert result.merged == {"balances": 3, "statement_lines": 4, "transfers": 2}
+    assert result.merged == {"balances": 3, "statement_lines": 4, "transfers": 2, "grants": 0}
     assert projections_verify().ok  # without any catch-up: the merge kept them
     newcomer = during["account"]
     assert ProjectedBalance.objects.get(account_id=newcomer.id).balance == 3
@@ -243,7 +254,7 @@ def test_live_rows_beyond_the_rebuild_are_kept_only_if_the_ledger_has_them(ledge
 
     result = projections_replay()
 
-    assert result.merged == {"balances": 0, "statement_lines": 0, "transfers": 0}
+    assert result.merged == {"balances": 0, "statement_lines": 0, "transfers": 0, "grants": 0}
     assert projections_verify().ok
     assert not ProjectedBalance.objects.filter(account_id=ghost).exists()
 
@@ -306,33 +317,36 @@ def test_the_swapped_in_tables_keep_the_names_and_schema_the_migrations_know(led
         SELECT c.relname, n.nspname, i.indexname, i.indexdef
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_indexes i ON i.schemaname = n.nspname AND i.tablename = c.relname
-         WHERE c.oid IN (to_regclass('projection_balance'), to_regclass('projection_statement_line'),
-                         to_regclass('projection_transfer'))
+         WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS t(name))
          UNION ALL
         SELECT c.relname, n.nspname, k.conname, k.contype::text || ' ' || pg_get_constraintdef(k.oid)
           FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid IN (to_regclass('projection_balance'), to_regclass('projection_statement_line'),
-                         to_regclass('projection_transfer'))
+         WHERE c.oid IN (SELECT to_regclass(name) FROM unnest(%(tables)s::text[]) AS t(name))
          ORDER BY 1, 3, 4"""
-    before = read_sql(catalog)
-    # 6 indexes (one of them the GIN index of transfers' accounts), 3 of them behind the primary
-    # keys. PostgreSQL 18 also lists each NOT NULL as a constraint of type 'n'; they must survive
-    # the swap too, but are not counted here.
-    assert len([row for row in before if not row[3].startswith("n ")]) == 9
+    before = read_sql(catalog, {"tables": list(TABLES)})
+    # 8 indexes (one of them the GIN index of transfers' accounts, one grants' by account), 4 of
+    # them behind the primary keys. PostgreSQL 18 also lists each NOT NULL as a constraint of type
+    # 'n'; they must survive the swap too, but are not counted here.
+    assert len([row for row in before if not row[3].startswith("n ")]) == 12
 
     projections_replay()
 
-    assert read_sql(catalog) == before
+    assert read_sql(catalog, {"tables": list(TABLES)}) == before
     # What a later migration does: drop an index by the name in Meta.indexes.
     with transaction.atomic(using="read"):
         with connections["read"].schema_editor() as editor:
-            for model in (ProjectedStatementLine, ProjectedTransfer):
+            for model in (ProjectedStatementLine, ProjectedTransfer, ProjectedGrant):
                 for index in model._meta.indexes:
                     editor.remove_index(model, index)
         names = {
             name for (name,) in read_sql("SELECT indexname FROM pg_indexes WHERE tablename = ANY(%s)", [list(TABLES)])
         }
-        assert names == {"projection_balance_pkey", "projection_statement_line_pkey", "projection_transfer_pkey"}
+        assert names == {
+            "projection_balance_pkey",
+            "projection_statement_line_pkey",
+            "projection_transfer_pkey",
+            "projection_grant_pkey",
+        }
         transaction.set_rollback(True, using="read")
 
 
@@ -385,7 +399,7 @@ def test_the_command_draws_progress_on_stderr_and_sums_up_on_stdout(ledger):
     call_command("replay_projections", stdout=out, stderr=err)
 
     assert "rebuilt from the ledger in" in out.getvalue()
-    assert "6 balances, 18 statement lines, 9 transfers" in out.getvalue()
+    assert "6 balances, 18 statement lines, 9 transfers, 0 grants" in out.getvalue()
     assert "The projections are rebuilt and live." in out.getvalue()
     progress = err.getvalue()
     assert "statement lines: 100%" in progress
@@ -415,7 +429,7 @@ def test_a_replay_from_kafka_builds_what_the_replay_from_the_ledger_builds(broke
     assert poison.flush(10) == 0
     projections_replay()
     from_the_ledger = projection_rows()
-    read_sql("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
+    read_sql(TRUNCATE)
 
     result = projections_replay_from_kafka(idle_timeout=20)
 
@@ -472,9 +486,133 @@ def test_a_replay_from_the_ledger_rebuilds_multi_leg_transfers_as_the_consumer_p
     )
     built_by_the_consumer = read_sql(transfers)
     assert projections_verify().ok
-    read_sql("TRUNCATE projection_balance, projection_statement_line, projection_transfer")
+    read_sql(TRUNCATE)
 
     projections_replay()
 
     assert read_sql(transfers) == built_by_the_consumer
+    assert projections_verify().ok
+
+
+@pytest.fixture
+def grants(make_account, make_transfer, ledger_clock):
+    """A customer's grants: "Welcome" created, drawn 10 and expired; "December" scheduled, then
+    activated; "Promo" voided; "Top-up" drawn 5 after its GrantCreated (a change no grant event
+    carries). Every change of the first three came with an event."""
+    promotions, breakage = make_account(name="promotions"), make_account(name="breakage")
+    customer, usage = make_account(name="customer", overdraft_limit=0), make_account(name="usage")
+    now = ledger_now()
+
+    def grant(description: str, amount: int, **terms) -> str:
+        return grant_create(
+            account_id=customer.id,
+            funding_account_id=promotions.id,
+            amount=amount,
+            idempotency_key=f"grant-{description}",
+            description=description,
+            **terms,
+        ).document["grantId"]
+
+    made = {
+        "Welcome": grant("Welcome", 30, expires_at=now + timedelta(days=1), expire_to_account_id=breakage.id),
+        "Top-up": grant("Top-up", 50),
+        "December": grant("December", 100, effective_at=now + timedelta(days=1), metadata={"plan": "monthly"}),
+        "Promo": grant("Promo", 40),
+    }
+    grant_void(grant_id=uuid.UUID(made["Promo"]), idempotency_key="void-promo")
+    make_transfer(customer, usage, 10)
+    ledger_clock.advance(timedelta(days=2))
+    assert grants_book_due(limit=10) == 2
+    make_transfer(customer, usage, 5)
+    return {**made, "customer": customer, "promotions": promotions}
+
+
+def grant_rows() -> dict[str, tuple]:
+    """Each projected grant: status, document without the fields that describe its event, updated_at."""
+    return {
+        str(grant_id): (status, document, updated_at)
+        for grant_id, status, document, updated_at in read_sql(
+            "SELECT grant_id, status, (document - 'expiredAmount' - 'voidedAmount')::text, updated_at "
+            "FROM projection_grant"
+        )
+    }
+
+
+@pytest.mark.parametrize("ledger_copy", [False, True], ids=["insert-select", "copy-stream"])
+def test_a_replay_from_the_ledger_builds_the_grants_their_events_built(grants, sync_projections, ledger_copy):
+    sync_projections()
+    built_by_the_consumer = grant_rows()
+    read_sql(TRUNCATE)
+
+    result = projections_replay(ledger_copy=ledger_copy)
+
+    assert result.grants == 4
+    rebuilt = grant_rows()
+    for name in ("Welcome", "December", "Promo"):
+        assert rebuilt[grants[name]] == built_by_the_consumer[grants[name]], name
+    assert [rebuilt[grants[name]][0] for name in ("Welcome", "December", "Promo")] == ["expired", "active", "voided"]
+    # Top-up changed after its last event: the replay has it as the ledger booked it, ahead of the consumer.
+    top_up = ProjectedGrant.objects.get(grant_id=grants["Top-up"])
+    assert (top_up.status, top_up.document["consumed"], top_up.document["remaining"]) == ("active", 5, 45)
+    assert top_up.updated_at > ProjectedGrant.objects.get(grant_id=grants["Welcome"]).updated_at
+    assert projections_verify().ok
+    assert leftover_schemas() == []
+
+
+def test_an_event_older_than_the_replayed_grant_changes_nothing_and_a_newer_one_applies(grants, sync_projections):
+    projections_replay()
+    replayed = grant_rows()
+
+    sync_projections()  # every event again, all older than or as old as the ledger's rows
+
+    assert grant_rows() == replayed
+    grant_void(grant_id=uuid.UUID(grants["Top-up"]), idempotency_key="void-top-up")
+    sync_projections()
+    top_up = ProjectedGrant.objects.get(grant_id=grants["Top-up"])
+    assert (top_up.status, top_up.document["voided"], top_up.document["voidedAmount"]) == ("voided", 45, 45)
+    assert projections_verify().ok
+
+
+def test_grants_the_consumer_applies_during_the_rebuild_are_merged_in_if_the_ledger_has_them(grants, sync_projections):
+    sync_projections()
+    ghost = uuid.uuid4()
+    now = datetime.now(UTC)
+    ProjectedGrant.objects.create(
+        grant_id=ghost, account_id=grants["customer"].id, status="active", document={}, updated_at=now, applied_at=now
+    )
+    during: dict = {}
+
+    def progress(stage: str, advance: int, total: int | None) -> None:
+        if stage == "indexes" and not during:
+            during["voided"] = grant_void(grant_id=uuid.UUID(grants["Top-up"]), idempotency_key="void-top-up")
+            during["new"] = grant_create(
+                account_id=grants["customer"].id,
+                funding_account_id=grants["promotions"].id,
+                amount=7,
+                idempotency_key="grant-during",
+            ).document["grantId"]
+            sync_projections()
+
+    result = projections_replay(progress=progress)
+
+    assert during, "the progress callback never saw the indexes stage"
+    assert result.merged["grants"] == 2
+    assert ProjectedGrant.objects.get(grant_id=grants["Top-up"]).status == "voided"
+    assert ProjectedGrant.objects.filter(grant_id=during["new"]).exists()
+    assert not ProjectedGrant.objects.filter(grant_id=ghost).exists()
+    assert projections_verify().ok
+
+
+@pytest.mark.slow
+def test_a_replay_from_kafka_builds_the_grants_the_consumer_built(broker, grants, sync_projections):
+    published = outbox_relay().published
+    sync_projections()
+    built_by_the_consumer = projection_rows()
+    read_sql(TRUNCATE)
+
+    result = projections_replay_from_kafka(idle_timeout=20)
+
+    assert result.events == published
+    assert result.grants == 4
+    assert projection_rows() == built_by_the_consumer
     assert projections_verify().ok

@@ -6,13 +6,15 @@ import io
 import json
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from apps.projections.models import ProjectedBalance, ProjectedStatementLine, ProjectedTransfer
+from apps.ledger.selectors import ledger_now
+from apps.ledger.services import grant_create, grant_void, grants_book_due
+from apps.projections.models import ProjectedBalance, ProjectedGrant, ProjectedStatementLine, ProjectedTransfer
 from apps.projections.verification import projections_verify
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
@@ -49,6 +51,7 @@ def test_projections_that_match_the_ledger_pass(projected):
     assert "accounts checked: 3" in out
     assert "entries checked: 4" in out
     assert "transfers checked: 2" in out
+    assert "grants checked: 0" in out
     assert "balances: 0 missing, 0 extra, 0 different" in out
     assert "drift found: 0" in out
     assert "The projections match the ledger." in out
@@ -58,7 +61,7 @@ def test_an_empty_ledger_and_projection_pass():
     report = projections_verify()
 
     assert report.ok
-    assert (report.accounts, report.entries, report.transfers) == (0, 0, 0)
+    assert (report.accounts, report.entries, report.transfers, report.grants) == (0, 0, 0, 0)
 
 
 @COPY_MODES
@@ -72,6 +75,7 @@ def test_a_deleted_statement_line_is_missing(projected, ledger_copy):
         "balance": {"missing": 0, "extra": 0, "different": 0},
         "statement line": {"missing": 1, "extra": 0, "different": 0},
         "transfer": {"missing": 0, "extra": 0, "different": 0},
+        "grant": {"missing": 0, "extra": 0, "different": 0},
     }
     assert [str(example) for example in report.examples] == [
         f"statement line {bob.id}#2: in the ledger, not in the projection"
@@ -188,3 +192,134 @@ def test_json_output_and_a_limit_on_the_examples(projected):
     assert len(report["examples"]) == 1
     assert report["examples"][0]["projection"] == "statement line"
     assert report["examples"][0]["kind"] == "missing"
+
+
+@pytest.fixture
+def granted(make_account, make_transfer, ledger_clock, sync_projections):
+    """A customer's grants, every event applied: "Welcome" created, drawn 10 and expired (20 to
+    breakage); "December" scheduled, then activated; "Promo" voided; "Top-up" drawn 5 after
+    its GrantCreated, a change no event carries."""
+    promotions, breakage = make_account(name="promotions"), make_account(name="breakage")
+    customer, usage = make_account(name="customer", overdraft_limit=0), make_account(name="usage")
+    now = ledger_now()
+
+    def grant(description: str, amount: int, **terms) -> str:
+        outcome = grant_create(
+            account_id=customer.id,
+            funding_account_id=promotions.id,
+            amount=amount,
+            idempotency_key=f"grant-{description}",
+            description=description,
+            **terms,
+        )
+        return outcome.document["grantId"]
+
+    grants = {
+        "Welcome": grant("Welcome", 30, expires_at=now + timedelta(days=1), expire_to_account_id=breakage.id),
+        "Top-up": grant("Top-up", 50, metadata={"order": "T-1"}),
+        "December": grant("December", 100, effective_at=now + timedelta(days=1)),
+        "Promo": grant("Promo", 40),
+    }
+    grant_void(grant_id=uuid.UUID(grants["Promo"]), idempotency_key="void-promo")
+    make_transfer(customer, usage, 10)  # from Welcome, the soonest to expire
+    ledger_clock.advance(timedelta(days=2))
+    assert grants_book_due(limit=10) == 2  # December's activation, Welcome's expiry
+    make_transfer(customer, usage, 5)  # from Top-up, the first created of those left
+    sync_projections()
+    return grants
+
+
+def grant_document(grant_id: str) -> dict:
+    return ProjectedGrant.objects.get(grant_id=grant_id).document
+
+
+def test_grants_as_their_events_left_them_match_the_ledger(granted):
+    welcome = grant_document(granted["Welcome"])
+    assert (welcome["status"], welcome["consumed"], welcome["expired"], welcome["expiredAmount"]) == (
+        "expired",
+        10,
+        20,
+        20,
+    )
+    assert grant_document(granted["December"])["status"] == "active"
+    assert grant_document(granted["Promo"])["status"] == "voided"
+    # The draw from Top-up came with no grant event: its projection is still as created.
+    assert (grant_document(granted["Top-up"])["consumed"], grant_document(granted["Top-up"])["status"]) == (
+        0,
+        "active",
+    )
+
+    out, error = verify()
+
+    assert error is None, out
+    assert "grants checked: 4" in out
+    assert "grants: 0 missing, 0 extra, 0 different" in out
+
+
+@COPY_MODES
+def test_a_changed_grant_at_the_ledgers_latest_change_is_named_by_the_fields_that_differ(granted, ledger_copy):
+    welcome = ProjectedGrant.objects.get(grant_id=granted["Welcome"])
+    welcome.document = {**welcome.document, "remaining": 7, "expired": 13}
+    welcome.save()
+
+    report = projections_verify(ledger_copy=ledger_copy)
+
+    assert report.drift["grant"] == {"missing": 0, "extra": 0, "different": 1}
+    assert [str(example) for example in report.examples] == [
+        (
+            f"grant {granted['Welcome']}: document.expired 20 in the ledger, 13 in the projection; "
+            "document.remaining 0 in the ledger, 7 in the projection"
+        )
+    ]
+
+
+@COPY_MODES
+def test_a_grant_behind_the_ledger_is_compared_on_what_its_events_keep_current(granted, ledger_copy):
+    top_up = ProjectedGrant.objects.get(grant_id=granted["Top-up"])
+    top_up.document = {**top_up.document, "remaining": 3, "reserved": 47}  # counters: the events lag here anyway
+    top_up.save()
+    assert projections_verify(ledger_copy=ledger_copy).ok
+
+    top_up.document = {**top_up.document, "metadata": {"order": "T-2"}}
+    top_up.status = "exhausted"  # counts as active
+    top_up.save()
+    report = projections_verify(ledger_copy=ledger_copy)
+    assert report.drift["grant"] == {"missing": 0, "extra": 0, "different": 1}
+    assert [example.detail for example in report.examples] == [
+        'document.metadata {"order":"T-1"} in the ledger, {"order":"T-2"} in the projection'
+    ]
+
+    top_up.status = "expired"
+    top_up.save()
+    report = projections_verify(ledger_copy=ledger_copy)
+    assert report.examples[0].detail.startswith("status active in the ledger, expired in the projection; ")
+
+
+def test_missing_extra_and_later_grants_are_found(granted):
+    ProjectedGrant.objects.filter(grant_id=granted["Promo"]).delete()
+    stray = ProjectedGrant.objects.get(grant_id=granted["December"])
+    stray.grant_id = uuid.uuid4()
+    stray.save()
+    ProjectedGrant.objects.filter(grant_id=granted["Top-up"]).update(updated_at=datetime(2999, 1, 1, tzinfo=UTC))
+
+    report = projections_verify()
+
+    assert report.drift["grant"] == {"missing": 1, "extra": 1, "different": 1}
+    details = {example.key: (example.kind, example.detail) for example in report.examples}
+    assert details[granted["Promo"]] == ("missing", "in the ledger, not in the projection")
+    assert details[str(stray.grant_id)] == ("extra", "in the projection, not in the ledger")
+    kind, detail = details[granted["Top-up"]]
+    assert kind == "different"
+    assert detail.startswith("updated_at ")
+    assert detail.endswith(" in the ledger, 2999-01-01T00:00:00+00:00 in the projection")
+
+
+def test_a_grant_event_not_applied_yet_is_drift_until_the_consumer_applies_it(granted, sync_projections):
+    grant_void(grant_id=uuid.UUID(granted["Top-up"]), idempotency_key="void-top-up")
+
+    behind = projections_verify()
+    assert behind.drift["grant"] == {"missing": 0, "extra": 0, "different": 1}
+    assert "status voided in the ledger, active in the projection" in behind.examples[-1].detail
+
+    sync_projections()
+    assert projections_verify().ok

@@ -54,7 +54,8 @@ def _summary(result: ReplayResult) -> str:
     lines = [
         (
             f"rebuilt from {'Kafka' if result.source == 'kafka' else 'the ledger'} in {result.seconds:.1f} s: "
-            f"{result.balances} balances, {result.statement_lines} statement lines, {result.transfers} transfers"
+            f"{result.balances} balances, {result.statement_lines} statement lines, {result.transfers} transfers, "
+            f"{result.grants} grants"
         ),
     ]
     if result.source == "kafka":
@@ -62,7 +63,7 @@ def _summary(result: ReplayResult) -> str:
     merged = result.merged
     lines.append(
         f"applied by the live consumer meanwhile and merged in: {merged['balances']} balances, "
-        f"{merged['statement_lines']} statement lines, {merged['transfers']} transfers"
+        f"{merged['statement_lines']} statement lines, {merged['transfers']} transfers, {merged['grants']} grants"
     )
     return "\n".join(lines)
 
