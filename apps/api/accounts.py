@@ -288,7 +288,8 @@ class AccountBalanceApi(APIView):
         )
         consistency = ConsistencySerializer(source="*")
         expiringSoon = serializers.SerializerMethodField(
-            help_text="The next expiry of grant credits still usable: {amount, at}; null when none expires."
+            help_text="The next expiry of grant credits still usable: {amount, at}; null when none expires (and "
+            "with an asOf in the past: see GET /accounts/{id}/explain)."
         )
         asOf = serializers.DateTimeField(
             source="as_of",
@@ -328,15 +329,14 @@ class AccountBalanceApi(APIView):
         if "asOf" in params:
             return Response(self.BalanceOutputSerializer(_balance_as_of(account_uuid, params["asOf"])).data)
         read_your_writes(request, params, account_id=account_uuid)
-        pending = ledger.account_pending(account_id=account_uuid)
-        effects = ledger.account_grant_effects(account_id=account_uuid)
+        live = ledger.account_live_state(account_id=account_uuid)
         balance = projections.projected_balance(
             account_id=account_uuid,
-            pending_debits=pending.debits,
-            pending_credits=pending.credits + effects.pending_credits_change,
-            unbooked=effects.balance_change,
-            expiring_amount=effects.expiring_amount,
-            expiring_at=effects.expiring_at,
+            pending_debits=live.pending_debits,
+            pending_credits=live.pending_credits,
+            unbooked=live.unbooked,
+            expiring_amount=live.expiring_amount,
+            expiring_at=live.expiring_at,
         )
         return Response(self.BalanceOutputSerializer(balance).data)
 
@@ -344,8 +344,9 @@ class AccountBalanceApi(APIView):
 def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
     account = selectors.account_get(account_id=account_id)
     posted = ledger.account_balance_at(account_id=account.id, moment=moment)
-    pending = ledger.account_pending(account_id=account.id)
-    effects = ledger.account_grant_effects(account_id=account.id, moment=moment)
+    live = ledger.account_live_state(account_id=account.id)
+    # The next expiry is told from now on: for an instant past, the grants are in /explain.
+    upcoming = moment >= live.now
     return BalanceAsOf(
         account_id=account.id,
         currency=account.currency_id,
@@ -354,11 +355,11 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
         projected_sequence=posted.sequence,
         ledger_sequence=posted.sequence,
         updated_at=posted.posted_at,
-        pending_debits=pending.debits,
-        pending_credits=pending.credits,
+        pending_debits=live.pending_debits,
+        pending_credits=live.pending_credits,
         ledger_balance=posted.balance,
-        expiring_amount=effects.expiring_amount,
-        expiring_at=effects.expiring_at,
+        expiring_amount=live.expiring_amount if upcoming else None,
+        expiring_at=live.expiring_at if upcoming else None,
         as_of=moment,
     )
 

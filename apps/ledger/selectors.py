@@ -49,22 +49,24 @@ def account_pending(*, account_id: UUID) -> PendingTotals:
 def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
     """The balance as the account's grants' times make it (ledger_balance_at: a grant's
     expiry or activation counts from its time, even if booked after), and its last entry at
-    or before the instant. Read from the journal itself, so it is exact, with one backward probe of the index on
-    entry (account_id, created_at). An account's entries are posted under its row lock, each
-    at clock_timestamp() after the previous one committed, so their times rise strictly with
-    their sequence: the last by time is the last by sequence."""
-    latest = (
-        Entry.objects.filter(account_id=account_id, created_at__lte=moment)
-        .order_by("-created_at")
-        .values_list("balance_after", "sequence", "created_at")
-        .first()
-    )
+    or before the instant. Read from the journal itself, so it is exact, in one statement:
+    one backward probe of the index on entry (account_id, created_at), and
+    ledger_balance_at's (the same probe, and its grants' bookings by account). An account's
+    entries are posted under its row lock, each after the previous one committed, so their
+    times rise strictly with their sequence: the last by time is the last by sequence."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT ledger_balance_at(%s, %s)", [account_id, moment])
-        balance = cursor.fetchone()[0]
-    if latest is None:
-        return PostedBalance(balance=balance, sequence=0, posted_at=None)
-    return PostedBalance(balance=balance, sequence=latest[1], posted_at=latest[2])
+        cursor.execute(_BALANCE_AT_SQL, {"id": account_id, "at": moment})
+        balance, sequence, posted_at = cursor.fetchone()
+    return PostedBalance(balance=balance, sequence=sequence or 0, posted_at=posted_at)
+
+
+_BALANCE_AT_SQL = """
+    SELECT ledger_balance_at(%(id)s, %(at)s), latest.sequence, latest.created_at
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (SELECT e.sequence, e.created_at FROM entry e
+                          WHERE e.account_id = %(id)s AND e.created_at <= %(at)s
+                          ORDER BY e.created_at DESC LIMIT 1) AS latest ON true
+"""
 
 
 @dataclass(frozen=True)
@@ -170,22 +172,27 @@ def ledger_now() -> datetime:
 
 
 @dataclass(frozen=True)
-class GrantEffects:
-    """What an account's grants' times change now that no booking has yet: credits taken
-    effect (`balance_change` > 0, out of the pending credits) and remainders past their
-    expiry (< 0); and the next expiry of credits still usable."""
+class AccountLiveState:
+    """What of an account changes with the clock, read from the ledger at ledger_now(): its
+    open, unexpired holds; what its grants' times change that no booking has yet (credits
+    taken effect: `unbooked` > 0 and out of the pending credits; remainders past their
+    expiry: < 0); and the next expiry of credits still usable."""
 
-    balance_change: int
-    pending_credits_change: int
+    now: datetime
+    pending_debits: int
+    pending_credits: int
+    unbooked: int
     expiring_amount: int | None
     expiring_at: datetime | None
 
 
-def account_grant_effects(*, account_id: UUID, moment: datetime | None = None) -> GrantEffects:
+def account_live_state(*, account_id: UUID) -> AccountLiveState:
+    """In one statement, a few index probes by account (none of them on grants it has not)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT u.balance, u.pending_credits, x.amount, x.expires_at
-                 FROM (SELECT coalesce(%(at)s, ledger_now()) AS at) n
+            """SELECT n.at, ledger_pending_debits(%(id)s, n.at),
+                      ledger_pending_credits(%(id)s, n.at) + u.pending_credits, u.balance, x.amount, x.expires_at
+                 FROM (SELECT ledger_now() AS at) n
                 CROSS JOIN LATERAL ledger_grants_unbooked(%(id)s, n.at) u
                  LEFT JOIN LATERAL (
                       SELECT g.expires_at, sum(g.amount - g.consumed - g.reserved - g.expired - g.voided) AS amount
@@ -193,12 +200,14 @@ def account_grant_effects(*, account_id: UUID, moment: datetime | None = None) -
                        WHERE g.account_id = %(id)s AND g.status = 'active' AND g.expires_at > n.at
                          AND g.amount - g.consumed - g.reserved - g.expired - g.voided > 0
                        GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""",
-            {"id": account_id, "at": moment},
+            {"id": account_id},
         )
-        balance_change, pending_change, expiring_amount, expiring_at = cursor.fetchone()
-    return GrantEffects(
-        balance_change=balance_change,
-        pending_credits_change=pending_change,
+        now, debits, credits, unbooked, expiring_amount, expiring_at = cursor.fetchone()
+    return AccountLiveState(
+        now=now,
+        pending_debits=debits,
+        pending_credits=credits,
+        unbooked=unbooked,
         expiring_amount=int(expiring_amount) if expiring_amount is not None else None,
         expiring_at=expiring_at,
     )

@@ -35,7 +35,7 @@ class Balance:
     pending_credits: int
     #: The ledger's posted balance when this was read: the one the overdraft rule checks.
     ledger_balance: int
-    #: The next expiry of usable grant credits (apps.ledger.selectors.account_grant_effects).
+    #: The next expiry of usable grant credits (apps.ledger.selectors.account_live_state).
     expiring_amount: int | None = field(default=None, kw_only=True)
     expiring_at: datetime | None = field(default=None, kw_only=True)
 
@@ -90,7 +90,7 @@ def projected_balance(
     """The posted balance from the read model, with the pending totals the caller read from the
     ledger's open holds (apps.ledger.selectors.account_pending): those are current, as a hold
     writes no entry a consistency token could wait for. `unbooked`: what grants' times change
-    that no booking has yet (apps.ledger.selectors.account_grant_effects), added to both
+    that no booking has yet (apps.ledger.selectors.account_live_state), added to both
     balances so that no read counts credits past their expiry or before they take effect."""
     account = account_get(account_id=account_id)
     row = ProjectedBalance.objects.filter(account_id=account_id).first()
