@@ -51,6 +51,21 @@ def spend(api, plan, amount, key, description="API usage"):
     )
 
 
+def hold(api, plan, amount, key):
+    return api.post(
+        "/transfers",
+        {
+            "from": str(plan["customer"].id),
+            "to": str(plan["api"].id),
+            "amount": amount,
+            "currency": "USD",
+            "idempotencyKey": key,
+            "pending": True,
+        },
+        format="json",
+    )
+
+
 def grants_by_description(api, account):
     return {g["description"]: g for g in api.get(f"/accounts/{account.id}/grants").json()["data"]}
 
@@ -257,18 +272,7 @@ def test_a_scheduled_grant_counts_from_its_effective_time(api, plan, ledger_cloc
 
 def test_a_hold_reserves_from_grants_and_a_void_returns_them(api, plan):
     grant(api, plan, 10, "g", description="Promo")
-    held = api.post(
-        "/transfers",
-        {
-            "from": str(plan["customer"].id),
-            "to": str(plan["api"].id),
-            "amount": 8,
-            "currency": "USD",
-            "idempotencyKey": "h",
-            "pending": True,
-        },
-        format="json",
-    ).json()
+    held = hold(api, plan, 8, "h").json()
     promo = grants_by_description(api, plan["customer"])["Promo"]
     assert (promo["remaining"], promo["reserved"]) == (2, 8)
 
@@ -281,18 +285,7 @@ def test_a_hold_reserves_from_grants_and_a_void_returns_them(api, plan):
 def test_what_a_hold_returns_to_an_expired_grant_expires_at_once(api, plan, ledger_clock):
     now = ledger_now()
     grant(api, plan, 10, "g", description="Promo", expiresAt=iso(now + timedelta(days=1)))
-    held = api.post(
-        "/transfers",
-        {
-            "from": str(plan["customer"].id),
-            "to": str(plan["api"].id),
-            "amount": 8,
-            "currency": "USD",
-            "idempotencyKey": "h",
-            "pending": True,
-        },
-        format="json",
-    ).json()
+    held = hold(api, plan, 8, "h").json()
     ledger_clock.advance(timedelta(days=2))
     spend(api, plan, 1, "x")  # refused, but books the expiry of the 2 unreserved
     promo = grants_by_description(api, plan["customer"])["Promo"]

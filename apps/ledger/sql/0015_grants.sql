@@ -636,6 +636,7 @@ DECLARE
     stored json;
     refusal jsonb;
     remainder bigint;
+    locked uuid[];
     event_id uuid := ledger_uuid7();
 BEGIN
     SELECT * INTO g FROM credit_grant WHERE id = p_grant_id;
@@ -643,13 +644,13 @@ BEGIN
         RETURN json_build_object('outcome', 'invalid',
             'error', ledger_error('grant_not_found', format('No grant %s.', p_grant_id), NULL));
     END IF;
+    locked := ledger_lock_accounts(ARRAY[g.account_id, g.funding_account_id, g.expire_to_account_id], ledger_now(), NULL);
     at := ledger_now();
-    PERFORM ledger_lock_accounts(ARRAY[g.account_id, g.funding_account_id, g.expire_to_account_id], at, NULL);
     stored := ledger_grant_outcome(ledger_idempotent_outcome(p_key, p_fingerprint), at);
     IF stored IS NOT NULL THEN
         RETURN stored;
     END IF;
-    PERFORM ledger_book_due(ARRAY[g.account_id, g.funding_account_id, g.expire_to_account_id], at, p_headers);
+    PERFORM ledger_book_due(locked, at, p_headers);
     SELECT * INTO g FROM credit_grant WHERE id = p_grant_id;
     IF g.status IN ('expired', 'voided') THEN
         refusal := ledger_error('grant_not_active',
