@@ -22,7 +22,8 @@ if __package__ in (None, ""):
 BENCH_DIR = Path(__file__).resolve().parent
 START = "<!-- bench-results:start -->"
 END = "<!-- bench-results:end -->"
-SCENARIOS = "abcdefg"
+SCENARIOS = "abcdefghij"
+I_KINDS = ("explain_default", "explain_last_day", "explain_all")
 F_KINDS = ("balance", "balance_as_of", "statement_first_page", "statement_deep_cursor", "statement_time_range")
 COMPONENTS = [
     "web",
@@ -241,6 +242,7 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
                 f"| {fmt(med(v, 'cpu_ms_per_transfer_ours'), 3)}; {fmt(med(v, 'cpu_ms_per_transfer_web'), 3)}; "
                 f"{fmt(med(v, 'cpu_ms_per_transfer_postgres'), 3)} | {v.get('errors')} |"
             )
+    lines.extend(_grant_tables(results))
     lines.append("")
     lines.append("CPU by component, in cores (of 2), median of the repeats, over load + drain:\n")
     present = [
@@ -275,6 +277,84 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
     lines.append("")
     lines.append("Files: " + ", ".join(f"`results/{data['_file']}`" for data in results.values()) + ".\n")
     return "\n".join(lines) + "\n"
+
+
+def _grant_tables(results: dict[str, dict[str, Any]]) -> list[str]:
+    """h, i and j (issue 10, credit grants)."""
+    lines: list[str] = []
+    h = results.get("h")
+    if h:
+        s = h["summary"]
+        measured = h.get("scenario_settings", {}).get("measured", {})
+        lines.append("")
+        lines.append(
+            f"**h** {h['title']} ({h['date']}): {len(h['repeats'])} repeats of {h['scenario_settings'].get('debits')} "
+            f"debits, each drawing from {s['grants_per_debit']['min']}-{s['grants_per_debit']['max']} grants "
+            f"(from grant_allocation) of {h['scenario_settings'].get('grants')} active; "
+            f"{measured.get('grants_created')} grants created in all. BEGIN + call + COMMIT timed by the client. "
+            f"{verdict(h)}.\n"
+        )
+        lines.append(
+            "| debit p50 ms | debit p95 ms | debit p99 ms | backend CPU ms per debit "
+            "| empty transaction p50 ms | other sessions (cores) | machine busy % |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        lines.append(
+            f"| {spread_text(s.get('debit_p50_ms'), 2)} | {spread_text(s.get('debit_p95_ms'), 2)} "
+            f"| {spread_text(s.get('debit_p99_ms'), 2)} | {spread_text(s.get('backend_cpu_ms_per_debit'), 2)} "
+            f"| {fmt(med(s, 'empty_transaction_p50_ms'), 3)} | {spread_text(s.get('other_cores'), 2)} "
+            f"| {fmt(med(s, 'machine_busy_pct'))} |"
+        )
+    i = results.get("i")
+    if i:
+        s = i["summary"]
+        settings_i = i.get("scenario_settings", {})
+        changes = settings_i.get("changes_per_kind", {})
+        lines.append("")
+        lines.append(
+            f"**i** {i['title']} ({i['date']}): account with {fmt(settings_i.get('account_entries'))} entries, "
+            f"{settings_i.get('clients')} concurrent clients, {settings_i.get('duration')} s per window. "
+            f"{verdict(i)}.\n"
+        )
+        lines.append(
+            "| window | changes in it | answer KB | p50 / p95 / p99 ms | p95 ms over the repeats | requests/s "
+            "| CPU ms per request: web; postgres | other sessions (cores) |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.extend(
+            f"| {kind} | {fmt(changes.get(kind, {}).get('changes'))} "
+            f"| {fmt(changes.get(kind, {}).get('bytes', 0) / 1000)} "
+            f"| {triple(s, kind)} | {spread_text(s.get(f'{kind}_p95_ms'))} | {spread_text(s.get(f'{kind}_rps'))} "
+            f"| {fmt(f_cpu_per_request(i, kind, 'web'), 2)}; {fmt(f_cpu_per_request(i, kind, 'postgres'), 2)} "
+            f"| {fmt(f_other_cores(i, kind), 2)} |"
+            for kind in I_KINDS
+            if f"{kind}_p50_ms" in s
+        )
+    j = results.get("j")
+    if j:
+        s = j["summary"]
+        settings_j = j.get("scenario_settings", {})
+        lines.append("")
+        lines.append(
+            f"**j** {j['title']} ({j['date']}): {len(j['repeats'])} repeats of {settings_j.get('blocks')} alternating "
+            f"blocks of {settings_j.get('per_block')} transfers per version, random pairs of "
+            f"{settings_j.get('accounts')} accounts without grants; v6 / v5 median "
+            f"{fmt(s.get('v6_over_v5_median'), 3)}, backend CPU {fmt(s.get('v6_over_v5_backend_cpu'), 3)}. "
+            f"{verdict(j)}.\n"
+        )
+        lines.append("| ledger_post_transfer | p50 ms | p95 ms | p99 ms | backend CPU ms per transfer |")
+        lines.append("|---|---|---|---|---|")
+        lines.extend(
+            f"| {name} | {spread_text(s.get(f'{name}_p50_ms'), 2)} | {spread_text(s.get(f'{name}_p95_ms'), 2)} "
+            f"| {spread_text(s.get(f'{name}_p99_ms'), 2)} | {spread_text(s.get(f'{name}_backend_cpu_ms'), 2)} |"
+            for name in ("v5", "v6")
+        )
+        lines.append("")
+        lines.append(
+            f"Empty transaction p50 {fmt(med(s, 'empty_transaction_p50_ms'), 3)} ms; other sessions "
+            f"{spread_text(s.get('other_cores'), 2)} cores; machine busy {fmt(med(s, 'machine_busy_pct'))} %."
+        )
+    return lines
 
 
 def plot(results: dict[str, dict[str, Any]], png: Path) -> None:

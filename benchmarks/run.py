@@ -19,6 +19,12 @@ Scenarios:
   e  replay_projections over 1,000,000 entries
   f  balance (now and at random instants) and statement reads of an account with 1,000,000 entries
   g  POST /transfers/batch of 100 and of 1,000 transfers, atomic and not
+  h  database time of a debit drawing from 10 of an account's 1,000 active grants
+  i  GET /accounts/{id}/explain of an account with 100,000 entries
+  j  database time of a transfer between accounts without grants: ledger_post_transfer v6 against v5
+
+h and j time single calls of the posting function on an otherwise idle database (no stack;
+benchmarks/dbtime.py says how).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from typing import Any
 if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from psycopg import sql
+
 from benchmarks import seed as seeding
 from benchmarks.measure import CpuMeter, OutboxSampler, latency_summary, machine_info, spread
 from benchmarks.pgbench import pgbench_init, pgbench_run
@@ -58,6 +66,9 @@ TITLES = {
     "e": "replay_projections over 1,000,000 entries",
     "f": "reads of an account with 1,000,000 entries",
     "g": "batches: POST /transfers/batch of 100 and 1,000 transfers, 10,000 accounts",
+    "h": "database time of a debit drawing from 10 of 1,000 active grants",
+    "i": "explanation of an account with 100,000 entries",
+    "j": "database time of a transfer without grants: ledger_post_transfer v6 against v5",
 }
 
 # Normal and smoke sizes. --duration overrides the load seconds of a, b, d and of each step of c.
@@ -70,6 +81,9 @@ SIZES: dict[bool, dict[str, Any]] = {
         "e": {"accounts": 10_000, "transfers": 500_000},
         "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 2, "duration": 10, "deep_after": 900_000},
         "g": {"accounts": 10_000, "batch_sizes": [100, 1_000], "clients": 4, "duration": 15},
+        "h": {"grants": 1_000, "draw": 10, "debits": 200, "warmup": 20},
+        "i": {"counterparties": 100, "entries": 100_000, "debits": 3_000, "clients": 2, "duration": 10},
+        "j": {"accounts": 100, "blocks": 20, "per_block": 25, "warmup": 50},
         "warmup": 3,
     },
     True: {
@@ -80,6 +94,9 @@ SIZES: dict[bool, dict[str, Any]] = {
         "e": {"accounts": 100, "transfers": 2_000},
         "f": {"counterparties": 10, "transfers": 2_000, "clients": 2, "duration": 1, "deep_after": 1_500},
         "g": {"accounts": 100, "batch_sizes": [5, 20], "clients": 2, "duration": 2},
+        "h": {"grants": 30, "draw": 10, "debits": 5, "warmup": 1},
+        "i": {"counterparties": 5, "entries": 600, "debits": 30, "clients": 1, "duration": 1},
+        "j": {"accounts": 5, "blocks": 2, "per_block": 3, "warmup": 2},
         "warmup": 0.5,
     },
 }
@@ -90,6 +107,10 @@ TARGETS = {
     "d": [("e2e_vs_c", ">=", 0.5), ("errors", "==", 0), ("deadlocks", "==", 0)],
     "e": [("replay_seconds", "<=", 60.0)],
     "f": [("read_p95_ms", "<", 10.0)],
+    "h": [("debit_p95_ms", "<", 5.0)],
+    "i": [("explain_default_p95_ms", "<", 50.0)],
+    # "Nothing measurable": v6's median within 5 % of v5's, the noise of interleaved repeats here.
+    "j": [("v6_over_v5_median", "<=", 1.05)],
 }
 
 
@@ -353,7 +374,7 @@ class Bench:
     def repeats(self, scenario: str) -> int:
         if self.args.repeat is not None:
             return self.args.repeat
-        return 1 if (self.smoke or scenario in "ef") else 3
+        return 1 if (self.smoke or scenario in "efi") else 3
 
     def load_scenario(self, scenario: str) -> dict[str, Any]:
         sizes = self.sizes[scenario]
@@ -462,8 +483,15 @@ class Bench:
         for path in sorted(BASE_DIR.glob("apps/*/migrations/*.py")) + sorted(BASE_DIR.glob("apps/*/sql/**/*.sql")):
             digest.update(path.read_bytes())
         digest.update((BENCH_DIR / "seed.py").read_bytes())
-        seed_sizes = {k: v for k, v in self.sizes[scenario].items() if k in ("accounts", "counterparties", "transfers")}
+        seed_sizes = {
+            k: v
+            for k, v in self.sizes[scenario].items()
+            if k in ("accounts", "counterparties", "transfers", "entries", "debits")
+        }
         digest.update(json.dumps(seed_sizes, sort_keys=True).encode())
+        if scenario == "i":  # its history ends now: the default window of the explanation is the last 30 days
+            digest.update((BENCH_DIR / "dbtime.py").read_bytes())
+            digest.update(dt.datetime.now(tz=dt.UTC).date().isoformat().encode())
         return f"{self.template_family(scenario)}{digest.hexdigest()[:10]}"
 
     def template_family(self, scenario: str) -> str:
@@ -487,7 +515,7 @@ class Bench:
         stack.run_manage("migrate", "--no-input")
         started = time.perf_counter()
         with self.pg.connect(name + "_tmp") as conn:
-            info = build(conn)
+            info = build(conn, stack)
         info["build_seconds"] = round(time.perf_counter() - started, 1)
         started = time.perf_counter()
         verified = stack.run_manage("verify_ledger", "--json", capture=True, timeout=1800)
@@ -520,7 +548,7 @@ class Bench:
     def scenario_e(self) -> dict[str, Any]:
         sizes = self.sizes["e"]
 
-        def build(conn):
+        def build(conn, _stack):
             info = seeding.seed_ledger(
                 conn, layout="spread", accounts=sizes["accounts"], transfers=sizes["transfers"], progress=log
             )
@@ -618,7 +646,7 @@ class Bench:
     def scenario_f(self) -> dict[str, Any]:
         sizes = self.sizes["f"]
 
-        def build(conn):
+        def build(conn, _stack):
             info = seeding.seed_ledger(
                 conn, layout="hot", accounts=sizes["counterparties"] + 1, transfers=sizes["transfers"], progress=log
             )
@@ -698,49 +726,53 @@ class Bench:
             self.check_reads(stack, kinds)
             for repeat in range(1, self.repeats("f") + 1):
                 log(f"scenario f repeat {repeat}")
-                per_kind = {}
-                all_latencies: list[float] = []
-                for kind, paths in kinds.items():
-                    meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database}).start()
-                    result = self.loadgen(
-                        stack,
-                        {
-                            "mode": "closed",
-                            "concurrency": sizes["clients"],
-                            "duration": sizes["duration"],
-                            "requests": {"kind": "get", "paths": _paths(paths)},
-                        },
-                        meter,
-                    )
-                    cpu = meter.stop()
-                    summary = latency_summary(result["ok_latencies_ms"])
-                    all_latencies += result["ok_latencies_ms"]
-                    per_kind[kind] = {
-                        "latency_ms": summary,
-                        "requests": result["requests"],
-                        "ok": result["ok"],
-                        "rps": round(result["ok"] / result["elapsed_s"], 1),
-                        "errors": {k: v for k, v in result["outcomes"].items() if k != "200"},
-                        "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
-                        "cpu": cpu,
-                    }
-                    log(
-                        f"  {kind}: p50 {summary['p50']} p95 {summary['p95']} p99 {summary['p99']} ms, "
-                        f"{per_kind[kind]['rps']} req/s"
-                    )
-                out["repeats"].append(
-                    {
-                        "kinds": per_kind,
-                        "all": latency_summary(all_latencies),
-                        "read_p95_ms": max(k["latency_ms"]["p95"] for k in per_kind.values()),
-                        "errors_total": sum(sum(k["errors"].values()) for k in per_kind.values()),
-                    }
-                )
+                out["repeats"].append(self.read_repeat(stack, kinds, sizes["clients"], sizes["duration"]))
         finally:
             stack.stop()
             if not self.args.keep_db:
                 self.pg.drop(stack.database)
         return out
+
+    def read_repeat(
+        self, stack: Stack, kinds: dict[str, str | list[str]], clients: int, duration: float
+    ) -> dict[str, Any]:
+        """One repeat of f's and i's reads: each kind in turn, `clients` in a closed loop for `duration` s."""
+        per_kind = {}
+        all_latencies: list[float] = []
+        for kind, paths in kinds.items():
+            meter = CpuMeter(stack.component_pids(), pg=self.pg, databases={stack.database}).start()
+            result = self.loadgen(
+                stack,
+                {
+                    "mode": "closed",
+                    "concurrency": clients,
+                    "duration": duration,
+                    "requests": {"kind": "get", "paths": _paths(paths)},
+                },
+                meter,
+            )
+            cpu = meter.stop()
+            summary = latency_summary(result["ok_latencies_ms"])
+            all_latencies += result["ok_latencies_ms"]
+            per_kind[kind] = {
+                "latency_ms": summary,
+                "requests": result["requests"],
+                "ok": result["ok"],
+                "rps": round(result["ok"] / result["elapsed_s"], 1),
+                "errors": {k: v for k, v in result["outcomes"].items() if k != "200"},
+                "loadgen_cpu_cores": round(result["cpu_share_of_one_core"], 3),
+                "cpu": cpu,
+            }
+            log(
+                f"  {kind}: p50 {summary['p50']} p95 {summary['p95']} p99 {summary['p99']} ms, "
+                f"{per_kind[kind]['rps']} req/s"
+            )
+        return {
+            "kinds": per_kind,
+            "all": latency_summary(all_latencies),
+            "read_p95_ms": max(k["latency_ms"]["p95"] for k in per_kind.values()),
+            "errors_total": sum(sum(k["errors"].values()) for k in per_kind.values()),
+        }
 
     # -- g: batches -----------------------------------------------------------------------------
 
@@ -779,6 +811,149 @@ class Bench:
                 self.pg.drop(stack.database)
         return out
 
+    # -- h and j: database time of single calls -------------------------------------------------
+
+    def db_time_scenario(self, scenario: str) -> dict[str, Any]:
+        """h and j: benchmarks/dbtime.py on a freshly migrated database, no stack running."""
+        command = {"h": "grant-debits", "j": "plain-v5-v6"}[scenario]
+        stack = Stack(self.pg, self.db_name(scenario), self.options, self.workdir)
+        out: dict[str, Any] = {}
+        try:
+            stack.prepare_database()
+            stack.env = stack.build_env()
+            stack.logdir.mkdir(parents=True, exist_ok=True)
+            stack.run_manage("migrate", "--no-input")
+            spec = {**self.sizes[scenario], "repeats": self.repeats(scenario)}
+            out["settings"] = {"postgres": {"version": self.pg.version, **self.pg.settings}, "stack": "none"}
+            out["scenario_settings"] = spec
+            log(f"  benchmarks.dbtime {command}: {spec}")
+            with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.workdir) as spec_file:
+                spec_file.write(json.dumps(spec))
+                spec_file.flush()
+                done = stack.run_python("benchmarks.dbtime", command, spec_file.name, timeout=3600)
+            result = json.loads(done.stdout)
+            out["repeats"] = result.pop("repeats")
+            out["scenario_settings"]["measured"] = result
+            for number, rep in enumerate(out["repeats"], 1):
+                log(f"  repeat {number}: {_db_time_line(scenario, rep)}")
+        finally:
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    # -- i: the explanation --------------------------------------------------------------------
+
+    def scenario_i(self) -> dict[str, Any]:
+        """GET /accounts/{id}/explain of an account with `entries` entries: a year of plain
+        transfers seeded set-based (as f's, ending 30 days ago), then the last 30 days through the
+        services with the ledger's clock moved (benchmarks/dbtime.py explain-history): grants,
+        usage debits drawing from them, expiries."""
+        sizes = self.sizes["i"]
+
+        def build(conn, stack: Stack):
+            accounts = sizes["counterparties"] + 1
+            # The real history adds the debits, 2 + 6 grants and their expiries to the account.
+            seeded = sizes["entries"] - sizes["debits"] - 14
+            info = seeding.seed_ledger(
+                conn,
+                layout="hot",
+                accounts=accounts,
+                transfers=seeded,
+                span_days=365,
+                ends_days_ago=30,
+                progress=log,
+            )
+            rows = conn.execute("SELECT name, id FROM account WHERE name IN ('seed-1', 'seed-2')").fetchall()
+            named = {name: str(account_id) for name, account_id in rows}
+            spec = {"account": info["first_account"], "issuer": named["seed-1"], "sink": named["seed-2"], **sizes}
+            with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.workdir) as spec_file:
+                spec_file.write(json.dumps(spec))
+                spec_file.flush()
+                done = stack.run_python("benchmarks.dbtime", "explain-history", spec_file.name, timeout=3600)
+            info["recent_history"] = json.loads(done.stdout)
+            for table in ("entry", "transfer", "credit_grant", "grant_allocation", "idempotency_record"):
+                conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+            log(f"  recent history: {info['recent_history']}")
+            return info
+
+        template = self.template("i", build)
+        stack = Stack(self.pg, self.db_name("i"), self.options, self.workdir, template=template)
+        out: dict[str, Any] = {"repeats": []}
+        try:
+            stack.start()
+            out["settings"] = stack.settings_summary()
+            info = self.seed_info(stack)
+            account = info["first_account"]
+            fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+            with stack.connect() as conn:
+                row = conn.execute(
+                    "SELECT last_sequence, (SELECT min(created_at) FROM entry WHERE account_id = a.id), now() "
+                    "FROM account a WHERE id = %s",
+                    [account],
+                ).fetchone()
+                if row is None:
+                    raise RuntimeError(f"the seeded account {account} is missing")
+                entries, first_at, now = row
+            last_day = (now - dt.timedelta(days=1)).astimezone(dt.UTC)
+            before_all = (first_at - dt.timedelta(seconds=1)).astimezone(dt.UTC)
+            # The default window (the last 30 days, what a support agent sees first), the last
+            # day, and the whole history.
+            kinds: dict[str, str | list[str]] = {
+                "explain_default": f"/accounts/{account}/explain",
+                "explain_last_day": f"/accounts/{account}/explain?since={last_day:{fmt}}",
+                "explain_all": f"/accounts/{account}/explain?since={before_all:{fmt}}",
+            }
+            changes = self.explain_changes(stack, kinds)
+            out["scenario_settings"] = {
+                **sizes,
+                "account": account,
+                "account_entries": entries,
+                "paths": kinds,
+                "changes_per_kind": changes,
+                "seed": info,
+            }
+            log(f"  account {account}: {entries} entries; changes per window: {changes}")
+            for paths in kinds.values():  # warm-up
+                self.loadgen(
+                    stack,
+                    {
+                        "mode": "closed",
+                        "concurrency": 1,
+                        "duration": 5,
+                        "max_requests": 3,
+                        "requests": {"kind": "get", "paths": _paths(paths)},
+                    },
+                )
+            for repeat in range(1, self.repeats("i") + 1):
+                log(f"scenario i repeat {repeat}")
+                out["repeats"].append(self.read_repeat(stack, kinds, sizes["clients"], sizes["duration"]))
+        finally:
+            stack.stop()
+            if not self.args.keep_db:
+                self.pg.drop(stack.database)
+        return out
+
+    def explain_changes(self, stack: Stack, kinds: dict[str, str | list[str]]) -> dict[str, Any]:
+        """Each explanation answers 200, reconciles, and has this many changes and grants."""
+        import urllib.request
+
+        found = {}
+        for kind, path in kinds.items():
+            started = time.perf_counter()
+            with urllib.request.urlopen(stack.base_url + _paths(path)[0], timeout=120) as response:
+                raw = response.read()
+            seconds = time.perf_counter() - started
+            body = json.loads(raw)
+            if body["openingBalance"] + sum(c["amount"] for c in body["changes"]) != body["balance"]:
+                raise RuntimeError(f"{kind}: the explanation does not reconcile")
+            found[kind] = {
+                "changes": len(body["changes"]),
+                "grants": len(body["grants"]),
+                "bytes": len(raw),
+                "first_answer_ms": round(seconds * 1000, 1),
+            }
+        return found
+
     def check_reads(self, stack: Stack, kinds: dict[str, str | list[str]]) -> None:
         import urllib.request
 
@@ -790,6 +965,20 @@ class Bench:
                     raise RuntimeError(f"{kind}: expected a point-in-time balance, got {body}")
                 if kind.startswith("statement") and len(body["data"]) != 50:
                     raise RuntimeError(f"{kind}: expected a full page of 50 lines, got {len(body['data'])}")
+
+
+def _db_time_line(scenario: str, rep: dict[str, Any]) -> str:
+    if scenario == "h":
+        d = rep["debit_ms"]
+        return (
+            f"debit p50 {d['p50']} p95 {d['p95']} ms, backend CPU {rep['backend_cpu_ms_per_debit']} ms/debit, "
+            f"grants per debit {rep['grants_per_debit']}, empty transaction p50 {rep['empty_transaction_ms']['p50']} ms"
+        )
+    return "; ".join(
+        f"{name} p50 {rep[name]['transfer_ms']['p50']} p95 {rep[name]['transfer_ms']['p95']} ms, "
+        f"backend CPU {rep[name]['backend_cpu_ms_per_transfer']} ms"
+        for name in ("v5", "v6")
+    )
 
 
 def _paths(paths: str | list[str]) -> list[str]:
@@ -890,7 +1079,42 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
                 "errors": sum(phase["errors_total"] for phase in phases),
             }
         s["deadlocks"] = out.get("deadlocks")
+    elif scenario == "h":
+        for q in ("p50", "p95", "p99"):
+            s[f"debit_{q}_ms"] = spread([rep["debit_ms"][q] for rep in reps])
+        s["backend_cpu_ms_per_debit"] = spread([rep["backend_cpu_ms_per_debit"] for rep in reps])
+        s["empty_transaction_p50_ms"] = spread([rep["empty_transaction_ms"]["p50"] for rep in reps])
+        s["other_cores"] = spread([_other_cores(rep["cpu"]) for rep in reps])
+        s["machine_busy_pct"] = spread([rep["cpu"]["machine_busy_pct"] for rep in reps])
+        s["grants_per_debit"] = {
+            "min": min(rep["grants_per_debit"]["min"] for rep in reps),
+            "max": max(rep["grants_per_debit"]["max"] for rep in reps),
+        }
+    elif scenario == "i":
+        kinds = reps[0]["kinds"].keys() if reps else []
+        for kind in kinds:
+            for q in ("p50", "p95", "p99"):
+                s[f"{kind}_{q}_ms"] = spread([rep["kinds"][kind]["latency_ms"][q] for rep in reps])
+            s[f"{kind}_rps"] = spread([rep["kinds"][kind]["rps"] for rep in reps])
+        s["errors"] = spread([rep["errors_total"] for rep in reps])
+    elif scenario == "j":
+        for name in ("v5", "v6"):
+            for q in ("p50", "p95", "p99"):
+                s[f"{name}_{q}_ms"] = spread([rep[name]["transfer_ms"][q] for rep in reps])
+            s[f"{name}_backend_cpu_ms"] = spread([rep[name]["backend_cpu_ms_per_transfer"] for rep in reps])
+        s["empty_transaction_p50_ms"] = spread([rep["empty_transaction_ms"]["p50"] for rep in reps])
+        s["other_cores"] = spread([_other_cores(rep["cpu"]) for rep in reps])
+        s["machine_busy_pct"] = spread([rep["cpu"]["machine_busy_pct"] for rep in reps])
+        v5, v6 = s["v5_p50_ms"]["median"], s["v6_p50_ms"]["median"]
+        s["v6_over_v5_median"] = round(v6 / v5, 3) if v5 and v6 else None
+        cpu5, cpu6 = s["v5_backend_cpu_ms"]["median"], s["v6_backend_cpu_ms"]["median"]
+        s["v6_over_v5_backend_cpu"] = round(cpu6 / cpu5, 3) if cpu5 and cpu6 else None
     return s
+
+
+def _other_cores(cpu: dict[str, Any]) -> float | None:
+    other = cpu["components"].get("other (not ours)")
+    return round(other["cpu_s"] / cpu["wall_s"], 3) if other and cpu["wall_s"] else None
 
 
 def evaluate(scenario: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -928,8 +1152,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    parser.add_argument("--scenario", default="all", help="a, b, c, d, e, f, g, a comma list, or all")
-    parser.add_argument("--repeat", type=int, default=None, help="repeats (default 3 for a-d and g, 1 for e-f)")
+    parser.add_argument("--scenario", default="all", help="a to j, a comma list, or all")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="repeats (default 3 for a-d, g, h and j, 1 for e, f and i)"
+    )
     parser.add_argument(
         "--duration", type=float, default=None, help="load seconds of a, b, d, of each step of c and each phase of g"
     )
@@ -958,7 +1184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--work-dir", default=str(BENCH_DIR / ".work"), help="logs, embedded PostgreSQL, temp files")
     parser.add_argument("--keep-db", action="store_true", help="keep each scenario's database afterwards")
-    parser.add_argument("--reseed", action="store_true", help="rebuild the seeded templates of e and f")
+    parser.add_argument("--reseed", action="store_true", help="rebuild the seeded templates of e, f and i")
     parser.add_argument(
         "--py-spy",
         default=None,
@@ -989,8 +1215,12 @@ def main(argv: list[str] | None = None) -> int:
                 out = bench.scenario_e()
             elif scenario == "f":
                 out = bench.scenario_f()
-            else:
+            elif scenario == "g":
                 out = bench.scenario_g()
+            elif scenario == "i":
+                out = bench.scenario_i()
+            else:
+                out = bench.db_time_scenario(scenario)
             if scenario == "d" and c_median is None:
                 c_median = latest_c_median(results_dir)
             summary = summarise(scenario, out, c_median)
@@ -1025,6 +1255,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_db:
             pg.drop(args.db_prefix + "_pgbench")
+            if args.smoke:  # reseeded in a second or two: not worth keeping on a shared server
+                for template in pg.databases(f"{args.db_prefix}_seedsmoke_"):
+                    pg.drop(template)
         pg.close()
     log(f"done; {failures} target(s) missed")
     # Smoke sizes only check that every scenario runs: their targets are not judged.

@@ -19,7 +19,7 @@ ledger invariant (`verify_ledger`, the audit of exactly what the triggers enforc
 unique constraints stay on throughout.
 
 Ids are UUIDv7-shaped (time-ordered), as the application's. Entries are spread over the last
-30 days, in order. Accounts have an unlimited overdraft.
+30 days (`span_days`, `ends_days_ago`), in order. Accounts have an unlimited overdraft.
 
 What is not written: outbox rows. This is history: the service would have written them, the
 relay published them, and the pruning task deleted them after OUTBOX_RETENTION_HOURS.
@@ -55,7 +55,6 @@ FINGERPRINT_SQL = (
     '\'","from":"\' || from_id || \'","metadata":{},"to":"\' || to_id || \'"}\', \'UTF8\')), \'hex\')'
 )
 
-SPAN = "interval '30 days'"
 
 #: The tables seed_ledger writes, with their triggers off (see the docstring).
 SEEDED_TABLES = ("account", "transfer", "idempotency_record", "entry")
@@ -81,16 +80,22 @@ def seed_ledger(
     currency: str = "USD",
     key_prefix: str = "seed",
     parallel: int = 2,
+    span_days: int = 30,
+    ends_days_ago: int = 0,
     progress: Callable[[str], None] = print,
 ) -> dict:
-    """Seed the ledger; `parallel` connections load disjoint partitions ("spread" only)."""
+    """Seed the ledger; `parallel` connections load disjoint partitions ("spread" only). The
+    entries are spread evenly over `span_days` days ending `ends_days_ago` days ago."""
     started = time.perf_counter()
     errors: list[BaseException] = []
     conn.autocommit = True
     conn.execute("SET synchronous_commit = on")  # stays on: nothing here is weaker than the service
     conn.execute("DROP TABLE IF EXISTS seed_account")
     conn.execute("CREATE TEMP TABLE seed_account (n int PRIMARY KEY, id uuid NOT NULL)")
-    conn.execute(f"SELECT set_config('seed.base', (now() - {SPAN})::text, false)")
+    conn.execute(
+        "SELECT set_config('seed.base', (now() - make_interval(days => %s))::text, false)",
+        [span_days + ends_days_ago],
+    )
     base = "current_setting('seed.base')::timestamptz"
     with conn.transaction():
         conn.execute(
@@ -123,7 +128,7 @@ def seed_ledger(
     else:
         raise ValueError(layout)
     from_n, to_n = pair
-    step = f"({SPAN} / {max(transfers, 1)})"
+    step = f"(interval '{int(span_days)} days' / {max(transfers, 1)})"
     row = conn.execute("SELECT current_setting('seed.base')").fetchone()
     if row is None:
         raise RuntimeError("SELECT current_setting('seed.base') returned no row")

@@ -108,3 +108,57 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     )
     assert "| **a**" in readme.read_text()
     assert (results / "summary.png").stat().st_size > 1000
+
+
+def test_smoke_run_of_the_grant_scenarios(tmp_path: Path) -> None:
+    """h, i and j at tiny sizes: each debit of h drew from exactly 10 grants, the explanation of
+    i reconciles in every window, j timed both versions of the posting function."""
+    env = dict(os.environ)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--smoke",
+            "--scenario",
+            "h,i,j",
+            "--broker",
+            "database",
+            "--db-prefix",
+            f"cl_bench_smoke_g{os.getpid()}",
+            "--results-dir",
+            str(results),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        check=False,
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    h = json.loads(next(results.glob("*-h.json")).read_text())
+    (run,) = h["repeats"]
+    assert run["grants_per_debit"] == {"min": 10, "max": 10}
+    assert run["debit_ms"]["count"] == h["scenario_settings"]["debits"]
+    assert run["backend_cpu_ms_per_debit"] >= 0
+    assert [check["metric"] for check in h["targets"]] == ["debit_p95_ms"]
+
+    i = json.loads(next(results.glob("*-i.json")).read_text())
+    changes = i["scenario_settings"]["changes_per_kind"]
+    assert changes["explain_all"]["changes"] == i["scenario_settings"]["account_entries"]
+    assert 0 < changes["explain_default"]["changes"] < changes["explain_all"]["changes"]
+    assert i["scenario_settings"]["seed"]["verify_ledger"]["ok"] is True
+    (reads,) = i["repeats"]
+    assert reads["errors_total"] == 0
+    assert all(kind["ok"] > 0 for kind in reads["kinds"].values())
+
+    j = json.loads(next(results.glob("*-j.json")).read_text())
+    (run,) = j["repeats"]
+    assert run["v5"]["transfer_ms"]["count"] == run["v6"]["transfer_ms"]["count"] > 0
+    assert j["summary"]["v6_over_v5_median"] is not None
