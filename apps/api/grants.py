@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from apps.accounts.selectors import account_get
 from apps.api.transfers import IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, request_idempotency_key
 from apps.ledger import selectors, services
-from apps.ledger.explanation import account_explanation
+from apps.ledger.explanation import DEFAULT_CHANGES, MAX_CHANGES, account_explanation
 from apps.ledger.models import (
     DESCRIPTION_MAX_LENGTH,
     GRANT_PRIORITY_DEFAULT,
@@ -254,7 +254,7 @@ class ExpiringSoonSerializer(serializers.Serializer):
 class ExplanationOutputSerializer(serializers.Serializer):
     accountId = serializers.UUIDField(source="account_id")
     currency = serializers.CharField()
-    since = serializers.DateTimeField()
+    since = serializers.DateTimeField(help_text="The start of the changes (moved up when `limited`).")
     asOf = serializers.DateTimeField(source="as_of")
     openingBalance = serializers.IntegerField(source="opening_balance", help_text="The balance at since.")
     balance = serializers.IntegerField(help_text="The balance at asOf: the grants' parts plus unrestricted.")
@@ -263,6 +263,9 @@ class ExplanationOutputSerializer(serializers.Serializer):
     changes = ExplanationChangeSerializer(many=True)
     summary = serializers.ListField(child=serializers.CharField())
     expiringSoon = serializers.SerializerMethodField()
+    limited = serializers.BooleanField(
+        help_text="true: the window held more than `limit` entries; `since` was moved to just before the latest ones."
+    )
 
     def get_expiringSoon(self, explanation) -> dict | None:
         if explanation.expiring_at is None:
@@ -274,6 +277,14 @@ class AccountExplanationApi(APIView):
     class ExplanationQuerySerializer(StrictInputSerializer):
         since = InstantField(required=False, help_text="Changes after this instant; default: 30 days before asOf.")
         asOf = InstantField(required=False, help_text="The balance at this instant; default: now.")
+        limit = serializers.IntegerField(
+            required=False,
+            min_value=1,
+            max_value=MAX_CHANGES,
+            default=DEFAULT_CHANGES,
+            help_text="At most this many entries: with more in the window, the latest are explained, `since` moves "
+            "to just before them and `limited` is true (ask again with asOf at that since for the earlier ones).",
+        )
 
     @extend_schema(
         tags=["grants"],
@@ -289,5 +300,7 @@ class AccountExplanationApi(APIView):
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         params = query_params_validate(request, self.ExplanationQuerySerializer)
-        explanation = account_explanation(account_id=account_uuid, since=params.get("since"), as_of=params.get("asOf"))
+        explanation = account_explanation(
+            account_id=account_uuid, since=params.get("since"), as_of=params.get("asOf"), limit=params["limit"]
+        )
         return Response(ExplanationOutputSerializer(explanation).data)

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -13,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.accounts.admin import AccountAdmin
 from apps.accounts.models import Account
-from apps.ledger.explanation import account_explanation
+from apps.ledger.explanation import MAX_CHANGES, account_explanation
 from apps.ledger.models import CreditGrant, Entry, GrantStatus, IdempotencyRecord, Transfer
 from apps.ledger.selectors import TransferCommand, grant_get, grants_now, transfer_commands
 from creditledger.admin import LedgerTableAdmin, ReadOnlyAdminMixin, admin_link, amount_with_currency
@@ -259,19 +260,19 @@ def _explanation_context(request: HttpRequest, object_id: str) -> dict[str, Any]
         account_id = UUID(object_id)
     except ValueError:
         return {}
-    since_param = request.GET.get("since")
-    since = parse_datetime(since_param) if since_param else None
-    if since is not None and timezone.is_naive(since):
-        since = timezone.make_aware(since, timezone.get_fixed_timezone(0))
+    since_param, as_of_param = request.GET.get("since"), request.GET.get("as_of")
     try:
-        explanation = account_explanation(account_id=account_id, since=since)
+        explanation = account_explanation(
+            account_id=account_id, since=_instant(since_param), as_of=_instant(as_of_param), limit=MAX_CHANGES
+        )
     except LedgerError as error:
         return {"explanation_error": error.detail}
     changes = Paginator(list(reversed(explanation.changes)), CHANGES_PER_PAGE)
     page = changes.get_page(request.GET.get("changes_page"))
+    window = {"since": since_param, "as_of": as_of_param}
 
     def page_url(number: int) -> str:
-        return "?" + urlencode({**({"since": since_param} if since_param else {}), "changes_page": number})
+        return "?" + urlencode({**{k: v for k, v in window.items() if v}, "changes_page": number})
 
     opened = Account.objects.filter(id=account_id).values_list("created_at", flat=True).first()
     return {
@@ -280,8 +281,24 @@ def _explanation_context(request: HttpRequest, object_id: str) -> dict[str, Any]
         "changes_previous_url": page_url(page.previous_page_number()) if page.has_previous() else None,
         "changes_next_url": page_url(page.next_page_number()) if page.has_next() else None,
         "since_opened_url": "?" + urlencode({"since": opened.isoformat()}) if opened else None,
+        # More than MAX_CHANGES entries in the window: the explanation covers the latest; this
+        # page shows the ones before, so that no change is out of reach.
+        "earlier_url": (
+            "?" + urlencode({**({"since": since_param} if since_param else {}), "as_of": explanation.since.isoformat()})
+            if explanation.limited
+            else None
+        ),
+        "changes_limit": MAX_CHANGES,
         "grants_in_balance": sum(grant.in_balance for grant in explanation.grants),
     }
+
+
+def _instant(raw: str | None) -> datetime | None:
+    """An instant from the page's query string (UTC when it names no offset)."""
+    moment = parse_datetime(raw) if raw else None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_fixed_timezone(0))
+    return moment
 
 
 class GrantStatusNowFilter(admin.SimpleListFilter):

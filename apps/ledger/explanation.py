@@ -2,10 +2,10 @@
 instant split into its grants and its unrestricted part, every change since another instant
 with the grants each debit drew from, and a few sentences a support agent can read out.
 
-Read from the ledger, exactly. Changes are placed when their effect happened
-(ledger_entry_effective_at: a grant's expiry at its expiresAt even if booked a moment
-later), and what is due but not booked yet appears as it will be booked, so the balance at
-`since` plus the changes is always the balance at `asOf` (ledger_balance_at)."""
+Read from the ledger, exactly. Changes are placed when their effect happened (_ENTRIES_SQL:
+a grant's expiry at its expiresAt even if booked a moment later), and what is due but not
+booked yet appears as it will be booked, so the balance at `since` plus the changes is always
+the balance at `asOf` (ledger_balance_at)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from creditledger import errors
 
 #: How far back the changes go when `since` is not given.
 DEFAULT_WINDOW = timedelta(days=30)
+#: At most how many entries one explanation goes through, by default and at most.
+DEFAULT_CHANGES = 100
+MAX_CHANGES = 1000
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,21 @@ class Explanation:
     summary: list[str]
     expiring_amount: int | None = None
     expiring_at: datetime | None = None
+    #: More changes happened since the `since` asked for than the limit: `since` was moved up.
+    limited: bool = False
 
 
 def account_explanation(
-    *, account_id: UUID, since: datetime | None = None, as_of: datetime | None = None
+    *,
+    account_id: UUID,
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+    limit: int = DEFAULT_CHANGES,
 ) -> Explanation:
+    """The explanation of the balance at `as_of` (default now) since `since` (default
+    DEFAULT_WINDOW before). With more than `limit` entries in that window, it covers the
+    latest `limit`: `since` moves to just before them (`limited`), so that it still
+    reconciles; asking again with asOf at that `since` gives the ones before."""
     account = account_get(account_id=account_id)
     as_of_is_now = as_of is None
     as_of = as_of or ledger_now()
@@ -90,6 +103,11 @@ def account_explanation(
     if since > as_of:
         raise errors.InvalidRequest("since must not be later than asOf.", field="since")
     with connection.cursor() as cursor:
+        cursor.execute(_WINDOW_START_SQL, {"id": account.id, "since": since, "as_of": as_of, "limit": limit})
+        start = cursor.fetchone()
+        limited = start is not None
+        if limited:
+            since = start[0]
         cursor.execute(
             "SELECT ledger_balance_at(%(id)s, %(since)s), ledger_balance_at(%(id)s, %(as_of)s)",
             {"id": account.id, "since": since, "as_of": as_of},
@@ -112,6 +130,7 @@ def account_explanation(
         summary=[],
         expiring_amount=sum(g.remaining for g in upcoming if g.expires_at == next_expiry) if next_expiry else None,
         expiring_at=next_expiry,
+        limited=limited,
     )
     explanation.summary.extend(_summary(explanation, as_of_is_now=as_of_is_now))
     return explanation
@@ -195,10 +214,22 @@ def _grants_at(cursor, account_id: UUID, as_of: datetime) -> list[GrantPart]:
     return parts
 
 
+# When an entry's effect happened, which is where balances at an instant (ledger_balance_at)
+# and the explanation place it: on a grant's account, a scheduled grant's activation at its
+# effectiveAt and a grant's expiry at its expiresAt (the booking's `effectiveAt`), although
+# booked by the first command or beat run after, since no other entry of the account can come
+# in between (that command books them first). Every other entry: when it was posted.
 _ENTRIES_SQL = """
-    SELECT e.id, e.transfer_id, e.amount, e.sequence, ledger_entry_effective_at(e), t.description,
-           t.reversal_of IS NOT NULL, EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = t.id)
+    SELECT e.id, e.transfer_id, e.amount, e.sequence,
+           CASE WHEN g.id IS NOT NULL AND held.any THEN least(g.effective_at, e.created_at)
+                WHEN t.request_fingerprint = 'ledger' AND e.amount < 0 AND t.metadata ? 'effectiveAt'
+                     THEN least((t.metadata->>'effectiveAt')::timestamptz, e.created_at)
+                ELSE e.created_at
+           END,
+           t.description, t.reversal_of IS NOT NULL, held.any
       FROM entry e JOIN transfer t ON t.id = e.transfer_id
+      LEFT JOIN credit_grant g ON g.transfer_id = e.transfer_id AND g.account_id = e.account_id
+     CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = t.id) AS any) held
      WHERE e.account_id = %(id)s
        AND (e.created_at > %(since)s AND e.created_at <= %(as_of)s
             OR e.created_at > %(as_of)s AND e.id IN (
@@ -208,6 +239,13 @@ _ENTRIES_SQL = """
                 SELECT a.entry_id FROM grant_allocation a JOIN credit_grant g ON g.id = a.grant_id
                  WHERE g.account_id = %(id)s AND a.kind = 'expire'))
      ORDER BY e.sequence
+"""
+
+#: The entry just before the `limit` latest of the window, if the window has more.
+_WINDOW_START_SQL = """
+    SELECT e.created_at FROM entry e
+     WHERE e.account_id = %(id)s AND e.created_at > %(since)s AND e.created_at <= %(as_of)s
+     ORDER BY e.created_at DESC OFFSET %(limit)s LIMIT 1
 """
 
 

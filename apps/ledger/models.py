@@ -299,9 +299,23 @@ class CreditGrant(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "id"], name="credit_grant_account_id"),
+            # A debit reads its account's active grants in burn order, and stops once drawn.
             models.Index(
-                fields=["account"],
-                name="credit_grant_live",
+                F("account"),
+                F("priority"),
+                F("expires_at").asc(nulls_last=True),
+                F("created_at"),
+                F("id"),
+                name="credit_grant_burn_order",
+                condition=Q(status="active"),
+            ),
+            # What is due on an account: grants to activate, and grants to expire.
+            models.Index(
+                fields=["account", "effective_at"], name="credit_grant_due_activation", condition=Q(status="scheduled")
+            ),
+            models.Index(
+                fields=["account", "expires_at"],
+                name="credit_grant_due_expiry",
                 condition=Q(status__in=["scheduled", "active"]),
             ),
             models.Index(
@@ -354,7 +368,6 @@ class GrantAllocation(models.Model):
                 name="grant_allocation_entry_for_balance_changes",
             ),
         ]
-        indexes = [models.Index(fields=["transfer"], name="grant_allocation_transfer")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} of grant {self.grant_id}"

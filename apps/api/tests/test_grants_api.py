@@ -472,3 +472,20 @@ def test_a_grant_used_up_before_its_expiry_stays_exhausted_in_the_list_and_the_e
 
     assert (listed["status"], listed["expired"]) == ("exhausted", 0)
     assert (explained["status"], explained["expired"], explained["consumed"]) == ("exhausted", 0, 10)
+
+
+def test_a_long_window_explains_the_latest_changes_and_still_reconciles(api, plan, make_transfer):
+    make_transfer(plan["promotions"], plan["customer"], 100)
+    for index in range(5):
+        spend(api, plan, index + 1, f"s{index}")
+
+    body = api.get(f"/accounts/{plan['customer'].id}/explain", {"limit": 3}).json()
+
+    assert body["limited"] is True
+    assert [change["amount"] for change in body["changes"]] == [-3, -4, -5]
+    assert body["openingBalance"] == 100 - 1 - 2
+    assert body["openingBalance"] + sum(change["amount"] for change in body["changes"]) == body["balance"] == 85
+    earlier = api.get(f"/accounts/{plan['customer'].id}/explain", {"limit": 3, "asOf": body["since"]}).json()
+    assert [change["amount"] for change in earlier["changes"]] == [100, -1, -2]
+    assert earlier["balance"] == body["openingBalance"]
+    assert api.get(f"/accounts/{plan['customer'].id}/explain").json()["limited"] is False

@@ -169,9 +169,29 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="creditgrant",
             index=models.Index(
+                models.F("account"),
+                models.F("priority"),
+                models.OrderBy(models.F("expires_at"), nulls_last=True),
+                models.F("created_at"),
+                models.F("id"),
+                condition=models.Q(("status", "active")),
+                name="credit_grant_burn_order",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="creditgrant",
+            index=models.Index(
+                condition=models.Q(("status", "scheduled")),
+                fields=["account", "effective_at"],
+                name="credit_grant_due_activation",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="creditgrant",
+            index=models.Index(
                 condition=models.Q(("status__in", ["scheduled", "active"])),
-                fields=["account"],
-                name="credit_grant_live",
+                fields=["account", "expires_at"],
+                name="credit_grant_due_expiry",
             ),
         ),
         migrations.AddIndex(
@@ -258,10 +278,6 @@ class Migration(migrations.Migration):
                 condition=models.Q(("account", models.F("expire_to_account")), _negated=True),
                 name="credit_grant_expires_elsewhere",
             ),
-        ),
-        migrations.AddIndex(
-            model_name="grantallocation",
-            index=models.Index(fields=["transfer"], name="grant_allocation_transfer"),
         ),
         migrations.AddConstraint(
             model_name="grantallocation",

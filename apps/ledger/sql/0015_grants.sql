@@ -65,24 +65,11 @@ CREATE FUNCTION ledger_grant_document(p_grant_id uuid, p_at timestamptz) RETURNS
      WHERE g.id = p_grant_id
 $$;
 
--- When an entry's effect happened, which is when balances at an instant and the explanation
--- place it: on a grant's account, the activation of a scheduled grant at its effectiveAt and
--- a grant's expiry at its expiresAt (ledger_grant_book's `effectiveAt`), although booked by
--- the first command or beat run after; no other entry of the account can come in between,
--- since that command books them first. Every other entry: when it was posted.
-CREATE FUNCTION ledger_entry_effective_at(p_entry entry) RETURNS timestamptz LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (SELECT least(g.effective_at, p_entry.created_at) FROM credit_grant g
-          WHERE g.transfer_id = p_entry.transfer_id AND g.account_id = p_entry.account_id
-            AND EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = g.transfer_id)),
-        (SELECT least((t.metadata->>'effectiveAt')::timestamptz, p_entry.created_at) FROM transfer t
-          WHERE t.id = p_entry.transfer_id AND t.request_fingerprint = 'ledger' AND p_entry.amount < 0),
-        p_entry.created_at)
-$$;
-
 -- An account's balance at p_at as its grants' times make it: the posted balance after its
 -- last entry posted at or before p_at, plus the bookings posted later whose effect happened
--- by then (ledger_entry_effective_at), plus what is due by then and not booked at all yet.
+-- by then (a scheduled grant's activation at its effectiveAt, an expiry at its expiresAt,
+-- kept in the booking's metadata as `effectiveAt`; the explanation places them the same
+-- way), plus what is due by then and not booked at all yet.
 -- Every probe is by the account, so an account without grants pays two empty index lookups.
 CREATE FUNCTION ledger_balance_at(p_account_id uuid, p_at timestamptz) RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT e.balance_after FROM entry e WHERE e.account_id = p_account_id AND e.created_at <= p_at
@@ -106,7 +93,21 @@ $$;
 -- named directly, the counterparts of what is due at p_at (grants to activate or expire,
 -- holds to expire and the grants those reserved).
 CREATE FUNCTION ledger_lock_set(p_ids uuid[], p_at timestamptz, p_transfer_id uuid) RETURNS uuid[]
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- The common case, a new transfer between accounts with nothing due: three index probes.
+    IF p_transfer_id IS NULL
+       AND NOT EXISTS (SELECT 1 FROM credit_grant g
+                        WHERE g.account_id = ANY (p_ids) AND g.status = 'scheduled' AND g.effective_at <= p_at)
+       AND NOT EXISTS (SELECT 1 FROM credit_grant g
+                        WHERE g.account_id = ANY (p_ids) AND g.status IN ('scheduled', 'active')
+                          AND g.expires_at <= p_at)
+       AND NOT EXISTS (SELECT 1 FROM transfer_hold h
+                        WHERE h.open AND h.expires_at <= p_at
+                          AND (h.from_account_id = ANY (p_ids) OR h.to_account_id = ANY (p_ids))) THEN
+        RETURN ARRAY(SELECT DISTINCT x FROM unnest(p_ids) AS x ORDER BY x);
+    END IF;
+    RETURN (
     WITH direct AS (
         SELECT unnest(p_ids) AS id
         UNION SELECT h.from_account_id FROM transfer_hold h WHERE h.transfer_id = p_transfer_id
@@ -135,6 +136,8 @@ LANGUAGE sql STABLE AS $$
                  AND g.expires_at <= p_at
     )
     SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM wanted WHERE id IS NOT NULL
+    );
+END;
 $$;
 
 -- Lock ledger_lock_set's accounts in id order, the order every ledger writer takes; returns them.
@@ -726,8 +729,9 @@ BEGIN
             stray.id, stray.kind, g.id USING ERRCODE = 'check_violation';
     END IF;
     SELECT e.id, abs(e.amount) AS amount, sum(a.amount) AS given INTO stray
-      FROM entry e JOIN grant_allocation a ON a.entry_id = e.id
-     WHERE e.id IN (SELECT entry_id FROM grant_allocation WHERE grant_id = p_grant_id)
+      FROM (SELECT DISTINCT entry_id FROM grant_allocation WHERE grant_id = p_grant_id AND entry_id IS NOT NULL) mine
+      JOIN entry e ON e.id = mine.entry_id
+      JOIN grant_allocation a ON a.entry_id = e.id
      GROUP BY e.id HAVING sum(a.amount) > abs(e.amount) LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'entry % of % gives its grants %', stray.id, stray.amount, stray.given
@@ -743,9 +747,17 @@ END;
 $$;
 CREATE CONSTRAINT TRIGGER credit_grant_checked AFTER INSERT OR UPDATE ON credit_grant
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_grant_deferred_check();
+-- An allocation's grant is checked by the grant's own trigger when this transaction also
+-- wrote the grant (every ledger function does: each allocation moves a counter), so each
+-- grant is checked once per transaction; an allocation written alone is checked here. (A row
+-- written in a subtransaction carries the subtransaction's xid: it is then checked twice.)
 CREATE FUNCTION ledger_grant_allocation_deferred_check() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM ledger_check_grant(NEW.grant_id);
+    IF NOT EXISTS (SELECT 1 FROM credit_grant g
+                    WHERE g.id = NEW.grant_id
+                      AND g.xmin::text = (pg_current_xact_id()::text::numeric % 4294967296)::text) THEN
+        PERFORM ledger_check_grant(NEW.grant_id);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -825,7 +837,6 @@ DROP FUNCTION ledger_entry_events_allocations(uuid, uuid[]);
 DROP FUNCTION ledger_lock_accounts(uuid[], timestamptz, uuid);
 DROP FUNCTION ledger_lock_set(uuid[], timestamptz, uuid);
 DROP FUNCTION ledger_balance_at(uuid, timestamptz);
-DROP FUNCTION ledger_entry_effective_at(entry);
 DROP FUNCTION ledger_grant_document(uuid, timestamptz);
 DROP FUNCTION ledger_grants_unbooked(uuid, timestamptz);
 DROP FUNCTION ledger_grant_status(credit_grant, timestamptz);

@@ -596,6 +596,24 @@ def test_the_account_page_pages_its_changes_and_never_cuts_them(
         assert sum(admin_url(Transfer, "change", transfer.id) in page for page in pages) == 1
 
 
+def test_beyond_its_limit_the_account_page_links_the_changes_before(
+    support_client, make_account, make_transfer, monkeypatch
+):
+    monkeypatch.setattr(ledger_admin, "MAX_CHANGES", 3)
+    wallet, shop = make_account("USD", name="Wallet"), make_account("USD", name="Shop")
+    for amount in range(1, 6):
+        make_transfer(shop, wallet, amount, description=f"top-up {amount}")
+    url = admin_url(Account, "change", wallet.id)
+
+    latest = support_client.get(url).content.decode()
+    earlier_url = re.search(r'id="explanation-earlier">.*?<a href="([^"]+)"', latest, re.DOTALL).group(1)
+    earlier = support_client.get(url + earlier_url.replace("&amp;", "&")).content.decode()
+
+    assert [row[5] for row in tables(latest)["explanation-changes"][1:]] == ["top-up 5", "top-up 4", "top-up 3"]
+    assert [row[5] for row in tables(earlier)["explanation-changes"][1:]] == ["top-up 2", "top-up 1"]
+    assert 'id="explanation-earlier"' not in earlier
+
+
 def test_support_lists_grants_by_their_status_now(support_client, why_37):
     url = admin_url(CreditGrant, "changelist")
     bonus, plan = why_37["bonus"]["grantId"], why_37["plan"]["grantId"]
