@@ -606,8 +606,9 @@ def test_beyond_its_limit_the_account_page_links_the_changes_before(
     url = admin_url(Account, "change", wallet.id)
 
     latest = support_client.get(url).content.decode()
-    earlier_url = re.search(r'id="explanation-earlier">.*?<a href="([^"]+)"', latest, re.DOTALL).group(1)
-    earlier = support_client.get(url + earlier_url.replace("&amp;", "&")).content.decode()
+    link = re.search(r'id="explanation-earlier">.*?<a href="([^"]+)"', latest, re.DOTALL)
+    assert link is not None, "a link to the changes before the latest"
+    earlier = support_client.get(url + link.group(1).replace("&amp;", "&")).content.decode()
 
     assert [row[5] for row in tables(latest)["explanation-changes"][1:]] == ["top-up 5", "top-up 4", "top-up 3"]
     assert [row[5] for row in tables(earlier)["explanation-changes"][1:]] == ["top-up 2", "top-up 1"]
