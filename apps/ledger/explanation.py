@@ -114,7 +114,15 @@ def account_explanation(
         )
         opening, closing = cursor.fetchone()
         grants = _grants_at(cursor, account.id, as_of)
-        changes = _changes(cursor, account.id, since, as_of, {grant.grant_id: grant for grant in grants}, opening)
+        changes = _changes(
+            cursor,
+            account.id,
+            since,
+            as_of,
+            {grant.grant_id: grant for grant in grants},
+            opening,
+            as_of_is_now=as_of_is_now,
+        )
     upcoming = [g for g in grants if g.status == "active" and g.expires_at and g.remaining > 0]
     next_expiry = min((g.expires_at for g in upcoming if g.expires_at), default=None)
     explanation = Explanation(
@@ -139,24 +147,31 @@ def account_explanation(
 def _grants_at(cursor, account_id: UUID, as_of: datetime) -> list[GrantPart]:
     """Each grant created by `as_of`, as its allocations up to then make it (an expiry booked
     later but due by then counts as expired)."""
+    # A grant not changed since `as_of` is as its counters say; only one changed since is
+    # recomputed from its allocations up to then (placed at their effective times).
     cursor.execute(
         """SELECT g.id, g.description, g.priority, g.effective_at, g.expires_at, g.status, g.amount, g.updated_at,
-                  coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('draw', 'post')), 0)
-                    - coalesce(sum(a.amount) FILTER (WHERE a.kind = 'restore'), 0),
-                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'reserve'), 0)
-                    - coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('post', 'release')), 0),
-                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'expire'), 0),
-                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'void'), 0),
-                  (SELECT min(v.created_at) FROM grant_allocation v WHERE v.grant_id = g.id AND v.kind = 'void')
+                  c.consumed, c.reserved, c.expired, c.voided,
+                  CASE WHEN g.status = 'voided' THEN
+                      (SELECT min(v.created_at) FROM grant_allocation v WHERE v.grant_id = g.id AND v.kind = 'void')
+                  END
              FROM credit_grant g
-             LEFT JOIN LATERAL (
-                  SELECT x.kind, x.amount FROM grant_allocation x JOIN transfer t ON t.id = x.transfer_id
+            CROSS JOIN LATERAL (
+                  SELECT g.consumed, g.reserved, g.expired, g.voided WHERE g.updated_at <= %(as_of)s
+                  UNION ALL
+                  SELECT coalesce(sum(x.amount) FILTER (WHERE x.kind IN ('draw', 'post')), 0)
+                           - coalesce(sum(x.amount) FILTER (WHERE x.kind = 'restore'), 0),
+                         coalesce(sum(x.amount) FILTER (WHERE x.kind = 'reserve'), 0)
+                           - coalesce(sum(x.amount) FILTER (WHERE x.kind IN ('post', 'release')), 0),
+                         coalesce(sum(x.amount) FILTER (WHERE x.kind = 'expire'), 0),
+                         coalesce(sum(x.amount) FILTER (WHERE x.kind = 'void'), 0)
+                    FROM grant_allocation x JOIN transfer t ON t.id = x.transfer_id
                    WHERE x.grant_id = g.id
                      AND coalesce(CASE WHEN t.request_fingerprint = 'ledger'
                                        THEN (t.metadata->>'effectiveAt')::timestamptz END, x.created_at) <= %(as_of)s
-             ) a ON true
+                  HAVING g.updated_at > %(as_of)s
+             ) c
             WHERE g.account_id = %(id)s AND g.created_at <= %(as_of)s
-            GROUP BY g.id
             ORDER BY g.priority, g.expires_at NULLS LAST, g.created_at, g.id""",
         {"id": account_id, "as_of": as_of},
     )
@@ -232,7 +247,7 @@ _ENTRIES_SQL = """
      CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = t.id) AS any) held
      WHERE e.account_id = %(id)s
        AND (e.created_at > %(since)s AND e.created_at <= %(as_of)s
-            OR e.created_at > %(as_of)s AND e.id IN (
+            OR %(past)s AND e.created_at > %(as_of)s AND e.id IN (
                 SELECT x.id FROM credit_grant g JOIN entry x ON x.transfer_id = g.transfer_id
                  WHERE g.account_id = %(id)s AND x.account_id = %(id)s
                 UNION
@@ -250,9 +265,17 @@ _WINDOW_START_SQL = """
 
 
 def _changes(
-    cursor, account_id: UUID, since: datetime, as_of: datetime, grants: dict[UUID, GrantPart], opening: int
+    cursor,
+    account_id: UUID,
+    since: datetime,
+    as_of: datetime,
+    grants: dict[UUID, GrantPart],
+    opening: int,
+    *,
+    as_of_is_now: bool,
 ) -> list[Change]:
-    cursor.execute(_ENTRIES_SQL, {"id": account_id, "since": since, "as_of": as_of})
+    # Only an instant in the past can have bookings posted after it whose effect came before.
+    cursor.execute(_ENTRIES_SQL, {"id": account_id, "since": since, "as_of": as_of, "past": not as_of_is_now})
     rows = [row for row in cursor.fetchall() if since < row[4] <= as_of]
     transfer_ids = sorted({row[1] for row in rows})
     cursor.execute(

@@ -187,6 +187,8 @@ class Hold(models.Model):
         ]
         indexes = [
             models.Index(fields=["from_account"], name="transfer_hold_open_from", condition=Q(open=True)),
+            # Every hold an account placed, settled too: the explanation's hold lines.
+            models.Index(fields=["from_account", "transfer"], name="transfer_hold_from_account"),
             models.Index(fields=["to_account"], name="transfer_hold_open_to", condition=Q(open=True)),
         ]
 

@@ -167,6 +167,10 @@ class Migration(migrations.Migration):
             index=models.Index(fields=["account", "id"], name="credit_grant_account_id"),
         ),
         migrations.AddIndex(
+            model_name="hold",
+            index=models.Index(fields=["from_account", "transfer"], name="transfer_hold_from_account"),
+        ),
+        migrations.AddIndex(
             model_name="creditgrant",
             index=models.Index(
                 models.F("account"),
