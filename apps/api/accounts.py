@@ -342,16 +342,15 @@ class AccountBalanceApi(APIView):
 
 
 def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
-    account = selectors.account_get(account_id=account_id)
-    posted = ledger.account_balance_at(account_id=account.id, moment=moment)
-    live = ledger.account_live_state(account_id=account.id)
+    at = ledger.account_balance_as_of(account_id=account_id, moment=moment)
+    posted, live = at.posted, at.live
     # The next expiry is told from now on: for an instant past, the grants are in /explain.
     upcoming = moment >= live.now
     return BalanceAsOf(
-        account_id=account.id,
-        currency=account.currency_id,
+        account_id=account_id,
+        currency=at.currency,
         balance=posted.balance,
-        overdraft_limit=account.overdraft_limit,
+        overdraft_limit=at.overdraft_limit,
         projected_sequence=posted.sequence,
         ledger_sequence=posted.sequence,
         updated_at=posted.posted_at,

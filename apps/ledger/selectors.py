@@ -9,6 +9,7 @@ import orjson
 from django.db import connection
 from django.db.models import Prefetch, QuerySet, Sum
 from django.db.models.expressions import RawSQL
+from psycopg import sql
 
 from apps.ledger.models import CreditGrant, Entry, IdempotencyRecord, Transfer, TransferStatus
 from creditledger import errors
@@ -186,23 +187,35 @@ class AccountLiveState:
     expiring_at: datetime | None
 
 
+# What of account `a` changes with the clock (AccountLiveState), as columns and their joins.
+_LIVE_COLUMNS = sql.SQL("""n.at, ledger_pending_debits(a.id, n.at),
+                           ledger_pending_credits(a.id, n.at) + u.pending_credits, u.balance, x.amount, x.expires_at""")
+_LIVE_JOINS = sql.SQL("""
+     CROSS JOIN (SELECT ledger_now() AS at) n
+     CROSS JOIN LATERAL ledger_grants_unbooked(a.id, n.at) u
+      LEFT JOIN LATERAL (
+           SELECT g.expires_at, sum(g.amount - g.consumed - g.reserved - g.expired - g.voided) AS amount
+             FROM credit_grant g
+            WHERE g.account_id = a.id AND g.status = 'active' AND g.expires_at > n.at
+              AND g.amount - g.consumed - g.reserved - g.expired - g.voided > 0
+            GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""")
+
+
 def account_live_state(*, account_id: UUID) -> AccountLiveState:
     """In one statement, a few index probes by account (none of them on grants it has not)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT n.at, ledger_pending_debits(%(id)s, n.at),
-                      ledger_pending_credits(%(id)s, n.at) + u.pending_credits, u.balance, x.amount, x.expires_at
-                 FROM (SELECT ledger_now() AS at) n
-                CROSS JOIN LATERAL ledger_grants_unbooked(%(id)s, n.at) u
-                 LEFT JOIN LATERAL (
-                      SELECT g.expires_at, sum(g.amount - g.consumed - g.reserved - g.expired - g.voided) AS amount
-                        FROM credit_grant g
-                       WHERE g.account_id = %(id)s AND g.status = 'active' AND g.expires_at > n.at
-                         AND g.amount - g.consumed - g.reserved - g.expired - g.voided > 0
-                       GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""",
+            sql.SQL("SELECT {} FROM account a {} WHERE a.id = %(id)s").format(_LIVE_COLUMNS, _LIVE_JOINS),
             {"id": account_id},
         )
-        now, debits, credits, unbooked, expiring_amount, expiring_at = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        raise errors.AccountNotFound(f"No account {account_id}.")
+    return _live_state(row)
+
+
+def _live_state(row: tuple) -> AccountLiveState:
+    now, debits, credits, unbooked, expiring_amount, expiring_at = row
     return AccountLiveState(
         now=now,
         pending_debits=debits,
@@ -210,6 +223,43 @@ def account_live_state(*, account_id: UUID) -> AccountLiveState:
         unbooked=unbooked,
         expiring_amount=int(expiring_amount) if expiring_amount is not None else None,
         expiring_at=expiring_at,
+    )
+
+
+@dataclass(frozen=True)
+class BalanceAt:
+    """An account's balance at an instant (account_balance_at) with what of it changes with
+    the clock now (account_live_state), its currency and overdraft limit."""
+
+    currency: str
+    overdraft_limit: int | None
+    posted: PostedBalance
+    live: AccountLiveState
+
+
+def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
+    """GET /accounts/{id}/balance?asOf= in one statement: account_balance_at's probes and
+    account_live_state's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("""SELECT a.currency, a.overdraft_limit, ledger_balance_at(a.id, %(at)s), latest.sequence,
+                              latest.created_at, {}
+                         FROM account a {}
+                         LEFT JOIN LATERAL (SELECT e.sequence, e.created_at FROM entry e
+                                             WHERE e.account_id = a.id AND e.created_at <= %(at)s
+                                             ORDER BY e.created_at DESC LIMIT 1) AS latest ON true
+                        WHERE a.id = %(id)s""").format(_LIVE_COLUMNS, _LIVE_JOINS),
+            {"id": account_id, "at": moment},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise errors.AccountNotFound(f"No account {account_id}.")
+    currency, limit, balance, sequence, posted_at, *live = row
+    return BalanceAt(
+        currency=currency,
+        overdraft_limit=limit,
+        posted=PostedBalance(balance=balance, sequence=sequence or 0, posted_at=posted_at),
+        live=_live_state(tuple(live)),
     )
 
 
