@@ -694,51 +694,58 @@ $$;
 -- gives its grants no more than its amount.
 CREATE FUNCTION ledger_check_grant(p_grant_id uuid) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    g credit_grant%ROWTYPE;
-    sums record;
-    funding_status text;
-    stray record;
+    c record;
 BEGIN
-    SELECT * INTO g FROM credit_grant WHERE id = p_grant_id;
-    SELECT coalesce(sum(amount) FILTER (WHERE kind IN ('draw', 'post')), 0)
-               - coalesce(sum(amount) FILTER (WHERE kind = 'restore'), 0) AS consumed,
-           coalesce(sum(amount) FILTER (WHERE kind = 'reserve'), 0)
-               - coalesce(sum(amount) FILTER (WHERE kind IN ('post', 'release')), 0) AS reserved,
-           coalesce(sum(amount) FILTER (WHERE kind = 'expire'), 0) AS expired,
-           coalesce(sum(amount) FILTER (WHERE kind = 'void'), 0) AS voided
-      INTO sums FROM grant_allocation WHERE grant_id = p_grant_id;
-    IF (g.consumed, g.reserved, g.expired, g.voided) IS DISTINCT FROM (sums.consumed, sums.reserved, sums.expired, sums.voided) THEN
+    -- One statement: the grant, its funding transfer's status, and in one pass over its
+    -- allocations (with their entries) the recomputed counters and the first stray one; then
+    -- the first of its entries that gives its grants more than its amount.
+    SELECT g.id, g.status, g.amount, g.consumed, g.reserved, g.expired, g.voided, g.transfer_id,
+           t.status AS funding_status, s.*, o.id AS over_id, o.amount AS over_amount, o.given AS over_given
+      INTO c
+      FROM credit_grant g
+      JOIN transfer t ON t.id = g.transfer_id
+     CROSS JOIN LATERAL (
+           SELECT coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('draw', 'post')), 0)
+                    - coalesce(sum(a.amount) FILTER (WHERE a.kind = 'restore'), 0) AS sum_consumed,
+                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'reserve'), 0)
+                    - coalesce(sum(a.amount) FILTER (WHERE a.kind IN ('post', 'release')), 0) AS sum_reserved,
+                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'expire'), 0) AS sum_expired,
+                  coalesce(sum(a.amount) FILTER (WHERE a.kind = 'void'), 0) AS sum_voided,
+                  min(a.id) FILTER (WHERE a.entry_id IS NOT NULL
+                                      AND (e.account_id IS DISTINCT FROM g.account_id
+                                           OR e.transfer_id IS DISTINCT FROM a.transfer_id
+                                           OR (a.kind = 'restore') <> (e.amount > 0))) AS stray_id
+             FROM grant_allocation a LEFT JOIN entry e ON e.id = a.entry_id
+            WHERE a.grant_id = g.id) s
+      LEFT JOIN LATERAL (
+           SELECT e.id, abs(e.amount) AS amount, sum(a.amount) AS given
+             FROM (SELECT DISTINCT entry_id FROM grant_allocation WHERE grant_id = g.id AND entry_id IS NOT NULL) mine
+             JOIN entry e ON e.id = mine.entry_id
+             JOIN grant_allocation a ON a.entry_id = e.id
+            GROUP BY e.id HAVING sum(a.amount) > abs(e.amount) LIMIT 1) o ON true
+     WHERE g.id = p_grant_id;
+    IF (c.consumed, c.reserved, c.expired, c.voided)
+       IS DISTINCT FROM (c.sum_consumed, c.sum_reserved, c.sum_expired, c.sum_voided) THEN
         RAISE EXCEPTION 'grant % counters (consumed %, reserved %, expired %, voided %) disagree with its allocations (%, %, %, %)',
-            g.id, g.consumed, g.reserved, g.expired, g.voided, sums.consumed, sums.reserved, sums.expired, sums.voided
+            c.id, c.consumed, c.reserved, c.expired, c.voided, c.sum_consumed, c.sum_reserved, c.sum_expired,
+            c.sum_voided USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT (c.status = 'scheduled' AND c.funding_status = 'pending'
+            OR c.status = 'voided' AND c.funding_status IN ('voided', 'posted')
+            OR c.status NOT IN ('scheduled', 'voided') AND c.funding_status = 'posted') THEN
+        RAISE EXCEPTION 'grant % is % but its transfer % is %', c.id, c.status, c.transfer_id, c.funding_status
             USING ERRCODE = 'check_violation';
     END IF;
-    SELECT status INTO funding_status FROM transfer WHERE id = g.transfer_id;
-    IF NOT (g.status = 'scheduled' AND funding_status = 'pending'
-            OR g.status = 'voided' AND funding_status IN ('voided', 'posted')
-            OR g.status NOT IN ('scheduled', 'voided') AND funding_status = 'posted') THEN
-        RAISE EXCEPTION 'grant % is % but its transfer % is %', g.id, g.status, g.transfer_id, funding_status
+    IF c.status = 'exhausted' AND c.amount - c.consumed - c.expired - c.voided <> 0 THEN
+        RAISE EXCEPTION 'grant % is exhausted with % left', c.id, c.amount - c.consumed - c.expired - c.voided
             USING ERRCODE = 'check_violation';
     END IF;
-    IF g.status = 'exhausted' AND g.amount - g.consumed - g.expired - g.voided <> 0 THEN
-        RAISE EXCEPTION 'grant % is exhausted with % left', g.id, g.amount - g.consumed - g.expired - g.voided
-            USING ERRCODE = 'check_violation';
+    IF c.stray_id IS NOT NULL THEN
+        RAISE EXCEPTION 'allocation % of grant % is not an entry of its account on its transfer, in its direction',
+            c.stray_id, c.id USING ERRCODE = 'check_violation';
     END IF;
-    SELECT a.id, a.kind INTO stray FROM grant_allocation a LEFT JOIN entry e ON e.id = a.entry_id
-     WHERE a.grant_id = p_grant_id AND a.entry_id IS NOT NULL
-       AND (e.account_id IS DISTINCT FROM g.account_id OR e.transfer_id IS DISTINCT FROM a.transfer_id
-            OR (a.kind = 'restore') <> (e.amount > 0))
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'allocation % (%) of grant % is not an entry of its account on its transfer, in its direction',
-            stray.id, stray.kind, g.id USING ERRCODE = 'check_violation';
-    END IF;
-    SELECT e.id, abs(e.amount) AS amount, sum(a.amount) AS given INTO stray
-      FROM (SELECT DISTINCT entry_id FROM grant_allocation WHERE grant_id = p_grant_id AND entry_id IS NOT NULL) mine
-      JOIN entry e ON e.id = mine.entry_id
-      JOIN grant_allocation a ON a.entry_id = e.id
-     GROUP BY e.id HAVING sum(a.amount) > abs(e.amount) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'entry % of % gives its grants %', stray.id, stray.amount, stray.given
+    IF c.over_id IS NOT NULL THEN
+        RAISE EXCEPTION 'entry % of % gives its grants %', c.over_id, c.over_amount, c.over_given
             USING ERRCODE = 'check_violation';
     END IF;
 END;
