@@ -103,9 +103,14 @@ BEGIN
     IF p_transfer_id IS NULL
        AND NOT EXISTS (SELECT 1 FROM credit_grant g
                         WHERE g.account_id = ANY (p_ids) AND g.status = 'scheduled' AND g.effective_at <= p_at)
-       AND NOT EXISTS (SELECT 1 FROM credit_grant g
-                        WHERE g.account_id = ANY (p_ids) AND g.status IN ('scheduled', 'active')
-                          AND g.expires_at <= p_at)
+       -- Each account's earliest expiry, one ordered probe each: a generic plan of the plain
+       -- condition scans every grant, since it cannot know that few expire by p_at.
+       AND NOT EXISTS (SELECT 1 FROM unnest(p_ids) AS x(id)
+                        CROSS JOIN LATERAL (SELECT g.expires_at FROM credit_grant g
+                                             WHERE g.account_id = x.id AND g.status IN ('scheduled', 'active')
+                                               AND g.expires_at IS NOT NULL
+                                             ORDER BY g.expires_at LIMIT 1) AS earliest
+                        WHERE earliest.expires_at <= p_at)
        AND NOT EXISTS (SELECT 1 FROM transfer_hold h
                         WHERE h.open AND h.expires_at <= p_at
                           AND (h.from_account_id = ANY (p_ids) OR h.to_account_id = ANY (p_ids))) THEN
@@ -164,16 +169,18 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM grant_allocation WHERE transfer_id = p_transfer_id AND entry_id IS NOT NULL) THEN
         RETURN;
     END IF;
+    -- Driven by the few event ids, whatever the number of unpublished events.
     UPDATE outbox_event o
        SET payload = jsonb_set(o.payload, '{data,allocations}', a.allocations)
-      FROM (SELECT x.entry_id,
-                   jsonb_agg(jsonb_build_object('grantId', x.grant_id, 'kind', x.kind, 'amount', x.amount)
-                             ORDER BY x.id) AS allocations
-              FROM grant_allocation x
-             WHERE x.transfer_id = p_transfer_id AND x.entry_id IS NOT NULL
-             GROUP BY x.entry_id) a
-     WHERE o.event_id = ANY (p_event_ids) AND o.event_type = 'EntryPosted' AND o.published_at IS NULL
-       AND (o.payload->'data'->>'entryId')::uuid = a.entry_id;
+      FROM (SELECT e.event_id,
+                   (SELECT jsonb_agg(jsonb_build_object('grantId', x.grant_id, 'kind', x.kind, 'amount', x.amount)
+                                     ORDER BY x.id)
+                      FROM grant_allocation x
+                     WHERE x.transfer_id = p_transfer_id
+                       AND x.entry_id = (e.payload->'data'->>'entryId')::uuid) AS allocations
+              FROM outbox_event e
+             WHERE e.event_id = ANY (p_event_ids) AND e.event_type = 'EntryPosted' AND e.published_at IS NULL) a
+     WHERE o.event_id = a.event_id AND a.allocations IS NOT NULL;
 END;
 $$;
 
@@ -402,6 +409,14 @@ BEGIN
 END;
 $$;
 
+-- Whether the account has an active grant: the first in burn order, by the index that keeps
+-- them (a plain EXISTS may be planned as a scan that meets every exhausted grant first).
+CREATE FUNCTION ledger_has_active_grants(p_account_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM (SELECT g.id FROM credit_grant g
+                                   WHERE g.account_id = p_account_id AND g.status = 'active'
+                                   ORDER BY g.priority LIMIT 1) AS first)
+$$;
+
 -- The grants part of a transfer just written by ledger_post_transfer: a reversal restores
 -- what its original drew; each posted debit on an account with live grants draws from them;
 -- a hold reserves from them what it holds on each account.
@@ -418,8 +433,7 @@ BEGIN
     IF t.status = 'pending' THEN
         FOR r IN
             SELECT h.from_account_id, sum(h.amount) AS amount FROM transfer_hold h
-             WHERE h.transfer_id = p_transfer_id
-               AND EXISTS (SELECT 1 FROM credit_grant g WHERE g.account_id = h.from_account_id AND g.status = 'active')
+             WHERE h.transfer_id = p_transfer_id AND ledger_has_active_grants(h.from_account_id)
              GROUP BY h.from_account_id ORDER BY h.from_account_id
         LOOP
             PERFORM ledger_grants_draw(r.from_account_id, r.amount::bigint, 'reserve', p_transfer_id, NULL, p_at);
@@ -427,8 +441,7 @@ BEGIN
     ELSE
         FOR r IN
             SELECT e.id, e.account_id, e.amount FROM entry e
-             WHERE e.transfer_id = p_transfer_id AND e.amount < 0
-               AND EXISTS (SELECT 1 FROM credit_grant g WHERE g.account_id = e.account_id AND g.status = 'active')
+             WHERE e.transfer_id = p_transfer_id AND e.amount < 0 AND ledger_has_active_grants(e.account_id)
              ORDER BY e.account_id, e.sequence
         LOOP
             PERFORM ledger_grants_draw(r.account_id, -r.amount, 'draw', p_transfer_id, r.id, p_at);
@@ -836,6 +849,7 @@ DROP FUNCTION ledger_book_due(uuid[], timestamptz, jsonb);
 DROP FUNCTION ledger_hold_expire(uuid, uuid, timestamptz, jsonb);
 DROP FUNCTION ledger_grant_activate(uuid, timestamptz, jsonb);
 DROP FUNCTION ledger_grants_apply(uuid, timestamptz, jsonb);
+DROP FUNCTION ledger_has_active_grants(uuid);
 DROP FUNCTION ledger_grants_restore(uuid, timestamptz, jsonb);
 DROP FUNCTION ledger_grants_consume(uuid, timestamptz, jsonb);
 DROP FUNCTION ledger_grants_release(uuid, timestamptz, jsonb);
