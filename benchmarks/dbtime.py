@@ -19,7 +19,6 @@ as the floor of the method.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -40,7 +39,19 @@ V5_NAME = "ledger_post_transfer_v5"
 
 
 def _connect() -> psycopg.Connection:
-    return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+    """A connection of its own to the scenario's database, with Django's settings for it: the
+    embedded server's DATABASE_URL names its socket directory in a form libpq does not read."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    params = {
+        "dbname": settings["NAME"],
+        "host": settings["HOST"],
+        "port": settings["PORT"],
+        "user": settings["USER"],
+        "password": settings["PASSWORD"],
+    }
+    return psycopg.connect(**{name: value for name, value in params.items() if value}, autocommit=True)
 
 
 class TimedConnection:

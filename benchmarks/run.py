@@ -897,7 +897,8 @@ class Bench:
             last_day = (now - dt.timedelta(days=1)).astimezone(dt.UTC)
             before_all = (first_at - dt.timedelta(seconds=1)).astimezone(dt.UTC)
             # The default window (the last 30 days, what a support agent sees first), the last
-            # day, and the whole history.
+            # day, and the whole history: each answer explains at most the latest 100 entries of
+            # its window (the explanation's default limit), so the three differ in what they scan.
             kinds: dict[str, str | list[str]] = {
                 "explain_default": f"/accounts/{account}/explain",
                 "explain_last_day": f"/accounts/{account}/explain?since={last_day:{fmt}}",
