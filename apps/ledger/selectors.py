@@ -26,27 +26,6 @@ class PostedBalance:
     posted_at: datetime | None
 
 
-@dataclass(frozen=True)
-class PendingTotals:
-    """What an account's open holds reserve now: holds past their expiry count for nothing,
-    even before the expiry task has released them."""
-
-    debits: int
-    credits: int
-
-
-def account_pending(*, account_id: UUID) -> PendingTotals:
-    """Read from the ledger's open holds at statement time, so a hold is counted as soon as
-    its POST answered and never once it is posted, voided or past its expiry."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT ledger_pending_debits(%(id)s, ledger_now()), ledger_pending_credits(%(id)s, ledger_now())",
-            {"id": account_id},
-        )
-        debits, credits = cursor.fetchone()
-    return PendingTotals(debits=debits, credits=credits)
-
-
 def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
     """The balance as the account's grants' times make it (ledger_balance_at: a grant's
     expiry or activation counts from its time, even if booked after), and its last entry at
@@ -56,18 +35,25 @@ def account_balance_at(*, account_id: UUID, moment: datetime) -> PostedBalance:
     entries are posted under its row lock, each after the previous one committed, so their
     times rise strictly with their sequence: the last by time is the last by sequence."""
     with connection.cursor() as cursor:
-        cursor.execute(_BALANCE_AT_SQL, {"id": account_id, "at": moment})
-        balance, sequence, posted_at = cursor.fetchone()
-    return PostedBalance(balance=balance, sequence=sequence or 0, posted_at=posted_at)
+        cursor.execute(
+            sql.SQL("SELECT {} FROM account a {} WHERE a.id = %(id)s").format(_AT_COLUMNS, _AT_JOIN),
+            {"id": account_id, "at": moment},
+        )
+        row = cursor.fetchone()
+    return _posted_balance(row) if row else PostedBalance(balance=0, sequence=0, posted_at=None)
 
 
-_BALANCE_AT_SQL = """
-    SELECT ledger_balance_at(%(id)s, %(at)s), latest.sequence, latest.created_at
-      FROM (SELECT 1) AS one
+# Account `a`'s balance at %(at)s and its last entry at or before then, as columns and their join.
+_AT_COLUMNS = sql.SQL("ledger_balance_at(a.id, %(at)s), latest.sequence, latest.created_at")
+_AT_JOIN = sql.SQL("""
       LEFT JOIN LATERAL (SELECT e.sequence, e.created_at FROM entry e
-                          WHERE e.account_id = %(id)s AND e.created_at <= %(at)s
-                          ORDER BY e.created_at DESC LIMIT 1) AS latest ON true
-"""
+                          WHERE e.account_id = a.id AND e.created_at <= %(at)s
+                          ORDER BY e.created_at DESC LIMIT 1) AS latest ON true""")
+
+
+def _posted_balance(row: tuple) -> PostedBalance:
+    balance, sequence, posted_at = row
+    return PostedBalance(balance=balance, sequence=sequence or 0, posted_at=posted_at)
 
 
 @dataclass(frozen=True)
@@ -242,24 +228,20 @@ def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
     account_live_state's."""
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("""SELECT a.currency, a.overdraft_limit, ledger_balance_at(a.id, %(at)s), latest.sequence,
-                              latest.created_at, {}
-                         FROM account a {}
-                         LEFT JOIN LATERAL (SELECT e.sequence, e.created_at FROM entry e
-                                             WHERE e.account_id = a.id AND e.created_at <= %(at)s
-                                             ORDER BY e.created_at DESC LIMIT 1) AS latest ON true
-                        WHERE a.id = %(id)s""").format(_LIVE_COLUMNS, _LIVE_JOINS),
+            sql.SQL("SELECT a.currency, a.overdraft_limit, {}, {} FROM account a {} {} WHERE a.id = %(id)s").format(
+                _AT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS, _AT_JOIN
+            ),
             {"id": account_id, "at": moment},
         )
         row = cursor.fetchone()
     if row is None:
         raise errors.AccountNotFound(f"No account {account_id}.")
-    currency, limit, balance, sequence, posted_at, *live = row
+    currency, limit, *rest = row
     return BalanceAt(
         currency=currency,
         overdraft_limit=limit,
-        posted=PostedBalance(balance=balance, sequence=sequence or 0, posted_at=posted_at),
-        live=_live_state(tuple(live)),
+        posted=_posted_balance(tuple(rest[:3])),
+        live=_live_state(tuple(rest[3:])),
     )
 
 

@@ -478,8 +478,21 @@ def _ledger_call(statement: str, arguments: list[Any]) -> dict[str, Any]:
 def _ledger_command(
     statement: str, arguments: Callable[[], list[Any]], *, idempotency_key: str, currencies: list[str] | None
 ) -> TransferOutcome:
+    """Call one ledger function that answers with a transfer (_ledger_durable_call); raise its refusal."""
+    outcome = _ledger_outcome(
+        _ledger_durable_call(statement, arguments),
+        idempotency_key=idempotency_key,
+        currencies=currencies,
+        committed=True,
+    )
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def _ledger_durable_call(statement: str, arguments: Callable[[], list[Any]]) -> dict[str, Any]:
     """Call one ledger function in its own durable transaction, with `arguments()` built inside
-    it; kick the relay on commit when it wrote events (posted or settled); raise its refusal."""
+    it; kick the relay on commit when it wrote events (posted or settled)."""
 
     def work() -> dict[str, Any]:
         result = _ledger_call(statement, arguments())
@@ -487,12 +500,23 @@ def _ledger_command(
             outbox_relay_kick_on_commit()
         return result
 
-    outcome = _ledger_outcome(
-        in_durable_transaction(work), idempotency_key=idempotency_key, currencies=currencies, committed=True
-    )
-    if isinstance(outcome, errors.LedgerError):
-        raise outcome
-    return outcome
+    return in_durable_transaction(work)
+
+
+def _outcome_error(result: dict[str, Any], *, idempotency_key: str, subject: str) -> errors.LedgerError | None:
+    """The domain error a ledger function's outcome stands for, if any: the key first used with
+    another request, or the refusal (replayed when it was stored against the key before)."""
+    if result["outcome"] == "conflict":
+        return errors.IdempotencyKeyReused(
+            f"Idempotency key '{idempotency_key}' was first used with a different request; "
+            f"use a new key for a new {subject}.",
+            field="idempotencyKey",
+        )
+    if result.get("error") is not None:
+        error = errors.LedgerError.from_outcome(result["error"])
+        error.replayed = result["outcome"] == "replayed"
+        return error
+    return None
 
 
 def _posted_currencies(request: TransferRequest) -> list[str]:
@@ -515,16 +539,8 @@ def _ledger_outcome(
 ) -> TransferOutcome | errors.LedgerError:
     """`currencies`: those to count as posted; None: those of the posted document's postings."""
     replayed = result["outcome"] == "replayed"
-    if result["outcome"] == "conflict":
-        error: errors.LedgerError = errors.IdempotencyKeyReused(
-            f"Idempotency key '{idempotency_key}' was first used with a different request; "
-            "use a new key for a new transfer.",
-            field="idempotencyKey",
-        )
-    elif result.get("error") is not None:
-        error = errors.LedgerError.from_outcome(result["error"])
-        error.replayed = replayed
-    else:
+    error = _outcome_error(result, idempotency_key=idempotency_key, subject="transfer")
+    if error is None:
         if committed and not replayed:
             if currencies is None:
                 currencies = sorted({posting["currency"] for posting in result["transfer"]["postings"]})
@@ -670,6 +686,7 @@ def grant_create(
         "%s::uuid[], %s)::text",
         arguments,
         idempotency_key=idempotency_key,
+        subject="grant",
     )
 
 
@@ -683,7 +700,7 @@ def grant_void(*, grant_id: UUID, idempotency_key: str, description: str | None 
     propagate.inject(trace_headers)
     arguments = [idempotency_key, request_fingerprint(request=request), grant_id, description, Jsonb(trace_headers)]
     return _grant_command(
-        "SELECT ledger_grant_void(%s, %s, %s, %s, %s)::text", arguments, idempotency_key=idempotency_key
+        "SELECT ledger_grant_void(%s, %s, %s, %s, %s)::text", arguments, idempotency_key=idempotency_key, subject="void"
     )
 
 
@@ -709,22 +726,9 @@ def grants_book_due(*, limit: int) -> int:
     return in_durable_transaction(work)
 
 
-def _grant_command(statement: str, arguments: list[Any], *, idempotency_key: str) -> GrantOutcome:
-    def work() -> dict[str, Any]:
-        result = _ledger_call(statement, arguments)
-        if result["outcome"] in ("posted", "settled"):
-            outbox_relay_kick_on_commit()
-        return result
-
-    result = in_durable_transaction(work)
-    if result["outcome"] == "conflict":
-        raise errors.IdempotencyKeyReused(
-            f"Idempotency key '{idempotency_key}' was first used with a different request; "
-            "use a new key for a new request.",
-            field="idempotencyKey",
-        )
-    if result.get("error") is not None:
-        error = errors.LedgerError.from_outcome(result["error"])
-        error.replayed = result["outcome"] == "replayed"
+def _grant_command(statement: str, arguments: list[Any], *, idempotency_key: str, subject: str) -> GrantOutcome:
+    result = _ledger_durable_call(statement, lambda: arguments)
+    error = _outcome_error(result, idempotency_key=idempotency_key, subject=subject)
+    if error is not None:
         raise error
     return GrantOutcome(document=result["grant"], replayed=result["outcome"] == "replayed")

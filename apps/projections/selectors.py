@@ -88,7 +88,7 @@ def projected_balance(
     expiring_at: datetime | None = None,
 ) -> Balance:
     """The posted balance from the read model, with the pending totals the caller read from the
-    ledger's open holds (apps.ledger.selectors.account_pending): those are current, as a hold
+    ledger's open holds (apps.ledger.selectors.account_live_state): those are current, as a hold
     writes no entry a consistency token could wait for. `unbooked`: what grants' times change
     that no booking has yet (apps.ledger.selectors.account_live_state), added to both
     balances so that no read counts credits past their expiry or before they take effect."""

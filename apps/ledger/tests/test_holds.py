@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, Hold, Transfer
-from apps.ledger.selectors import account_pending
+from apps.ledger.selectors import account_live_state
 from apps.ledger.services import (
     HoldRequest,
     Posting,
@@ -164,10 +164,10 @@ def test_an_unknown_transfer_is_not_found(funded):
 def test_expiry_releases_at_read_then_by_the_task(funded, make_transfer):
     wallet, merchant = funded
     hold = make_transfer(wallet, merchant, 300, hold=HoldRequest(timeout_seconds=1))
-    assert account_pending(account_id=wallet.id).debits == 300
+    assert account_live_state(account_id=wallet.id).pending_debits == 300
     time.sleep(1.1)
 
-    assert account_pending(account_id=wallet.id).debits == 0
+    assert account_live_state(account_id=wallet.id).pending_debits == 0
     assert holds_expire(limit=10) == 1
     assert Transfer.objects.get(id=hold.transfer_id).status == "expired"
     assert not Hold.objects.filter(transfer_id=hold.transfer_id, open=True).exists()

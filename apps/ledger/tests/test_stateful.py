@@ -31,7 +31,7 @@ from hypothesis.stateful import (
 
 from apps.accounts.models import Account
 from apps.accounts.services import account_create, account_update
-from apps.ledger.selectors import account_pending
+from apps.ledger.selectors import account_live_state
 from apps.ledger.services import (
     HoldRequest,
     Posting,
@@ -251,12 +251,12 @@ class LedgerMachine(RuleBasedStateMachine):
         stored = {account.id: account for account in Account.objects.filter(id__in=[a.id for a in self.accounts])}
         for model in self.accounts:
             account = stored[model.id]
-            pending = account_pending(account_id=model.id)
+            pending = account_live_state(account_id=model.id)
             assert (account.balance, account.status) == (model.balance, model.status)
             assert (account.pending_debits, account.pending_credits) == (model.pending_debits, model.pending_credits)
-            assert (pending.debits, pending.credits) == (model.pending_debits, model.pending_credits)
+            assert (pending.pending_debits, pending.pending_credits) == (model.pending_debits, model.pending_credits)
             if model.limit is not None:
-                assert account.balance - pending.debits + model.limit == model.available
+                assert account.balance - pending.pending_debits + model.limit == model.available
                 assert model.available >= 0
 
     def teardown(self) -> None:
