@@ -135,12 +135,17 @@ def connection_pool_exhausted() -> Iterator[None]:
     postgresql.close()
     options = postgresql.settings_dict["OPTIONS"]
     options["pool"] = {"min_size": 0, "max_size": 1, "timeout": 0.2}
-    postgresql.pool.open()
-    held = postgresql.pool.getconn()
+    held = None
     try:
+        postgresql.pool.open()
+        # Opening the one connection may take longer than the requests' 0.2 s on a busy machine.
+        held = postgresql.pool.getconn(timeout=30)
         yield
     finally:
-        postgresql.pool.putconn(held)
+        # Undone even when taking the connection failed: a pool left in the settings would be
+        # every later test's connection.
+        if held is not None:
+            postgresql.pool.putconn(held)
         postgresql.close()
         postgresql.close_pool()
         del options["pool"]
