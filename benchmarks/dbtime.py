@@ -271,6 +271,12 @@ def plain_v5_v6(spec: dict[str, Any]) -> dict[str, Any]:
     # The body of version 5 as the migration ran it, under another name; the text is the
     # repository's own file (no value goes into it).
     aux.execute(source.replace(head, f"CREATE OR REPLACE FUNCTION {V5_NAME}("))
+    # With the settings the migrations gave ledger_post_transfer (0017: generic plans), so that
+    # the two differ by their bodies alone.
+    row = aux.execute("SELECT proconfig FROM pg_proc WHERE proname = 'ledger_post_transfer'").fetchone()
+    for setting in (row[0] if row else None) or []:
+        name, value = setting.split("=", 1)
+        aux.execute(f"ALTER FUNCTION {V5_NAME} SET {name} = '{value}'")
     statements = {"v6": POST_TRANSFER_SQL, "v5": POST_TRANSFER_SQL.replace("ledger_post_transfer(", f"{V5_NAME}(")}
     ids = accounts(spec["accounts"])
     rng = random.Random(spec.get("seed", 7))

@@ -124,6 +124,56 @@ def test_a_grant_is_scheduled_exactly_while_its_funding_transfer_is_pending(draw
         run("UPDATE credit_grant SET status = 'scheduled' WHERE id = %s", [drawn["grant"].id])
 
 
+def test_an_allocation_alone_on_another_grant_fails_at_commit(drawn, make_account):
+    """Queued by the allocation's own statement: its grant is checked though nothing wrote it."""
+    other = grant_create(
+        account_id=drawn["customer"].id,
+        funding_account_id=make_account().id,
+        amount=5,
+        idempotency_key="other grant",
+        description="Other",
+    )
+    debit = drawn["spent"].transfer.entries.get(account_id=drawn["customer"].id)
+
+    with pytest.raises(IntegrityError, match="disagree with its allocations"):
+        run(ALLOCATION_INSERT, [other.document["grantId"], drawn["spent"].transfer_id, debit.id, "draw"])
+
+
+def test_a_grant_written_after_an_early_check_is_checked_again_at_commit(drawn):
+    """SET CONSTRAINTS ... IMMEDIATE checks and empties the queue; what follows queues anew."""
+    with pytest.raises(IntegrityError, match="disagree with its allocations"):
+        run_all(
+            ("UPDATE credit_grant SET updated_at = now() WHERE id = %s", [drawn["grant"].id]),
+            ("SET CONSTRAINTS ALL IMMEDIATE", []),
+            ("SET CONSTRAINTS ALL DEFERRED", []),
+            ("UPDATE credit_grant SET consumed = 1 WHERE id = %s", [drawn["grant"].id]),
+        )
+
+
+def test_a_debit_from_many_grants_leaves_nothing_queued(drawn, make_account):
+    for n in range(5):
+        grant_create(
+            account_id=drawn["customer"].id,
+            funding_account_id=make_account().id,
+            amount=2,
+            idempotency_key=f"small {n}",
+            description=f"Small {n}",
+        )
+    transfer_create(
+        idempotency_key="big spend",
+        from_account_id=drawn["customer"].id,
+        to_account_id=drawn["shop"].id,
+        amount=16,
+        currency="USD",
+    )
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM grant_check_queue")
+        assert cursor.fetchone() == (0,)
+        cursor.execute("SELECT count(*) FROM credit_grant WHERE status = 'exhausted'")
+        assert cursor.fetchone() == (6,)
+
+
 def test_verify_ledger_recomputes_each_grant_from_its_allocations(drawn):
     tamper("UPDATE credit_grant SET consumed = 1 WHERE id = %s", [drawn["grant"].id])
 

@@ -1,0 +1,64 @@
+-- Grants are checked once per transaction, in one statement, whatever the number of grants
+-- it wrote (functions/ledger_grant_checks.v2.sql); has_active_grants and the allocations of
+-- EntryPosted events take plans that stay fast while exhausted grants and published events
+-- pile up; and the functions a write enters by plan each statement once per session.
+DROP TRIGGER grant_allocation_checked ON grant_allocation;
+DROP FUNCTION ledger_grant_allocation_deferred_check();
+DROP TRIGGER credit_grant_checked ON credit_grant;
+DROP FUNCTION ledger_grant_deferred_check();
+DROP FUNCTION ledger_check_grant(uuid);
+\ir functions/ledger_grant_checks.v2.sql
+\ir functions/ledger_has_active_grants.v2.sql
+\ir functions/ledger_entry_events_allocations.v2.sql
+
+CREATE FUNCTION ledger_write_entry_points() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['ledger_post_transfer', 'ledger_hold_command', 'ledger_reverse_transfer', 'ledger_holds_expire',
+                 'ledger_grant_create', 'ledger_grant_void', 'ledger_grants_book_due',
+                 'ledger_entry_deferred_check', 'ledger_transfer_deferred_check', 'ledger_account_deferred_check',
+                 'ledger_account_pending_deferred_check', 'ledger_hold_deferred_check',
+                 'ledger_reversal_deferred_check', 'ledger_grant_queue_deferred_check']
+$$;
+
+-- The functions a write enters by (the ones the application calls, and the deferred checks
+-- COMMIT runs) keep one generic plan per statement for the session, for everything they run.
+-- With custom plans, the default for most of these statements, every call planned each one
+-- again, and planning looked up the ends of indexes full of just-updated rows: more than half
+-- of a debit's database time. CREATE OR REPLACE FUNCTION drops the setting: a new version of
+-- one of these functions sets it again (apps/ledger/tests/test_plans.py checks).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND p.proname = ANY (ledger_write_entry_points())
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET plan_cache_mode = force_generic_plan', f);
+    END LOOP;
+END;
+$$;
+
+-- reverse:
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND p.proname = ANY (ledger_write_entry_points())
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', f);
+    END LOOP;
+END;
+$$;
+DROP FUNCTION ledger_write_entry_points();
+\ir functions/ledger_entry_events_allocations.v1.sql
+\ir functions/ledger_has_active_grants.v1.sql
+DROP TRIGGER grant_check_queue_checked ON grant_check_queue;
+DROP FUNCTION ledger_grant_queue_deferred_check();
+DROP TRIGGER grant_allocation_inserted ON grant_allocation;
+DROP TRIGGER credit_grant_updated ON credit_grant;
+DROP TRIGGER credit_grant_inserted ON credit_grant;
+DROP FUNCTION ledger_grant_allocations_written();
+DROP FUNCTION ledger_grants_written();
+DROP TABLE grant_check_queue;
+DROP FUNCTION ledger_check_grants(uuid[]);
+\ir functions/ledger_grant_checks.v1.sql
