@@ -80,7 +80,7 @@ class PostgresServer:
                 conn.execute(
                     "SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
                     "('synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections', "
-                    "'commit_delay', 'full_page_writes', 'wal_level', 'max_wal_size', 'work_mem', 'jit')"
+                    "'commit_delay', 'full_page_writes', 'wal_level', 'max_wal_size', 'work_mem', 'jit', 'autovacuum')"
                 ).fetchall()
             )
 
