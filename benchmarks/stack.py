@@ -13,6 +13,7 @@ Celery queue set-up are creditledger.devstack's, so the benchmarks measure the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -337,6 +338,16 @@ class Stack:
                 stdout=subprocess.PIPE if capture else log,
                 stderr=log,
             )
+
+    @functools.cached_property
+    def authorization(self) -> str:
+        """`Bearer <key>` of an API key with the scopes the scenarios use, created on first use: the
+        production settings require one on every API request (ADR 0019)."""
+        scopes = ("accounts:read", "accounts:write", "transfers:read", "transfers:write", "grants:write")
+        created = self.run_manage(
+            "api_key_create", "--name", "benchmark", "--scopes", *scopes, capture=True, timeout=120
+        )
+        return f"Bearer {created.stdout.decode().split()[-1]}"
 
     def run_python(self, module: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         with open(self.logdir / "manage.log", "ab") as log:

@@ -18,6 +18,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.views import APIView
+
+from creditledger.api.scopes import ADMIN
 
 TRANSFERS_POSTED = Counter(
     "creditledger_transfers_posted",
@@ -94,6 +98,22 @@ class _Forward:
         yield from self.registry.collect()
 
 
-def metrics_view(request):
-    """Prometheus scrape endpoint of the web process."""
-    return HttpResponse(generate_latest(metrics_registry(include_outbox=True)), content_type=CONTENT_TYPE_LATEST)
+class FirstRendererNegotiation(BaseContentNegotiation):
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsApi(APIView):
+    """Prometheus scrape endpoint of the web process: a key with the admin scope when
+    LEDGER_AUTH=required. Not in the OpenAPI schema: it answers Prometheus' text format."""
+
+    required_scopes = {"GET": ADMIN}
+    schema = None
+    # A scraper's Accept header names the text format; errors still answer problem+json.
+    content_negotiation_class = FirstRendererNegotiation
+
+    def get(self, request):
+        return HttpResponse(generate_latest(metrics_registry(include_outbox=True)), content_type=CONTENT_TYPE_LATEST)

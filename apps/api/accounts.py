@@ -26,6 +26,7 @@ from creditledger.api.fields import (
 from creditledger.api.ids import parse_path_id
 from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.schema import problem_responses
+from creditledger.api.scopes import ACCOUNTS_READ, ACCOUNTS_WRITE, CURRENCIES_WRITE
 from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
@@ -98,6 +99,8 @@ class ConsistencySerializer(serializers.Serializer):
 
 
 class CurrencyListCreateApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "POST": CURRENCIES_WRITE}
+
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
         scale = serializers.IntegerField(min_value=0, max_value=18)
@@ -131,6 +134,8 @@ class CurrencyListCreateApi(APIView):
 
 
 class AccountListCreateApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "POST": ACCOUNTS_WRITE}
+
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()
         name = StrictCharField(required=False, allow_null=True, max_length=200)
@@ -196,6 +201,8 @@ class AccountListCreateApi(APIView):
 
 
 class AccountDetailApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "PATCH": ACCOUNTS_WRITE}
+
     class AccountUpdateInputSerializer(StrictInputSerializer):
         name = StrictCharField(required=False, allow_null=True, max_length=200)
         metadata = MetadataField(required=False, help_text="Replaces the whole metadata object.")
@@ -262,6 +269,8 @@ class AccountDetailApi(APIView):
 
 
 class AccountBalanceApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     class BalanceOutputSerializer(serializers.Serializer):
         accountId = serializers.UUIDField(source="account_id")
         currency = serializers.CharField()
@@ -364,6 +373,8 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
 
 
 class AccountStatementApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     @keyword_fields(
         **{
             "from": serializers.DateTimeField(required=False, help_text="Entries at or after (ISO 8601)."),

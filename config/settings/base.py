@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "apps.ledger",
     "apps.outbox",
     "apps.projections",
+    "apps.apikeys",
 ]
 
 MIDDLEWARE = [
@@ -109,12 +111,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 102
 MAX_BATCH_REQUEST_BODY_BYTES = env.int("MAX_BATCH_REQUEST_BODY_BYTES", default=8 * 1024 * 1024)
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "creditledger.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "creditledger.api.exception_handler.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["creditledger.api.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Both read LEDGER_AUTH at each request: with `off` they let everything through.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.apikeys.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["creditledger.api.scopes.ScopeRequired"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -139,6 +142,13 @@ SPECTACULAR_SETTINGS = {
         "GrantStatusEnum": "apps.ledger.models.GrantStatus.choices",
     },
 }
+
+# API keys (ADR 0019): `off` (make run, tests) serves everyone and ignores Authorization;
+# `required` needs `Authorization: Bearer <key>` with the scope each endpoint declares.
+# config.settings.production forces `required`.
+LEDGER_AUTH = env.str("LEDGER_AUTH", default="off")
+if LEDGER_AUTH not in ("off", "required"):
+    raise ImproperlyConfigured(f"LEDGER_AUTH must be off or required, not {LEDGER_AUTH!r}.")
 
 LEDGER = {
     # Largest accepted metadata document, in bytes of compact JSON.

@@ -77,6 +77,16 @@ def _batch_refused_results(exc: errors.BatchRefused, instance: str | None) -> li
     return results
 
 
+def bearer_challenge(error: errors.NotAuthenticated | errors.ScopeMissing) -> str:
+    """The WWW-Authenticate header of a 401 or 403 (RFC 6750, section 3)."""
+    challenge = 'Bearer realm="creditledger"'
+    if isinstance(error, errors.AuthenticationFailed):
+        challenge += ', error="invalid_token"'
+    elif isinstance(error, errors.ScopeMissing):
+        challenge += f', error="insufficient_scope", scope="{error.params["requiredScope"]}"'
+    return challenge
+
+
 def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     """DRF's nested error dict as a flat list of {field, message}: `postings[2].amount`. (A list
     serializer's errors come as a dict keyed by the item's index.)"""
@@ -153,6 +163,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             body["results"] = _batch_refused_results(exc, instance)
         if exc.replayed:
             headers["Idempotent-Replayed"] = "true"
+        if isinstance(exc, (errors.NotAuthenticated, errors.ScopeMissing)):
+            headers["WWW-Authenticate"] = bearer_challenge(exc)
         retry_after = exc.params.get("retryAfter") if exc.params else None
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
