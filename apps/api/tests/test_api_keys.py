@@ -82,7 +82,7 @@ def test_every_endpoint_declares_a_scope_from_the_registry_for_each_method():
         assert scope is PUBLIC or SCOPES[scope.name] is scope, (route, method)
 
 
-@pytest.mark.django_db(databases=["default", "read"])
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
 @pytest.mark.usefixtures("auth_required")
 @pytest.mark.parametrize(("route", "method", "view"), ENDPOINTS, ids=[f"{m} {r}" for r, m, _ in ENDPOINTS])
 def test_each_endpoint_answers_by_its_declared_scope(route, method, view, problem):
@@ -144,7 +144,7 @@ def test_the_schema_names_each_operations_scope_and_its_401_and_403():
     assert checked >= 18
 
 
-@pytest.mark.django_db(databases=["default", "read"])
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
 def test_with_auth_off_the_authorization_header_is_not_read(api, make_account):
     account = make_account()
     response = client("not-a-key").get(f"/accounts/{account.id}")
@@ -152,7 +152,7 @@ def test_with_auth_off_the_authorization_header_is_not_read(api, make_account):
     assert client().get("/metrics").status_code == 200
 
 
-@pytest.mark.django_db(databases=["default", "read"])
+@pytest.mark.django_db(transaction=True, databases=["default", "read"])
 @pytest.mark.usefixtures("auth_required")
 def test_metrics_answer_prometheus_text_to_an_admin_key(problem):
     admin_key = api_key_create(name="prometheus", scopes=["admin"]).printed
