@@ -234,8 +234,9 @@ class Stack:
                 "DJANGO_SETTINGS_MODULE": "config.settings.production",
                 "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-                # Plain HTTP on loopback, as in the compose demo.
+                # Plain HTTP on loopback, as in the compose demo: no Secure cookies, no HTTPS redirect.
                 "DJANGO_SECURE_COOKIES": "false",
+                "DJANGO_SECURE_SSL_REDIRECT": "false",
                 "DATABASE_URL": self.pg.url(self.database),
                 "WORKER_METRICS_PORT": str(free_port()),
                 "CONSUMER_METRICS_PORT": str(free_port()),

@@ -4,7 +4,9 @@ django-prometheus' own; the worker and the consumer serve theirs on their own po
 from __future__ import annotations
 
 import os
+from wsgiref.simple_server import WSGIServer
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
 from prometheus_client import (
@@ -15,6 +17,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -96,6 +99,15 @@ class _Forward:
 
     def collect(self):
         yield from self.registry.collect()
+
+
+def metrics_serve(port: int, *, include_outbox: bool) -> WSGIServer:
+    """Serve this process's metrics on `port`, on METRICS_BIND_ADDRESS (loopback by default):
+    the worker's and the consumer's, which have no web server of their own."""
+    server, _thread = start_http_server(
+        port, addr=settings.METRICS["BIND_ADDRESS"], registry=metrics_registry(include_outbox=include_outbox)
+    )
+    return server
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):

@@ -106,15 +106,23 @@ class CurrencyListCreateApi(APIView):
         scale = serializers.IntegerField(min_value=0, max_value=18)
         name = StrictCharField(max_length=100)
 
+    class CurrencyListQuerySerializer(PageQuerySerializer):
+        cursor = CursorField(
+            position_type=str, required=False, source="after", help_text="`nextCursor` from the previous page."
+        )
+
+    CurrencyPageSerializer = page_serializer(CurrencyOutputSerializer, "CurrencyPage")
+
     @extend_schema(
         tags=["currencies"],
         operation_id="currencies_list",
-        summary="List currencies and credit units",
-        responses={200: CurrencyOutputSerializer(many=True), **problem_responses(400, 503)},
+        summary="List currencies and credit units, in code order",
+        parameters=[CurrencyListQuerySerializer],
+        responses={200: CurrencyPageSerializer, **problem_responses(400, 503)},
     )
     def get(self, request):
-        query_params_validate(request, NoQueryParameters)
-        return Response(CurrencyOutputSerializer(selectors.currency_list(), many=True).data)
+        params = query_params_validate(request, self.CurrencyListQuerySerializer)
+        return page_response(selectors.currency_list(**params), CurrencyOutputSerializer)
 
     @extend_schema(
         tags=["currencies"],
@@ -142,8 +150,8 @@ class AccountListCreateApi(APIView):
         externalRef = StrictCharField(required=False, allow_null=True, max_length=200)
         overdraftLimit = OverdraftLimitField(
             required=False,
-            default=None,
-            help_text="null (default): unlimited; 0: the balance never goes negative; N: it may go down to -N.",
+            help_text="null: unlimited; 0: the balance never goes negative; N: it may go down to -N. Left out: the "
+            "deployment's default (LEDGER_DEFAULT_OVERDRAFT_LIMIT), unlimited unless set.",
         )
         metadata = MetadataField(required=False, default=dict)
 
@@ -183,7 +191,7 @@ class AccountListCreateApi(APIView):
             currency=data["currency"],
             name=data.get("name"),
             external_ref=data.get("externalRef"),
-            overdraft_limit=data["overdraftLimit"],
+            overdraft_limit=data.get("overdraftLimit", services.DEFAULT),
             metadata=data["metadata"],
         )
         return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)

@@ -11,8 +11,13 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-key")
+#: Good enough on a developer's machine; config.settings.production refuses it.
+INSECURE_LOCAL_SECRET_KEY = "insecure-local-only-key"  # noqa: S105 - the known value production refuses
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=INSECURE_LOCAL_SECRET_KEY)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Django's debug page (DJANGO_DEBUG=true) and error reports mask every setting and request
+# variable that may hold a secret: URLs with credentials (DATABASE_URL, CELERY_BROKER_URL...) too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "creditledger.reporting.SecretsHiddenExceptionReporterFilter"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -150,7 +155,14 @@ LEDGER_AUTH = env.str("LEDGER_AUTH", default="off")
 if LEDGER_AUTH not in ("off", "required"):
     raise ImproperlyConfigured(f"LEDGER_AUTH must be off or required, not {LEDGER_AUTH!r}.")
 
+_default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
+if _default_overdraft and not (_default_overdraft.isdigit() and int(_default_overdraft) < 2**63):
+    raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
+
 LEDGER = {
+    # The overdraft limit of an account opened without one: None (unset) is unlimited, as in the
+    # seed's walkthrough; 0 makes "never negative" the default.
+    "DEFAULT_OVERDRAFT_LIMIT": int(_default_overdraft) if _default_overdraft else None,
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.
@@ -235,6 +247,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 METRICS = {
+    # Where the worker and the consumer serve their metrics: loopback unless told otherwise
+    # (docker-compose sets 0.0.0.0 for its Prometheus container).
+    "BIND_ADDRESS": env("METRICS_BIND_ADDRESS", default="127.0.0.1"),
     "WORKER_PORT": env.int("WORKER_METRICS_PORT", default=9101),
     "CONSUMER_PORT": env.int("CONSUMER_METRICS_PORT", default=9102),
 }

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -716,3 +719,16 @@ def test_makefile_drives_the_demo():
         "logs": "docker compose logs -f --tail=200",
     }.items():
         assert re.search(rf"^{target}:.*## .+\n\t{re.escape(recipe)}$", makefile, re.MULTILINE), f"make {target}"
+
+
+def test_the_production_settings_start_with_the_compose_environment():
+    """They refuse a short secret key or a missing host list; compose must pass them."""
+    process_env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "LEDGER_", "DATABASE_"))
+    }
+    process_env.update({**environment("migrate"), "DJANGO_SETTINGS_MODULE": "config.settings.production"})
+    code = "from django.conf import settings; print(settings.LEDGER_AUTH)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=process_env, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "required", done.stderr

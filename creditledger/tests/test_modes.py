@@ -1,4 +1,5 @@
-"""LEDGER_AUTH: off under `make run` (and it says so), required by the production settings."""
+"""LEDGER_AUTH: off under `make run` (and it says so), required by the production settings,
+which also refuse to start without a real secret key and host list and pass `check --deploy`."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def settings_value(module: str, name: str, **env: str) -> subprocess.CompletedPr
     )
 
 
-PRODUCTION_ENV = {"DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "ledger.example.com"}
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": "production-" + "0123456789abcdef" * 4,
+    "DJANGO_ALLOWED_HOSTS": "ledger.example.com",
+}
 
 
 def test_production_requires_keys_whatever_the_environment_says():
@@ -55,3 +59,40 @@ def test_an_unknown_auth_mode_refuses_to_start():
     done = settings_value("config.settings.local", "LEDGER_AUTH", LEDGER_AUTH="on")
     assert done.returncode != 0
     assert "LEDGER_AUTH must be off or required" in done.stderr
+
+
+# --- the production settings ------------------------------------------------------------------
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "LEDGER_"))}
+    environment.update({"DJANGO_SETTINGS_MODULE": "config.settings.production", **env})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=environment, capture_output=True, text=True, check=False
+    )
+
+
+def test_the_deploy_checks_pass_with_the_production_settings():
+    done = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"DJANGO_ALLOWED_HOSTS": "ledger.example.com"}, "DJANGO_SECRET_KEY"),
+        (
+            {"DJANGO_SECRET_KEY": "insecure-local-only-key", "DJANGO_ALLOWED_HOSTS": "x.example.com"},
+            "DJANGO_SECRET_KEY",
+        ),
+        ({"DJANGO_SECRET_KEY": "short", "DJANGO_ALLOWED_HOSTS": "x.example.com"}, "DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": "0123456789abcdef" * 4}, "DJANGO_ALLOWED_HOSTS"),
+        ({"DJANGO_SECRET_KEY": "abcdef" * 10, "DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS"),
+    ],
+)
+def test_production_refuses_to_start_without_a_secret_key_and_hosts(env, complaint):
+    done = manage("check", **env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr
+    assert complaint in done.stderr.splitlines()[-1]
