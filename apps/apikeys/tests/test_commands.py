@@ -53,3 +53,14 @@ def test_revoke_stops_the_key_and_list_says_so():
     assert run("api_key_list", "--active") == ""
     with pytest.raises(CommandError, match="not a key id"):
         run("api_key_revoke", "nonsense")
+
+
+def test_create_writes_the_key_to_a_file_instead_of_printing_it(tmp_path):
+    target = tmp_path / "prometheus"
+    target.write_text("an older key")
+    out = run("api_key_create", "--name", "prometheus", "--scopes", "admin", "--write-to", str(target))
+
+    printed = target.read_text()
+    assert api_key_authenticate(presented=printed) is not None
+    assert printed not in out
+    assert target.stat().st_mode & 0o777 == 0o640
