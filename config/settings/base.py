@@ -123,6 +123,11 @@ REST_FRAMEWORK = {
     # Both read LEDGER_AUTH at each request: with `off` they let everything through.
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.apikeys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["creditledger.api.scopes.ScopeRequired"],
+    # Per API key, so they count nothing with LEDGER_AUTH=off.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "creditledger.api.throttling.KeyWriteThrottle",
+        "creditledger.api.throttling.KeyReadThrottle",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -163,6 +168,11 @@ LEDGER = {
     # The overdraft limit of an account opened without one: None (unset) is unlimited, as in the
     # seed's walkthrough; 0 makes "never negative" the default.
     "DEFAULT_OVERDRAFT_LIMIT": int(_default_overdraft) if _default_overdraft else None,
+    # Requests per API key (N/s, N/min...): writes (POST, PATCH) and reads; past them, 429.
+    "RATE_LIMITS": {
+        "writes": env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"),
+        "reads": env.str("LEDGER_RATE_LIMIT_READS", default="300/s"),
+    },
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.
@@ -217,6 +227,21 @@ PROJECTIONS = {
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_TRANSPORT_OPTIONS = env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
+
+# The rate limits' counters (creditledger.api.throttling), shared by every web worker: in Redis
+# when LEDGER_THROTTLE_CACHE_URL names one or the Celery broker is one, else in the database
+# table ledger_throttle_cache (migration apikeys.0002).
+_throttle_redis = env.str("LEDGER_THROTTLE_CACHE_URL", default="") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _throttle_redis, "KEY_PREFIX": "ledger"}
+        if _throttle_redis
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ledger_throttle_cache"}
+    ),
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -191,7 +192,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         if isinstance(exc, drf_exceptions.Throttled):
             wait: int | None = exc.wait  # type: ignore[attr-defined]  # the DRF stubs lack Throttled.wait
             if wait:
-                headers["Retry-After"] = str(int(wait))
+                headers["Retry-After"] = str(math.ceil(wait))  # whole seconds, never 0
     else:
         return None  # a bug: let Django log it and answer 500
 

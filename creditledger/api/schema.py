@@ -50,6 +50,8 @@ _DESCRIPTIONS = {
     "WWW-Authenticate header names the Bearer scheme.",
     403: "The API key lacks the scope this operation needs (requiredScope).",
     413: "Request body too large.",
+    429: "The API key's budget of writes or reads per second is spent (only with LEDGER_AUTH=required): nothing "
+    "was applied; retry after the Retry-After header.",
     422: "Business rule violated: insufficient funds, currency mismatch, account not active, same account.",
     503: "The database is unavailable or overloaded, or the read model has not caught up; retry after the "
     "Retry-After header.",
@@ -92,6 +94,13 @@ _EXAMPLES = {
         "detail": "This API key lacks the scope transfers:write that POST /transfers needs.",
         "code": "insufficient_scope",
         "requiredScope": "transfers:write",
+    },
+    429: {
+        "type": "https://creditledger.dev/problems/throttled",
+        "title": "Too many requests",
+        "status": 429,
+        "detail": "Request was throttled. Expected available in 1 second.",
+        "code": "throttled",
     },
     413: {
         "type": "https://creditledger.dev/problems/request-too-large",
@@ -148,7 +157,8 @@ _API_KEY_SECURITY_SCHEME = {
 
 class ScopedAutoSchema(AutoSchema):
     """Each operation's security requirement is the bearer API key with the scope its view
-    declares (creditledger.api.scopes), with the 401 and 403 it may answer; a public one has none."""
+    declares (creditledger.api.scopes), with the 401, 403 and 429 it may answer; a public one
+    has none."""
 
     def _scope(self) -> Scope | None:
         try:
@@ -173,7 +183,7 @@ class ScopedAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         bodies = super()._get_response_bodies(direction)
         if self._scope() is not PUBLIC:
-            for (status, media_type), response in problem_responses(401, 403).items():
+            for (status, media_type), response in problem_responses(401, 403, 429).items():
                 bodies[str(status)] = self._get_response_for_code(
                     response, str(status), media_types=[media_type], direction=direction
                 )

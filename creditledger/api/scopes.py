@@ -43,6 +43,7 @@ SCOPES: dict[str, Scope] = {
 class ScopedCredential(Protocol):
     """What the authentication class puts in `request.auth` (apps.apikeys.models.ApiKey)."""
 
+    id: Any
     scopes: list[str]
     owner: str
 
