@@ -28,8 +28,10 @@ RUN pip install -r requirements.txt
 COPY . .
 
 # gunicorn's workers share Prometheus samples here (PROMETHEUS_MULTIPROC_DIR); compose
-# mounts a fresh tmpfs over it on every start.
-RUN mkdir -p /tmp/prometheus && chown 10001:10001 /tmp/prometheus
+# mounts a fresh tmpfs over it on every start. Compose's api-keys service writes Prometheus'
+# API key to /var/lib/creditledger/keys (a volume that takes this directory's owner).
+RUN mkdir -p /tmp/prometheus /var/lib/creditledger/keys \
+    && chown 10001:10001 /tmp/prometheus /var/lib/creditledger/keys
 
 USER 10001:10001
 

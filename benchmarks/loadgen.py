@@ -169,10 +169,12 @@ class Connection:
 class RequestMaker:
     """Builds the raw bytes of request number n (for client i)."""
 
-    def __init__(self, spec: dict[str, Any], host_header: str) -> None:
+    def __init__(self, spec: dict[str, Any], host_header: str, authorization: str | None = None) -> None:
         self.spec = spec
         self.kind = spec["kind"]
         self.host = host_header
+        # The production settings require an API key (ADR 0019): every request carries it.
+        self.auth_header = f"Authorization: {authorization}\r\n" if authorization else ""
         self.rng = random.Random(spec.get("seed", 1))
         self.count = 0
         if self.kind in ("transfer", "batch"):
@@ -192,7 +194,8 @@ class RequestMaker:
         self.count += 1
         if self.kind == "get":
             path = self.paths[n % len(self.paths)]
-            return f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAccept: application/json\r\n\r\n".encode()
+            head = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.auth_header}Accept: application/json\r\n\r\n"
+            return head.encode()
         if self.kind == "batch":
             items = ",".join(self.transfer_body(client, f"{n}-{i}") for i in range(self.size))
             return self.post("/transfers/batch", f'{{"atomic":{self.atomic},"transfers":[{items}]}}'.encode())
@@ -219,7 +222,7 @@ class RequestMaker:
 
     def post(self, path: str, body: bytes) -> bytes:
         return (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.auth_header}Content-Type: application/json\r\n"
             f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
@@ -266,7 +269,7 @@ class Runner:
         self.port = int(spec["port"])
         self.timeout = float(spec.get("timeout", 30.0))
         self.ok_statuses = set(spec.get("ok_statuses", [200, 201]))
-        self.maker = RequestMaker(spec["requests"], f"{self.host}:{self.port}")
+        self.maker = RequestMaker(spec["requests"], f"{self.host}:{self.port}", spec.get("authorization"))
         self.recorder = Recorder()
         self.idle: list[Connection] = []
 

@@ -161,7 +161,7 @@ class Bench:
         return conn, row[0]
 
     def loadgen(self, stack: Stack, spec: dict[str, Any], meter: CpuMeter | None = None) -> dict[str, Any]:
-        spec = {"host": "127.0.0.1", "port": stack.port, **spec}
+        spec = {"host": "127.0.0.1", "port": stack.port, "authorization": stack.authorization, **spec}
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
             spec_path.write_text(json.dumps(spec))
@@ -941,7 +941,10 @@ class Bench:
         found = {}
         for kind, path in kinds.items():
             started = time.perf_counter()
-            with urllib.request.urlopen(stack.base_url + _paths(path)[0], timeout=120) as response:
+            request = urllib.request.Request(
+                stack.base_url + _paths(path)[0], headers={"Authorization": stack.authorization}
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:
                 raw = response.read()
             seconds = time.perf_counter() - started
             body = json.loads(raw)
@@ -960,7 +963,8 @@ class Bench:
 
         for kind, paths in kinds.items():
             for path in _paths(paths)[:3]:
-                with urllib.request.urlopen(stack.base_url + path, timeout=30) as response:
+                request = urllib.request.Request(stack.base_url + path, headers={"Authorization": stack.authorization})
+                with urllib.request.urlopen(request, timeout=30) as response:
                     body = json.loads(response.read())
                 if kind == "balance_as_of" and "asOf" not in body:
                     raise RuntimeError(f"{kind}: expected a point-in-time balance, got {body}")

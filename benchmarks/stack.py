@@ -13,6 +13,7 @@ Celery queue set-up are creditledger.devstack's, so the benchmarks measure the s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -233,8 +234,13 @@ class Stack:
                 "DJANGO_SETTINGS_MODULE": "config.settings.production",
                 "DJANGO_SECRET_KEY": "bench-" + secrets.token_hex(24),
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-                # Plain HTTP on loopback, as in the compose demo.
+                # Plain HTTP on loopback, as in the compose demo: no Secure cookies, no HTTPS redirect.
                 "DJANGO_SECURE_COOKIES": "false",
+                "DJANGO_SECURE_SSL_REDIRECT": "false",
+                # One key carries every client's load: the rate limits run (their cost is measured)
+                # but never refuse.
+                "LEDGER_RATE_LIMIT_WRITES": "1000000/s",
+                "LEDGER_RATE_LIMIT_READS": "1000000/s",
                 "DATABASE_URL": self.pg.url(self.database),
                 "WORKER_METRICS_PORT": str(free_port()),
                 "CONSUMER_METRICS_PORT": str(free_port()),
@@ -337,6 +343,16 @@ class Stack:
                 stdout=subprocess.PIPE if capture else log,
                 stderr=log,
             )
+
+    @functools.cached_property
+    def authorization(self) -> str:
+        """`Bearer <key>` of an API key with the scopes the scenarios use, created on first use: the
+        production settings require one on every API request (ADR 0019)."""
+        scopes = ("accounts:read", "accounts:write", "transfers:read", "transfers:write", "grants:write")
+        created = self.run_manage(
+            "api_key_create", "--name", "benchmark", "--scopes", *scopes, capture=True, timeout=120
+        )
+        return f"Bearer {created.stdout.decode().split()[-1]}"
 
     def run_python(self, module: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         with open(self.logdir / "manage.log", "ab") as log:

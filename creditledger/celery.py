@@ -15,11 +15,10 @@ app.autodiscover_tasks()
 @signals.worker_init.connect
 def _serve_worker_metrics(**_kwargs) -> None:
     from django.conf import settings
-    from prometheus_client import start_http_server
 
-    from creditledger.metrics import metrics_registry
+    from creditledger.metrics import metrics_serve
 
-    start_http_server(settings.METRICS["WORKER_PORT"], registry=metrics_registry(include_outbox=True))
+    metrics_serve(settings.METRICS["WORKER_PORT"], include_outbox=True)
 
 
 @signals.worker_init.connect

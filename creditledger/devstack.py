@@ -569,6 +569,20 @@ def run(*, reload: bool) -> int:
         return _supervise(env, broker, reload=reload)
 
 
+def auth_banner(env: dict[str, str], dotenv: Path = BASE_DIR / ".env") -> str:
+    """The one line `make run` prints about API keys (ADR 0019): LEDGER_AUTH as the settings
+    read it, from the environment or else from ./.env."""
+    mode = env.get("LEDGER_AUTH")
+    if mode is None and dotenv.is_file():
+        for line in dotenv.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "LEDGER_AUTH":
+                mode = value.strip().strip("'\"")
+    if mode == "required":
+        return "API keys required (LEDGER_AUTH=required): create one with `python manage.py api_key_create`"
+    return "auth is OFF: anyone who reaches this port may call the API; `LEDGER_AUTH=required make run` turns it on"
+
+
 def _supervise(env: dict[str, str], broker: TansuBroker | None, *, reload: bool) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -582,6 +596,7 @@ def _supervise(env: dict[str, str], broker: TansuBroker | None, *, reload: bool)
         _say(str(exc))
     else:
         _say(f"serving on http://127.0.0.1:{port} (Swagger UI at /api/); Ctrl-C stops")
+        _say(auth_banner(env))
     while not stopping.wait(0.2):
         supervisor.check()
     _say("stopping")

@@ -42,6 +42,25 @@ class UnknownCurrency(LedgerError):
     status, code, title = 400, "unknown_currency", "Unknown currency"
 
 
+class NotAuthenticated(LedgerError):
+    """No API key where LEDGER_AUTH=required needs one."""
+
+    status, code, title = 401, "not_authenticated", "Authentication required"
+
+
+class AuthenticationFailed(NotAuthenticated):
+    """A malformed, unknown or revoked API key, or a wrong secret: one answer for all, so that
+    it never tells whether a key exists."""
+
+    code, title = "authentication_failed", "Authentication failed"
+
+
+class ScopeMissing(LedgerError):
+    """A valid API key without the scope the endpoint declares (params: requiredScope)."""
+
+    status, code, title = 403, "insufficient_scope", "The API key lacks the scope"
+
+
 class NotFound(LedgerError):
     status, code, title = 404, "not_found", "Not found"
 

@@ -4,7 +4,9 @@ django-prometheus' own; the worker and the consumer serve theirs on their own po
 from __future__ import annotations
 
 import os
+from wsgiref.simple_server import WSGIServer
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
 from prometheus_client import (
@@ -15,9 +17,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.views import APIView
+
+from creditledger.api.scopes import ADMIN
 
 TRANSFERS_POSTED = Counter(
     "creditledger_transfers_posted",
@@ -94,6 +101,31 @@ class _Forward:
         yield from self.registry.collect()
 
 
-def metrics_view(request):
-    """Prometheus scrape endpoint of the web process."""
-    return HttpResponse(generate_latest(metrics_registry(include_outbox=True)), content_type=CONTENT_TYPE_LATEST)
+def metrics_serve(port: int, *, include_outbox: bool) -> WSGIServer:
+    """Serve this process's metrics on `port`, on METRICS_BIND_ADDRESS (loopback by default):
+    the worker's and the consumer's, which have no web server of their own."""
+    server, _thread = start_http_server(
+        port, addr=settings.METRICS["BIND_ADDRESS"], registry=metrics_registry(include_outbox=include_outbox)
+    )
+    return server
+
+
+class FirstRendererNegotiation(BaseContentNegotiation):
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsApi(APIView):
+    """Prometheus scrape endpoint of the web process: a key with the admin scope when
+    LEDGER_AUTH=required. Not in the OpenAPI schema: it answers Prometheus' text format."""
+
+    required_scopes = {"GET": ADMIN}
+    schema = None
+    # A scraper's Accept header names the text format; errors still answer problem+json.
+    content_negotiation_class = FirstRendererNegotiation
+
+    def get(self, request):
+        return HttpResponse(generate_latest(metrics_registry(include_outbox=True)), content_type=CONTENT_TYPE_LATEST)

@@ -4,7 +4,7 @@ from uuid import UUID
 
 from apps.accounts.models import Account, Currency
 from creditledger import errors
-from creditledger.pagination import Page, keyset_page
+from creditledger.pagination import DEFAULT_LIMIT, Page, keyset_page
 
 
 def currency_get(*, code: str) -> Currency:
@@ -16,8 +16,9 @@ def currency_get(*, code: str) -> Currency:
         ) from None
 
 
-def currency_list() -> list[Currency]:
-    return list(Currency.objects.order_by("code"))
+def currency_list(*, after: str | None = None, limit: int = DEFAULT_LIMIT) -> Page[Currency]:
+    """Currencies in code order, a page at a time."""
+    return keyset_page(Currency.objects.all(), field="code", after=after, limit=limit, descending=False)
 
 
 def account_get(*, account_id: UUID) -> Account:

@@ -4,6 +4,7 @@ from enum import Enum
 from typing import Any, Final
 from uuid import UUID
 
+from django.conf import settings
 from django.db import IntegrityError, connection
 
 from apps.accounts.events import account_created_message, account_updated_message
@@ -26,23 +27,38 @@ def currency_create(*, code: str, scale: int, name: str) -> Currency:
         raise errors.Conflict(f"Currency {code} already exists.", field="code") from None
 
 
+class DeploymentDefault(Enum):
+    """A value not given: the deployment's setting applies."""
+
+    DEFAULT = "default"
+
+
+DEFAULT: Final = DeploymentDefault.DEFAULT
+
+
 def account_create(
     *,
     currency: str,
     name: str | None = None,
     external_ref: str | None = None,
-    overdraft_limit: int | None = None,
+    overdraft_limit: int | DeploymentDefault | None = DEFAULT,
     metadata: dict[str, Any] | None = None,
 ) -> Account:
-    """Open an account. `overdraft_limit`: None = unlimited, 0 = never negative, N = down to -N."""
+    """Open an account. `overdraft_limit`: None = unlimited, 0 = never negative, N = down to -N;
+    not given: LEDGER_DEFAULT_OVERDRAFT_LIMIT (unlimited unless set)."""
     currency_get(code=currency)
+    limit = (
+        settings.LEDGER["DEFAULT_OVERDRAFT_LIMIT"]
+        if isinstance(overdraft_limit, DeploymentDefault)
+        else overdraft_limit
+    )
 
     def work() -> Account:
         account = Account.objects.create(
             currency_id=currency,
             name=name,
             external_ref=external_ref,
-            overdraft_limit=overdraft_limit,
+            overdraft_limit=limit,
             metadata=metadata or {},
         )
         outbox_messages_add(account_created_message(account))

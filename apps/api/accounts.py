@@ -26,6 +26,7 @@ from creditledger.api.fields import (
 from creditledger.api.ids import parse_path_id
 from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.schema import problem_responses
+from creditledger.api.scopes import ACCOUNTS_READ, ACCOUNTS_WRITE, CURRENCIES_WRITE
 from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
@@ -98,20 +99,30 @@ class ConsistencySerializer(serializers.Serializer):
 
 
 class CurrencyListCreateApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "POST": CURRENCIES_WRITE}
+
     class CurrencyCreateInputSerializer(StrictInputSerializer):
         code = CurrencyCodeField()
         scale = serializers.IntegerField(min_value=0, max_value=18)
         name = StrictCharField(max_length=100)
 
+    class CurrencyListQuerySerializer(PageQuerySerializer):
+        cursor = CursorField(
+            position_type=str, required=False, source="after", help_text="`nextCursor` from the previous page."
+        )
+
+    CurrencyPageSerializer = page_serializer(CurrencyOutputSerializer, "CurrencyPage")
+
     @extend_schema(
         tags=["currencies"],
         operation_id="currencies_list",
-        summary="List currencies and credit units",
-        responses={200: CurrencyOutputSerializer(many=True), **problem_responses(400, 503)},
+        summary="List currencies and credit units, in code order",
+        parameters=[CurrencyListQuerySerializer],
+        responses={200: CurrencyPageSerializer, **problem_responses(400, 503)},
     )
     def get(self, request):
-        query_params_validate(request, NoQueryParameters)
-        return Response(CurrencyOutputSerializer(selectors.currency_list(), many=True).data)
+        params = query_params_validate(request, self.CurrencyListQuerySerializer)
+        return page_response(selectors.currency_list(**params), CurrencyOutputSerializer)
 
     @extend_schema(
         tags=["currencies"],
@@ -131,14 +142,16 @@ class CurrencyListCreateApi(APIView):
 
 
 class AccountListCreateApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "POST": ACCOUNTS_WRITE}
+
     class AccountCreateInputSerializer(StrictInputSerializer):
         currency = CurrencyCodeField()
         name = StrictCharField(required=False, allow_null=True, max_length=200)
         externalRef = StrictCharField(required=False, allow_null=True, max_length=200)
         overdraftLimit = OverdraftLimitField(
             required=False,
-            default=None,
-            help_text="null (default): unlimited; 0: the balance never goes negative; N: it may go down to -N.",
+            help_text="null: unlimited; 0: the balance never goes negative; N: it may go down to -N. Left out: the "
+            "deployment's default (LEDGER_DEFAULT_OVERDRAFT_LIMIT), unlimited unless set.",
         )
         metadata = MetadataField(required=False, default=dict)
 
@@ -178,7 +191,7 @@ class AccountListCreateApi(APIView):
             currency=data["currency"],
             name=data.get("name"),
             external_ref=data.get("externalRef"),
-            overdraft_limit=data["overdraftLimit"],
+            overdraft_limit=data.get("overdraftLimit", services.DEFAULT),
             metadata=data["metadata"],
         )
         return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
@@ -196,6 +209,8 @@ class AccountListCreateApi(APIView):
 
 
 class AccountDetailApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "PATCH": ACCOUNTS_WRITE}
+
     class AccountUpdateInputSerializer(StrictInputSerializer):
         name = StrictCharField(required=False, allow_null=True, max_length=200)
         metadata = MetadataField(required=False, help_text="Replaces the whole metadata object.")
@@ -262,6 +277,8 @@ class AccountDetailApi(APIView):
 
 
 class AccountBalanceApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     class BalanceOutputSerializer(serializers.Serializer):
         accountId = serializers.UUIDField(source="account_id")
         currency = serializers.CharField()
@@ -364,6 +381,8 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
 
 
 class AccountStatementApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     @keyword_fields(
         **{
             "from": serializers.DateTimeField(required=False, help_text="Entries at or after (ISO 8601)."),

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.selectors import account_get
-from apps.api.transfers import IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, request_idempotency_key
+from apps.api.transfers import IDEMPOTENCY_PARAMETER, REPLAYED_HEADER, request_idempotency_key, request_owner
 from apps.ledger import selectors, services
 from apps.ledger.explanation import DEFAULT_CHANGES, MAX_CHANGES, account_explanation
 from apps.ledger.models import (
@@ -30,6 +30,7 @@ from creditledger.api.fields import (
 )
 from creditledger.api.ids import parse_path_id
 from creditledger.api.schema import problem_responses
+from creditledger.api.scopes import ACCOUNTS_READ, GRANTS_WRITE
 from creditledger.api.serializers import (
     NoQueryParameters,
     StrictInputSerializer,
@@ -82,6 +83,8 @@ def _grant_response(outcome: services.GrantOutcome, status_code: int) -> Respons
 
 
 class AccountGrantsApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ, "POST": GRANTS_WRITE}
+
     @keyword_fields(**{"from": UUIDStringField(help_text="The funding account (an issuer such as promotions).")})
     class GrantCreateInputSerializer(StrictInputSerializer):
         amount = MinorUnitsField(help_text="Credits granted, in the account's currency's minor units.")
@@ -151,6 +154,7 @@ class AccountGrantsApi(APIView):
             priority=data["priority"],
             description=data.get("description"),
             metadata=data["metadata"],
+            owner=request_owner(request),
         )
         return _grant_response(outcome, status.HTTP_201_CREATED)
 
@@ -170,6 +174,8 @@ class AccountGrantsApi(APIView):
 
 
 class GrantDetailApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     @extend_schema(
         tags=["grants"],
         operation_id="grants_retrieve",
@@ -184,6 +190,8 @@ class GrantDetailApi(APIView):
 
 
 class GrantVoidApi(APIView):
+    required_scopes = {"POST": GRANTS_WRITE}
+
     class GrantVoidInputSerializer(StrictInputSerializer):
         idempotencyKey = IdempotencyKeyField(
             required=False, help_text="Required here or in the Idempotency-Key header."
@@ -210,6 +218,7 @@ class GrantVoidApi(APIView):
             grant_id=grant_uuid,
             idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             description=data.get("description"),
+            owner=request_owner(request),
         )
         return _grant_response(outcome, status.HTTP_200_OK)
 
@@ -274,6 +283,8 @@ class ExplanationOutputSerializer(serializers.Serializer):
 
 
 class AccountExplanationApi(APIView):
+    required_scopes = {"GET": ACCOUNTS_READ}
+
     class ExplanationQuerySerializer(StrictInputSerializer):
         since = InstantField(required=False, help_text="Changes after this instant; default: 30 days before asOf.")
         asOf = InstantField(required=False, help_text="The balance at this instant; default: now.")

@@ -34,6 +34,7 @@ from creditledger.api.ids import parse_path_id
 from creditledger.api.pages import page_response, page_serializer
 from creditledger.api.parsers import LargeJSONParser
 from creditledger.api.schema import ProblemSerializer, problem_responses
+from creditledger.api.scopes import TRANSFERS_READ, TRANSFERS_WRITE
 from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
@@ -296,6 +297,8 @@ class TransferBatchRefusedSerializer(ProblemSerializer):
 
 
 class TransferListCreateApi(APIView):
+    required_scopes = {"GET": TRANSFERS_READ, "POST": TRANSFERS_WRITE}
+
     @keyword_fields(
         **{
             "from": serializers.DateTimeField(
@@ -373,7 +376,9 @@ class TransferListCreateApi(APIView):
     )
     def post(self, request):
         outcome = services.transfer_post(
-            request=transfer_request_parse(request.data, header_key=_header_idempotency_key(request))
+            request=transfer_request_parse(
+                request.data, header_key=_header_idempotency_key(request), owner=request_owner(request)
+            )
         )
         return _outcome_response(outcome, status.HTTP_201_CREATED)
 
@@ -411,6 +416,8 @@ _NOT_PENDING = (
 
 
 class TransferPostApi(APIView):
+    required_scopes = {"POST": TRANSFERS_WRITE}
+
     @extend_schema(
         tags=["transfers"],
         operation_id="transfers_post_hold",
@@ -434,11 +441,14 @@ class TransferPostApi(APIView):
             transfer_id=transfer_uuid,
             idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             amount=data.get("amount"),
+            owner=request_owner(request),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
 
 
 class TransferVoidApi(APIView):
+    required_scopes = {"POST": TRANSFERS_WRITE}
+
     @extend_schema(
         tags=["transfers"],
         operation_id="transfers_void_hold",
@@ -459,6 +469,7 @@ class TransferVoidApi(APIView):
         outcome = services.hold_void(
             transfer_id=transfer_uuid,
             idempotency_key=request_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
+            owner=request_owner(request),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
 
@@ -472,6 +483,7 @@ def _outcome_response(outcome: services.TransferOutcome, status_code: int) -> Re
 
 
 class TransferBatchApi(APIView):
+    required_scopes = {"POST": TRANSFERS_WRITE}
     parser_classes = [LargeJSONParser]
 
     @extend_schema(
@@ -529,7 +541,8 @@ class TransferBatchApi(APIView):
         batch.is_valid(raise_exception=True)
         atomic = batch.validated_data["atomic"]
         outcomes = services.transfer_batch_create(
-            atomic=atomic, requests=_transfer_requests_parse(batch.validated_data["transfers"])
+            atomic=atomic,
+            requests=_transfer_requests_parse(batch.validated_data["transfers"], owner=request_owner(request)),
         )
         positions: dict[UUID, int] = {}
         results = []
@@ -550,6 +563,8 @@ class TransferBatchApi(APIView):
 
 
 class TransferDetailApi(APIView):
+    required_scopes = {"GET": TRANSFERS_READ}
+
     @extend_schema(
         tags=["transfers"],
         operation_id="transfers_retrieve",
@@ -564,6 +579,8 @@ class TransferDetailApi(APIView):
 
 
 class TransferReverseApi(APIView):
+    required_scopes = {"POST": TRANSFERS_WRITE}
+
     class TransferReverseInputSerializer(StrictInputSerializer):
         idempotencyKey = IdempotencyKeyField(
             required=False,
@@ -621,11 +638,12 @@ class TransferReverseApi(APIView):
             transfer_id=transfer_uuid,
             amount=data.get("amount"),
             description=data.get("description"),
+            owner=request_owner(request),
         )
         return _outcome_response(outcome, status.HTTP_201_CREATED)
 
 
-def transfer_request_parse(data: Any, *, header_key: str | None) -> services.TransferRequest:
+def transfer_request_parse(data: Any, *, header_key: str | None, owner: str | None) -> services.TransferRequest:
     """A POST /transfers body, in any form it accepts, as a checked request: the one parser of
     transfer requests, for POST /transfers and for each item of POST /transfers/batch. Raises
     a ValidationError or an InvalidRequest naming the field."""
@@ -642,6 +660,7 @@ def transfer_request_parse(data: Any, *, header_key: str | None) -> services.Tra
             metadata=data["metadata"],
             description=data.get("description"),
             hold=multi.hold(),
+            owner=owner,
         )
     single = SingleTransferInputSerializer(data=data)
     single.is_valid(raise_exception=True)
@@ -655,17 +674,18 @@ def transfer_request_parse(data: Any, *, header_key: str | None) -> services.Tra
         metadata=data["metadata"],
         description=data.get("description"),
         hold=single.hold(),
+        owner=owner,
     )
 
 
-def _transfer_requests_parse(items: list[Any]) -> list[services.TransferRequest]:
+def _transfer_requests_parse(items: list[Any], *, owner: str | None) -> list[services.TransferRequest]:
     """Every batch item parsed as POST /transfers parses its body; one 400 names every invalid
     field of every item (`transfers[3].amount`)."""
     requests: list[services.TransferRequest] = []
     problems: dict[Any, Any] = {}  # by item index, as DRF keys a list's errors
     for index, item in enumerate(items):
         try:
-            requests.append(transfer_request_parse(item, header_key=None))
+            requests.append(transfer_request_parse(item, header_key=None, owner=owner))
         except serializers.ValidationError as exc:
             problems[index] = exc.detail
         except errors.InvalidRequest as exc:
@@ -688,6 +708,12 @@ def _idempotency_key(header_key: str | None, body_key: str | None) -> str:
             "idempotencyKey is required (body field or Idempotency-Key header).", field="idempotencyKey"
         )
     return key
+
+
+def request_owner(request) -> str | None:
+    """The owner of the request's API key: whose idempotency keys it uses. None when
+    LEDGER_AUTH=off, where keys are not read."""
+    return request.auth.owner if request.auth is not None else None
 
 
 def request_idempotency_key(request, body_key: str | None) -> str:

@@ -114,8 +114,13 @@ class HoldRequest:
 MAX_HOLD_SECONDS = 10 * 365 * 24 * 3600
 
 
-def request_fingerprint(*, request: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the whole request (ADR 0003)."""
+def request_fingerprint(*, request: dict[str, Any], owner: str | None) -> str:
+    """SHA-256 of the canonical JSON of the whole request and, when the request came with an
+    API key, the key's owner (ADR 0003, ADR 0019): the same idempotency key from another owner
+    is another request, so it gets 409 idempotency_key_reused and never the first outcome.
+    Without an owner (LEDGER_AUTH=off) the fingerprint is what it always was."""
+    if owner is not None:
+        request = {**request, "owner": owner}
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -152,8 +157,10 @@ def transfer_request_single(
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
     hold: HoldRequest | None = None,
+    owner: str | None = None,
 ) -> TransferRequest:
-    """The request to move `amount` minor units from one account to another (see transfer_create)."""
+    """The request to move `amount` minor units from one account to another (see transfer_create);
+    `owner`: the API key's owner, when there is one (request_fingerprint)."""
     posting = Posting(from_account_id, to_account_id, amount, currency)
     # The seed's fingerprint, so that keys used before postings existed still replay.
     return _transfer_request(
@@ -164,6 +171,7 @@ def transfer_request_single(
         metadata=metadata or {},
         description=description,
         hold=hold,
+        owner=owner,
     )
 
 
@@ -174,6 +182,7 @@ def transfer_request_postings(
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
     hold: HoldRequest | None = None,
+    owner: str | None = None,
 ) -> TransferRequest:
     """The request to post 1 to MAX_POSTINGS postings as one transfer (see transfer_create_postings)."""
     if not 1 <= len(postings) <= MAX_POSTINGS:
@@ -186,6 +195,7 @@ def transfer_request_postings(
         metadata=metadata or {},
         description=description,
         hold=hold,
+        owner=owner,
     )
 
 
@@ -198,6 +208,7 @@ def _transfer_request(
     metadata: dict[str, Any],
     description: str | None,
     hold: HoldRequest | None,
+    owner: str | None,
 ) -> TransferRequest:
     """Check the request and fingerprint all of it: `form` (its postings, as the client gave
     them), metadata, and the description and hold when given."""
@@ -214,7 +225,7 @@ def _transfer_request(
         request["description"] = description
     if hold is not None:
         request.update(hold.canonical())
-    fingerprint = request_fingerprint(request=request)
+    fingerprint = request_fingerprint(request=request, owner=owner)
     return TransferRequest(idempotency_key, postings, single, metadata, description, fingerprint, hold, expires_at)
 
 
@@ -228,6 +239,7 @@ def transfer_create(
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
     hold: HoldRequest | None = None,
+    owner: str | None = None,
 ) -> TransferOutcome:
     """Move `amount` minor units from one account to another, exactly once per key; with
     `hold`, only reserve it (a pending transfer, posted or voided later: hold_post, hold_void).
@@ -247,6 +259,7 @@ def transfer_create(
             metadata=metadata,
             description=description,
             hold=hold,
+            owner=owner,
         )
     )
 
@@ -258,6 +271,7 @@ def transfer_create_postings(
     metadata: dict[str, Any] | None = None,
     description: str | None = None,
     hold: HoldRequest | None = None,
+    owner: str | None = None,
 ) -> TransferOutcome:
     """Post 1 to MAX_POSTINGS postings, in any mix of currencies, as one transfer: all or none.
 
@@ -273,6 +287,7 @@ def transfer_create_postings(
             metadata=metadata,
             description=description,
             hold=hold,
+            owner=owner,
         )
     )
 
@@ -345,7 +360,9 @@ def transfer_batch_create(
     )
 
 
-def hold_post(*, transfer_id: UUID, idempotency_key: str, amount: int | None = None) -> TransferOutcome:
+def hold_post(
+    *, transfer_id: UUID, idempotency_key: str, amount: int | None = None, owner: str | None = None
+) -> TransferOutcome:
     """Post a pending transfer: all it holds or, for a hold of one posting, `amount` of it
     (the rest is released). Exactly once per key, as transfer_create. Refused with
     TransferNotPending when it is posted, voided or expired (past its expiry, this expires it),
@@ -356,15 +373,23 @@ def hold_post(*, transfer_id: UUID, idempotency_key: str, amount: int | None = N
     if amount is not None:
         request["amount"] = amount
     return _hold_command(
-        command="post", transfer_id=transfer_id, idempotency_key=idempotency_key, amount=amount, request=request
+        command="post",
+        transfer_id=transfer_id,
+        idempotency_key=idempotency_key,
+        amount=amount,
+        fingerprint=request_fingerprint(request=request, owner=owner),
     )
 
 
-def hold_void(*, transfer_id: UUID, idempotency_key: str) -> TransferOutcome:
+def hold_void(*, transfer_id: UUID, idempotency_key: str, owner: str | None = None) -> TransferOutcome:
     """Release a pending transfer: status voided. Exactly once per key; refused as hold_post."""
     request = {"command": "void", "transferId": str(transfer_id)}
     return _hold_command(
-        command="void", transfer_id=transfer_id, idempotency_key=idempotency_key, amount=None, request=request
+        command="void",
+        transfer_id=transfer_id,
+        idempotency_key=idempotency_key,
+        amount=None,
+        fingerprint=request_fingerprint(request=request, owner=owner),
     )
 
 
@@ -389,14 +414,14 @@ def holds_expire(*, limit: int) -> int:
 
 
 def _hold_command(
-    *, command: str, transfer_id: UUID, idempotency_key: str, amount: int | None, request: dict[str, Any]
+    *, command: str, transfer_id: UUID, idempotency_key: str, amount: int | None, fingerprint: str
 ) -> TransferOutcome:
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     # Enough ids for the largest hold; the function uses those its postings need.
     arguments = [
         idempotency_key,
-        request_fingerprint(request=request),
+        fingerprint,
         command,
         transfer_id,
         amount,
@@ -563,6 +588,7 @@ def transfer_reverse(
     transfer_id: UUID,
     amount: int | None = None,
     description: str | None = None,
+    owner: str | None = None,
 ) -> TransferOutcome:
     """Post a new transfer that moves a posted transfer's postings back, exactly once per key.
 
@@ -582,7 +608,7 @@ def transfer_reverse(
         request["amount"] = amount
     if description is not None:
         request["description"] = description
-    fingerprint = request_fingerprint(request=request)
+    fingerprint = request_fingerprint(request=request, owner=owner)
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
 
@@ -636,6 +662,7 @@ def grant_create(
     priority: int = GRANT_PRIORITY_DEFAULT,
     description: str | None = None,
     metadata: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> GrantOutcome:
     """Credit `amount` to the account from the funding account and make it a grant (a lot):
     usable from `effective_at` (default now; until then its funding transfer is a hold),
@@ -665,7 +692,7 @@ def grant_create(
     propagate.inject(trace_headers)
     arguments = [
         idempotency_key,
-        request_fingerprint(request=request),
+        request_fingerprint(request=request, owner=owner),
         new_id(),
         account_id,
         funding_account_id,
@@ -690,7 +717,9 @@ def grant_create(
     )
 
 
-def grant_void(*, grant_id: UUID, idempotency_key: str, description: str | None = None) -> GrantOutcome:
+def grant_void(
+    *, grant_id: UUID, idempotency_key: str, description: str | None = None, owner: str | None = None
+) -> GrantOutcome:
     """Void a grant: its unconsumed, unreserved remainder goes back to its funding account
     (a scheduled grant's hold is voided); what its holds reserve follows when they release
     it. Refused with GrantNotActive once it has expired or was voided. Exactly once per key."""
@@ -698,7 +727,13 @@ def grant_void(*, grant_id: UUID, idempotency_key: str, description: str | None 
     request = {"command": "grant_void", "grantId": str(grant_id), "description": description}
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
-    arguments = [idempotency_key, request_fingerprint(request=request), grant_id, description, Jsonb(trace_headers)]
+    arguments = [
+        idempotency_key,
+        request_fingerprint(request=request, owner=owner),
+        grant_id,
+        description,
+        Jsonb(trace_headers),
+    ]
     return _grant_command(
         "SELECT ledger_grant_void(%s, %s, %s, %s, %s)::text", arguments, idempotency_key=idempotency_key, subject="void"
     )

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -10,8 +11,13 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-local-only-key")
+#: Good enough on a developer's machine; config.settings.production refuses it.
+INSECURE_LOCAL_SECRET_KEY = "insecure-local-only-key"  # noqa: S105 - the known value production refuses
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=INSECURE_LOCAL_SECRET_KEY)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Django's debug page (DJANGO_DEBUG=true) and error reports mask every setting and request
+# variable that may hold a secret: URLs with credentials (DATABASE_URL, CELERY_BROKER_URL...) too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "creditledger.reporting.SecretsHiddenExceptionReporterFilter"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -29,6 +35,7 @@ INSTALLED_APPS = [
     "apps.ledger",
     "apps.outbox",
     "apps.projections",
+    "apps.apikeys",
 ]
 
 MIDDLEWARE = [
@@ -109,12 +116,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 102
 MAX_BATCH_REQUEST_BODY_BYTES = env.int("MAX_BATCH_REQUEST_BODY_BYTES", default=8 * 1024 * 1024)
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "creditledger.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "creditledger.api.exception_handler.problem_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["creditledger.api.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Both read LEDGER_AUTH at each request: with `off` they let everything through.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.apikeys.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["creditledger.api.scopes.ScopeRequired"],
+    # Per API key, so they count nothing with LEDGER_AUTH=off.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "creditledger.api.throttling.KeyWriteThrottle",
+        "creditledger.api.throttling.KeyReadThrottle",
+    ],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -140,7 +153,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# API keys (ADR 0019): `off` (make run, tests) serves everyone and ignores Authorization;
+# `required` needs `Authorization: Bearer <key>` with the scope each endpoint declares.
+# config.settings.production forces `required`.
+LEDGER_AUTH = env.str("LEDGER_AUTH", default="off")
+if LEDGER_AUTH not in ("off", "required"):
+    raise ImproperlyConfigured(f"LEDGER_AUTH must be off or required, not {LEDGER_AUTH!r}.")
+
+_default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
+if _default_overdraft and not (_default_overdraft.isdigit() and int(_default_overdraft) < 2**63):
+    raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
+
 LEDGER = {
+    # The overdraft limit of an account opened without one: None (unset) is unlimited, as in the
+    # seed's walkthrough; 0 makes "never negative" the default.
+    "DEFAULT_OVERDRAFT_LIMIT": int(_default_overdraft) if _default_overdraft else None,
+    # Requests per API key (N/s, N/min...): writes (POST, PATCH) and reads; past them, 429.
+    "RATE_LIMITS": {
+        "writes": env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"),
+        "reads": env.str("LEDGER_RATE_LIMIT_READS", default="300/s"),
+    },
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.
@@ -195,6 +227,21 @@ PROJECTIONS = {
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_TRANSPORT_OPTIONS = env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={})
+
+# The rate limits' counters (creditledger.api.throttling), shared by every web worker: in Redis
+# when LEDGER_THROTTLE_CACHE_URL names one or the Celery broker is one, else in the database
+# table ledger_throttle_cache (migration apikeys.0002).
+_throttle_redis = env.str("LEDGER_THROTTLE_CACHE_URL", default="") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _throttle_redis, "KEY_PREFIX": "ledger"}
+        if _throttle_redis
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ledger_throttle_cache"}
+    ),
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -225,6 +272,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 METRICS = {
+    # Where the worker and the consumer serve their metrics: loopback unless told otherwise
+    # (docker-compose sets 0.0.0.0 for its Prometheus container).
+    "BIND_ADDRESS": env("METRICS_BIND_ADDRESS", default="127.0.0.1"),
     "WORKER_PORT": env.int("WORKER_METRICS_PORT", default=9101),
     "CONSUMER_PORT": env.int("CONSUMER_METRICS_PORT", default=9102),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -75,6 +76,16 @@ def _batch_refused_results(exc: errors.BatchRefused, instance: str | None) -> li
         else:
             results.append({"outcome": "rolled_back" if result == "posted" else "replayed"})
     return results
+
+
+def bearer_challenge(error: errors.NotAuthenticated | errors.ScopeMissing) -> str:
+    """The WWW-Authenticate header of a 401 or 403 (RFC 6750, section 3)."""
+    challenge = 'Bearer realm="creditledger"'
+    if isinstance(error, errors.AuthenticationFailed):
+        challenge += ', error="invalid_token"'
+    elif isinstance(error, errors.ScopeMissing):
+        challenge += f', error="insufficient_scope", scope="{error.params["requiredScope"]}"'
+    return challenge
 
 
 def _flatten_validation(detail: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -153,6 +164,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             body["results"] = _batch_refused_results(exc, instance)
         if exc.replayed:
             headers["Idempotent-Replayed"] = "true"
+        if isinstance(exc, (errors.NotAuthenticated, errors.ScopeMissing)):
+            headers["WWW-Authenticate"] = bearer_challenge(exc)
         retry_after = exc.params.get("retryAfter") if exc.params else None
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
@@ -179,7 +192,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         if isinstance(exc, drf_exceptions.Throttled):
             wait: int | None = exc.wait  # type: ignore[attr-defined]  # the DRF stubs lack Throttled.wait
             if wait:
-                headers["Retry-After"] = str(int(wait))
+                headers["Retry-After"] = str(math.ceil(wait))  # whole seconds, never 0
     else:
         return None  # a bug: let Django log it and answer 500
 

@@ -225,16 +225,16 @@ class CurrencyCodeField(serializers.RegexField):
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": 512})
 class CursorField(serializers.Field):
-    """An opaque pagination cursor wrapping the last key of the previous page (a UUID or a
-    sequence number, as `position_type` says)."""
+    """An opaque pagination cursor wrapping the last key of the previous page (a UUID, a
+    sequence number or a code, as `position_type` says)."""
 
     default_error_messages = {"invalid": "Not a valid cursor; pass back `nextCursor` from a previous page."}
 
-    def __init__(self, *, position_type: type[UUID] | type[int], **kwargs: Any) -> None:
+    def __init__(self, *, position_type: type[UUID] | type[int] | type[str], **kwargs: Any) -> None:
         self.position_type = position_type
         super().__init__(**kwargs)
 
-    def to_internal_value(self, data: Any) -> UUID | int:
+    def to_internal_value(self, data: Any) -> UUID | int | str:
         if not isinstance(data, str) or len(data) > 512:
             self.fail("invalid")
         try:
@@ -246,21 +246,21 @@ class CursorField(serializers.Field):
                 return position
             if not isinstance(position, str):
                 self.fail("invalid")
-            return UUID(position)
+            return position if self.position_type is str else UUID(position)
         except (binascii.Error, ValueError, TypeError, KeyError, orjson.JSONDecodeError):
             self.fail("invalid")
 
-    def to_representation(self, value: UUID | int) -> str:
+    def to_representation(self, value: UUID | int | str) -> str:
         return encode_cursor(value)
 
 
 @overload
-def encode_cursor(position: UUID | int) -> str: ...
+def encode_cursor(position: UUID | int | str) -> str: ...
 @overload
 def encode_cursor(position: None) -> None: ...
 @overload
-def encode_cursor(position: UUID | int | None) -> str | None: ...
-def encode_cursor(position: UUID | int | None) -> str | None:
+def encode_cursor(position: UUID | int | str | None) -> str | None: ...
+def encode_cursor(position: UUID | int | str | None) -> str | None:
     if position is None:
         return None
     after = position if isinstance(position, int) else str(position)

@@ -6,12 +6,15 @@ from rest_framework.views import APIView
 
 from creditledger import errors
 from creditledger.api.schema import problem_responses
+from creditledger.api.scopes import PUBLIC
 from creditledger.api.serializers import NoQueryParameters, query_params_validate
 
 _StatusSerializer = inline_serializer("HealthStatus", {"status": serializers.CharField()})
 
 
 class HealthzApi(APIView):
+    required_scopes = {"GET": PUBLIC}
+
     @extend_schema(
         tags=["health"],
         summary="Liveness: the process is up",
@@ -23,6 +26,8 @@ class HealthzApi(APIView):
 
 
 class ReadyzApi(APIView):
+    required_scopes = {"GET": PUBLIC}
+
     @extend_schema(
         tags=["health"],
         summary="Readiness: the database answers",

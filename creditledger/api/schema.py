@@ -1,12 +1,16 @@
-"""OpenAPI helpers: every documented error response uses the one problem+json shape, and
-request bodies that refuse unknown fields say so."""
+"""OpenAPI helpers: every documented error response uses the one problem+json shape,
+request bodies that refuse unknown fields say so, and each operation names the API key
+scope it needs."""
 
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
+
+from creditledger.api.scopes import PUBLIC, SCOPES, Scope, endpoint_scope
 
 
 class StrictInputSchema(OpenApiSerializerExtension):
@@ -42,7 +46,12 @@ _DESCRIPTIONS = {
     400: "Invalid request: malformed JSON, wrong types, out-of-range values or unknown currency.",
     404: "Not found.",
     409: "Conflict: the idempotency key was used with a different request.",
+    401: "No API key, or one that is malformed, unknown or revoked (only with LEDGER_AUTH=required); the "
+    "WWW-Authenticate header names the Bearer scheme.",
+    403: "The API key lacks the scope this operation needs (requiredScope).",
     413: "Request body too large.",
+    429: "The API key's budget of writes or reads per second is spent (only with LEDGER_AUTH=required): nothing "
+    "was applied; retry after the Retry-After header.",
     422: "Business rule violated: insufficient funds, currency mismatch, account not active, same account.",
     503: "The database is unavailable or overloaded, or the read model has not caught up; retry after the "
     "Retry-After header.",
@@ -70,6 +79,28 @@ _EXAMPLES = {
         "status": 409,
         "detail": "Idempotency key 'demo-1' was first used with a different request body.",
         "code": "idempotency_key_reused",
+    },
+    401: {
+        "type": "https://creditledger.dev/problems/authentication-failed",
+        "title": "Authentication failed",
+        "status": 401,
+        "detail": "The API key is not valid: it is malformed, unknown or revoked.",
+        "code": "authentication_failed",
+    },
+    403: {
+        "type": "https://creditledger.dev/problems/insufficient-scope",
+        "title": "The API key lacks the scope",
+        "status": 403,
+        "detail": "This API key lacks the scope transfers:write that POST /transfers needs.",
+        "code": "insufficient_scope",
+        "requiredScope": "transfers:write",
+    },
+    429: {
+        "type": "https://creditledger.dev/problems/throttled",
+        "title": "Too many requests",
+        "status": 429,
+        "detail": "Request was throttled. Expected available in 1 second.",
+        "code": "throttled",
     },
     413: {
         "type": "https://creditledger.dev/problems/request-too-large",
@@ -111,3 +142,49 @@ def problem_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
         )
         for status in statuses
     }
+
+
+API_KEY_SCHEME = "ApiKey"
+_API_KEY_SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "cl_live_<id>_<secret>",
+    "description": "An API key (`python manage.py api_key_create`), as `Authorization: Bearer <key>`. Needed when "
+    "the service runs with LEDGER_AUTH=required (production); each operation lists the one scope it needs. Scopes: "
+    + " ".join(f"`{scope.name}`: {scope.description}" for scope in SCOPES.values()),
+}
+
+
+class ScopedAutoSchema(AutoSchema):
+    """Each operation's security requirement is the bearer API key with the scope its view
+    declares (creditledger.api.scopes), with the 401, 403 and 429 it may answer; a public one
+    has none."""
+
+    def _scope(self) -> Scope | None:
+        try:
+            return endpoint_scope(self.view, self.method)
+        except (AttributeError, KeyError):
+            return PUBLIC
+
+    def get_auth(self) -> list[dict[str, list[str]]]:
+        scope = self._scope()
+        if scope is PUBLIC:
+            return []
+        self.registry.register_on_missing(
+            ResolvedComponent(
+                name=API_KEY_SCHEME,
+                type=ResolvedComponent.SECURITY_SCHEMA,
+                object=API_KEY_SCHEME,
+                schema=_API_KEY_SECURITY_SCHEME,
+            )
+        )
+        return [{API_KEY_SCHEME: [scope.name]}]
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        bodies = super()._get_response_bodies(direction)
+        if self._scope() is not PUBLIC:
+            for (status, media_type), response in problem_responses(401, 403, 429).items():
+                bodies[str(status)] = self._get_response_for_code(
+                    response, str(status), media_types=[media_type], direction=direction
+                )
+        return bodies

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +42,7 @@ EXPECTED_SERVICES = {
     BROKER,
     "console",
     "migrate",
+    "api-keys",
     "web",
     "worker",
     "beat",
@@ -47,7 +51,7 @@ EXPECTED_SERVICES = {
     "grafana",
     "jaeger",
 }
-APP_SERVICES = ("migrate", "web", "worker", "beat", "consumer")
+APP_SERVICES = ("migrate", "api-keys", "web", "worker", "beat", "consumer")
 LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat", "consumer")
 PROCESS_COMMANDS = {
     "migrate": ["python", "manage.py", "migrate", "--no-input"],
@@ -716,3 +720,61 @@ def test_makefile_drives_the_demo():
         "logs": "docker compose logs -f --tail=200",
     }.items():
         assert re.search(rf"^{target}:.*## .+\n\t{re.escape(recipe)}$", makefile, re.MULTILINE), f"make {target}"
+
+
+def test_the_production_settings_start_with_the_compose_environment():
+    """They refuse a short secret key or a missing host list; compose must pass them."""
+    process_env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "LEDGER_", "DATABASE_"))
+    }
+    process_env.update({**environment("migrate"), "DJANGO_SETTINGS_MODULE": "config.settings.production"})
+    code = "from django.conf import settings; print(settings.LEDGER_AUTH)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=process_env, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "required", done.stderr
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+
+def volume_mount(name: str, volume: str) -> str:
+    """Where the service mounts the named volume."""
+    for entry in service(name).get("volumes") or []:
+        source, target = (entry["source"], entry["target"]) if isinstance(entry, dict) else str(entry).split(":")[:2]
+        if source == volume:
+            return target
+    raise AssertionError(f"service {name!r} does not mount the volume {volume}")
+
+
+def api_key_commands() -> list[list[str]]:
+    """The api_key_create commands of the api-keys service (`sh -c "... && ..."`)."""
+    shell = command("api-keys")
+    assert shell[:2] == ["sh", "-c"]
+    return [shlex.split(part) for part in shell[2].split("&&")]
+
+
+def test_a_demo_key_is_created_and_printed_at_start_up():
+    assert depends_on("api-keys") == {"migrate": "service_completed_successfully"}
+    demo = api_key_commands()[0]
+    assert demo[:3] == ["python", "manage.py", "api_key_create"]
+    assert "--write-to" not in demo  # printed in the service's log
+    scopes = demo[demo.index("--scopes") + 1 :]
+    assert {"transfers:write", "accounts:write"} <= set(scopes)
+    assert "admin" not in scopes
+
+
+def test_prometheus_scrapes_the_web_with_the_admin_key_the_api_keys_service_writes():
+    writer = api_key_commands()[1]
+    assert writer[writer.index("--scopes") + 1] == "admin"
+    written = Path(writer[writer.index("--write-to") + 1])
+    assert written.parent == Path(volume_mount("api-keys", "api-keys"))
+    assert re.search(
+        r"^RUN .*mkdir -p .*" + re.escape(str(written.parent)), (ROOT / "Dockerfile").read_text(), re.MULTILINE
+    )
+
+    web_job = next(job for job in prometheus_config()["scrape_configs"] if job["job_name"] == "web")
+    credentials = Path(web_job["authorization"]["credentials_file"])
+    assert web_job["authorization"].get("type", "Bearer") == "Bearer"
+    assert credentials == Path(volume_mount("prometheus", "api-keys")) / written.name
+    assert "10001" in [str(group) for group in service("prometheus").get("group_add", [])]

@@ -73,6 +73,15 @@ def test_open_an_account_with_every_field_and_read_it_back(api):
     assert {key: created.json()[key] for key in body} == body
 
 
+def test_a_new_account_gets_the_deployments_default_overdraft_limit_unless_it_gives_one(api, settings):
+    assert post_account(api, {"currency": "USD"}).json()["overdraftLimit"] is None  # unlimited, as the seed
+
+    settings.LEDGER = {**settings.LEDGER, "DEFAULT_OVERDRAFT_LIMIT": 0}
+    assert post_account(api, {"currency": "USD"}).json()["overdraftLimit"] == 0
+    assert post_account(api, {"currency": "USD", "overdraftLimit": None}).json()["overdraftLimit"] is None
+    assert post_account(api, {"currency": "USD", "overdraftLimit": 500}).json()["overdraftLimit"] == 500
+
+
 @pytest.mark.parametrize("limit", [0, 1, INT64_MAX, None])
 def test_any_overdraft_limit_from_zero_to_2_63_minus_1_or_null_is_accepted(api, limit):
     response = post_account(api, {"currency": "USD", "overdraftLimit": limit})
@@ -367,7 +376,8 @@ def test_the_seeded_currencies_are_listed_in_code_order(api):
     response = api.get("/currencies")
 
     assert response.status_code == 200
-    currencies = response.json()
+    assert response.json()["nextCursor"] is None
+    currencies = response.json()["data"]
     codes = [currency["code"] for currency in currencies]
     assert codes == sorted(codes)
     by_code = {currency["code"]: currency for currency in currencies}
@@ -382,7 +392,7 @@ def test_a_registered_credit_unit_can_hold_accounts(api):
 
     assert created.status_code == 201
     assert created.json() == {"code": "GPU_HOURS", "scale": 3, "name": "GPU hours"}
-    assert "GPU_HOURS" in [currency["code"] for currency in api.get("/currencies").json()]
+    assert "GPU_HOURS" in [currency["code"] for currency in api.get("/currencies").json()["data"]]
     assert account.status_code == 201
 
 
@@ -395,8 +405,29 @@ def test_registering_an_existing_currency_is_a_409(api, problem):
     )
 
     assert "USD" in body["detail"]
-    assert api.get("/currencies").json()[0]  # still listable
-    assert {c["code"]: c["scale"] for c in api.get("/currencies").json()}["USD"] == 2
+    assert api.get("/currencies").json()["data"][0]  # still listable
+    assert {c["code"]: c["scale"] for c in api.get("/currencies").json()["data"]}["USD"] == 2
+
+
+def test_currencies_are_paged_like_the_other_lists(api, problem):
+    for index in range(3):
+        assert (
+            api.post("/currencies", {"code": f"ZZ_{index}", "scale": 0, "name": "Z"}, format="json").status_code == 201
+        )
+    every = [currency["code"] for currency in api.get("/currencies", {"limit": 500}).json()["data"]]
+
+    seen, cursor = [], None
+    while True:
+        page = api.get("/currencies", {"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        assert len(page["data"]) <= 2
+        seen += [currency["code"] for currency in page["data"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == every
+    assert every[-3:] == ["ZZ_0", "ZZ_1", "ZZ_2"]
+    problem(api.get("/currencies", {"cursor": "nonsense"}), 400, "validation_error", field="cursor")
+    problem(api.get("/currencies", {"limit": 501}), 400, "validation_error", field="limit")
 
 
 @pytest.mark.parametrize(
@@ -415,7 +446,7 @@ def test_registering_an_existing_currency_is_a_409(api, problem):
 def test_invalid_currencies_are_a_400(api, problem, body, field):
     problem(api.post("/currencies", body, format="json"), 400, "validation_error", field=field)
 
-    assert "GPU" not in [currency["code"] for currency in api.get("/currencies").json()]
+    assert "GPU" not in [currency["code"] for currency in api.get("/currencies").json()["data"]]
 
 
 # --- PATCH /accounts/{id} --------------------------------------------------------------------------

@@ -3,11 +3,10 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from prometheus_client import start_http_server
 
 from apps.projections.consumer import consume_loop
 from creditledger.kafka import KafkaNotConfigured
-from creditledger.metrics import metrics_registry
+from creditledger.metrics import metrics_serve
 from creditledger.telemetry import tracing_configure
 
 
@@ -25,7 +24,7 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         port = settings.METRICS["CONSUMER_PORT"] if metrics_port is None else metrics_port
         if port:
-            start_http_server(port, registry=metrics_registry(include_outbox=False))
+            metrics_serve(port, include_outbox=False)
         tracing_configure()
         self.stdout.write(f"consuming into the projections (group {group or settings.KAFKA['CONSUMER_GROUP']})")
         try:

@@ -1,0 +1,79 @@
+"""API keys in the admin: staff with `add_apikey` create one (its key is shown once), staff
+with `revoke_apikey` revoke them; nobody edits or deletes one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.apikeys.models import ApiKey
+from apps.apikeys.services import NAME_MAX_LENGTH, api_key_create, api_key_revoke
+from creditledger.api.scopes import SCOPES
+
+
+class ApiKeyCreateForm(forms.ModelForm):
+    name = forms.CharField(max_length=NAME_MAX_LENGTH, help_text="What the key is for.")
+    owner = forms.CharField(
+        max_length=NAME_MAX_LENGTH,
+        required=False,
+        help_text="Whose key it is; its idempotency keys are the owner's. Default: the name.",
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope.name, f"{scope.name}: {scope.description}") for scope in SCOPES.values()],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "owner", "scopes")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "owner", "scope_list", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name__icontains", "owner__iexact")
+    ordering = ("-created_at",)
+    fields = ("id", "name", "owner", "scopes", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    @admin.display(description="scopes")
+    def scope_list(self, key: ApiKey) -> str:
+        return ", ".join(key.scopes)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("name", "owner", "scopes") if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("apikeys.revoke_apikey")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        """Create through the service, which keeps only the secret's hash; the key is shown here, once."""
+        data = form.cleaned_data
+        created = api_key_create(name=data["name"], scopes=data["scopes"], owner=data["owner"] or None)
+        obj.__dict__.update({field.attname: getattr(created.key, field.attname) for field in ApiKey._meta.fields})
+        obj._state.adding = False
+        messages.warning(request, f"Copy the API key now; it is not shown again: {created.printed}")
+
+    @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = [api_key_revoke(key_id=key.id) for key in queryset]
+        self.message_user(request, f"Revoked {len(keys)} API key(s); their next request gets 401.", messages.SUCCESS)

@@ -1,0 +1,73 @@
+"""API keys in the admin: created by staff with add_apikey (the key shown once), revoked by
+staff with revoke_apikey, never edited or deleted."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+
+from apps.apikeys.models import ApiKey
+from apps.apikeys.services import KEY_PREFIX, api_key_authenticate, api_key_create
+
+pytestmark = pytest.mark.django_db
+
+
+def staff_client(username: str, *codenames: str) -> Client:
+    user = User.objects.create_user(username, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="apikeys", codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_staff_with_the_add_permission_create_a_key_and_see_it_once():
+    staff = staff_client("ops", "view_apikey", "add_apikey")
+
+    response = staff.post(
+        reverse("admin:apikeys_apikey_add"),
+        {"name": "billing", "owner": "acme", "scopes": ["transfers:write", "accounts:read"]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    shown = [str(message) for message in get_messages(response.wsgi_request)] or [
+        line for line in response.content.decode().splitlines() if KEY_PREFIX in line
+    ]
+    printed = next(word for line in shown for word in line.split() if word.startswith(KEY_PREFIX))
+    key = api_key_authenticate(presented=printed.strip("<>\"'"))
+    assert key is not None
+    assert (key.owner, key.scopes) == ("acme", ["accounts:read", "transfers:write"])
+    page = staff.get(reverse("admin:apikeys_apikey_change", args=[key.pk])).content.decode()
+    assert "billing" in page
+    assert printed not in page
+    assert key.secret_hash not in page
+
+
+def test_staff_without_the_add_permission_cannot_create_one():
+    staff = staff_client("viewer", "view_apikey")
+    response = staff.post(reverse("admin:apikeys_apikey_add"), {"name": "x", "scopes": ["admin"]})
+    assert response.status_code == 403
+    assert not ApiKey.objects.exists()
+
+
+def test_revoking_needs_the_revoke_permission():
+    created = api_key_create(name="old", scopes=["admin"])
+    action = {"action": "revoke", "_selected_action": [str(created.key.id)]}
+    changelist = reverse("admin:apikeys_apikey_changelist")
+
+    staff_client("viewer", "view_apikey").post(changelist, action)
+    assert api_key_authenticate(presented=created.printed) is not None
+
+    staff_client("ops", "view_apikey", "revoke_apikey").post(changelist, action)
+    assert api_key_authenticate(presented=created.printed) is None
+
+
+def test_nobody_edits_or_deletes_a_key():
+    created = api_key_create(name="old", scopes=["admin"])
+    superuser = User.objects.create_superuser("root")
+    client = Client()
+    client.force_login(superuser)
+    client.post(reverse("admin:apikeys_apikey_change", args=[created.key.pk]), {"name": "renamed", "scopes": ["admin"]})
+    client.post(reverse("admin:apikeys_apikey_delete", args=[created.key.pk]), {"post": "yes"})
+    assert ApiKey.objects.get(pk=created.key.pk).name == "old"
