@@ -355,16 +355,16 @@ def _balance_document(balance: projections.Balance) -> dict[str, Any]:
     document = {
         "accountId": str(balance.account_id),
         "currency": balance.currency,
-        "balance": int(balance.balance),
-        "pendingDebits": int(balance.pending_debits),
-        "pendingCredits": int(balance.pending_credits),
-        "available": None if balance.available is None else int(balance.available),
+        "balance": balance.balance,
+        "pendingDebits": balance.pending_debits,
+        "pendingCredits": balance.pending_credits,
+        "available": balance.available,
         "overdraftLimit": balance.overdraft_limit,
-        "lastSequence": int(balance.projected_sequence),
+        "lastSequence": balance.projected_sequence,
         "updatedAt": None if balance.updated_at is None else instant_text(balance.updated_at),
         "consistency": {
-            "projectedSequence": int(balance.projected_sequence),
-            "ledgerSequence": int(balance.ledger_sequence),
+            "projectedSequence": balance.projected_sequence,
+            "ledgerSequence": balance.ledger_sequence,
             "upToDate": balance.up_to_date,
         },
         "expiringSoon": None
