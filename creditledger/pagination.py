@@ -24,7 +24,12 @@ def keyset_page(queryset: QuerySet, *, field: str, after: Any | None, limit: int
     """Rows of `queryset` ordered by the unique `field`, starting after the value `after`."""
     if after is not None:
         queryset = queryset.filter(**{f"{field}__{'lt' if descending else 'gt'}": after})
-    rows = list(queryset.order_by(f"-{field}" if descending else field)[: limit + 1])
+    return page_of(list(queryset.order_by(f"-{field}" if descending else field)[: limit + 1]), field=field, limit=limit)
+
+
+def page_of(rows: list[T], *, field: str, limit: int) -> Page[T]:
+    """The page made of up to `limit` + 1 `rows` read in key order: the extra row, if any,
+    only says that more follow."""
     if len(rows) <= limit:
         return Page(items=rows, next_after=None)
     rows = rows[:limit]

@@ -213,6 +213,40 @@ def _live_state(row: tuple) -> AccountLiveState:
 
 
 @dataclass(frozen=True)
+class BalanceNow:
+    """An account's currency, overdraft limit, posted balance and latest sequence, with what
+    of it changes with the clock now (account_live_state)."""
+
+    currency: str
+    overdraft_limit: int | None
+    balance: int
+    sequence: int
+    live: AccountLiveState
+
+
+_ACCOUNT_COLUMNS = sql.SQL("a.currency, a.overdraft_limit, a.balance, a.last_sequence")
+
+
+def account_balance_now(*, account_id: UUID) -> BalanceNow:
+    """GET /accounts/{id}/balance's ledger part in one statement: the account row and
+    account_live_state's probes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT {}, {} FROM account a {} WHERE a.id = %(id)s").format(
+                _ACCOUNT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS
+            ),
+            {"id": account_id},
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise errors.AccountNotFound(f"No account {account_id}.")
+    currency, limit, balance, sequence, *live = row
+    return BalanceNow(
+        currency=currency, overdraft_limit=limit, balance=balance, sequence=sequence, live=_live_state(tuple(live))
+    )
+
+
+@dataclass(frozen=True)
 class BalanceAt:
     """An account's balance at an instant (account_balance_at) with what of it changes with
     the clock now (account_live_state), its currency and overdraft limit."""

@@ -53,10 +53,6 @@ class ProjectedStatementLine(models.Model):
     def __str__(self) -> str:
         return f"{self.account_id} #{self.sequence} {self.amount:+d} {self.currency}"
 
-    @property
-    def side(self) -> str:
-        return "credit" if self.amount > 0 else "debit"
-
 
 class ProjectedTransfer(models.Model):
     """A transfer as TransferPosted carried it. `from_account_id`, `to_account_id`, `amount`

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import orjson
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -198,6 +199,15 @@ class InstantField(serializers.Field):
 
     def to_representation(self, value: datetime) -> str:
         return serializers.DateTimeField().to_representation(value)
+
+
+def instant_text(moment: datetime) -> str:
+    """An aware datetime as DRF's DateTimeField writes it (ISO 8601 in the current time zone,
+    UTC as `Z`), for answers built without a serializer. Nothing activates another time zone
+    than TIME_ZONE, so the current one is the default one, which is cached (the current one
+    is a thread-local lookup per value)."""
+    text = moment.astimezone(timezone.get_default_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class UUIDStringField(serializers.UUIDField):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import pytest
+from django.utils import timezone
 from rest_framework.fields import DateTimeField
+from rest_framework.renderers import JSONRenderer
 
+from apps.api.accounts import AccountBalanceApi, BalanceAsOf, _balance_document
 from apps.ledger.models import Entry
+from apps.projections.selectors import Balance
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -189,3 +194,74 @@ def test_without_as_of_the_answer_has_no_as_of(api, make_account):
     wallet = make_account()
 
     assert "asOf" not in api.get(f"/accounts/{wallet.id}/balance").json()
+
+
+def test_a_balance_is_one_ledger_query_and_one_read_model_query(
+    api, make_account, make_transfer, sync_projections, django_assert_num_queries
+):
+    wallet, other = make_account(overdraft_limit=0), make_account()
+    make_transfer(other, wallet, 40)
+    sync_projections()
+
+    with django_assert_num_queries(1, using="default"), django_assert_num_queries(1, using="read"):
+        response = api.get(f"/accounts/{wallet.id}/balance")
+    assert (response.status_code, response.json()["balance"]) == (200, 40)
+
+    with django_assert_num_queries(1, using="default"), django_assert_num_queries(0, using="read"):
+        response = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(timezone.now())})
+    assert (response.status_code, response.json()["balance"]) == (200, 40)
+
+
+_POSTED = datetime(2026, 11, 30, 21, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "balance",
+    [
+        Balance(
+            account_id=UUID(MISSING_ID),
+            currency="USD",
+            balance=-5,
+            overdraft_limit=None,
+            projected_sequence=0,
+            ledger_sequence=0,
+            updated_at=None,
+            pending_debits=0,
+            pending_credits=0,
+            ledger_balance=-5,
+        ),
+        Balance(
+            account_id=UUID(MISSING_ID),
+            currency="CREDITS",
+            balance=70,
+            overdraft_limit=10,
+            projected_sequence=3,
+            ledger_sequence=4,
+            updated_at=_POSTED,
+            pending_debits=2,
+            pending_credits=1,
+            ledger_balance=65,
+            expiring_amount=50,
+            expiring_at=_POSTED.replace(microsecond=0),
+        ),
+        BalanceAsOf(
+            account_id=UUID(MISSING_ID),
+            currency="USD",
+            balance=9,
+            overdraft_limit=0,
+            projected_sequence=2,
+            ledger_sequence=2,
+            updated_at=_POSTED,
+            pending_debits=0,
+            pending_credits=0,
+            ledger_balance=9,
+            as_of=_POSTED + timedelta(days=1),
+        ),
+    ],
+)
+def test_the_balance_answer_is_what_its_documented_serializer_writes(balance):
+    """The view builds the answer itself (it is cheaper); the schema comes from the serializer."""
+    renderer = JSONRenderer()
+    documented = AccountBalanceApi.BalanceOutputSerializer(balance).data
+
+    assert renderer.render(_balance_document(balance)) == renderer.render(documented)

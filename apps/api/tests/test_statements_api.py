@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+
+from apps.api.accounts import StatementLineSerializer, _statement_line_document
+from apps.projections.selectors import StatementLine
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -157,3 +163,41 @@ def test_an_invalid_as_of_on_a_statement_is_a_400_naming_it(api, make_account, p
     response = api.get(f"/accounts/{account.id}/statements", {"asOf": "2026-11-23"})
 
     problem(response, 400, "validation_error", field="asOf")
+
+
+def test_a_statement_page_is_one_account_query_and_one_read_model_query(
+    api, make_account, make_transfer, sync_projections, django_assert_num_queries
+):
+    account, other = make_account(), make_account()
+    start = timezone.now()
+    for amount in (5, 6, 7):
+        make_transfer(other, account, amount)
+    sync_projections()
+    params = {"limit": 2, "from": start.isoformat(), "to": timezone.now().isoformat()}
+
+    with django_assert_num_queries(1, using="default"), django_assert_num_queries(1, using="read"):
+        response = api.get(f"/accounts/{account.id}/statements", params)
+    assert [line["amount"] for line in response.json()["data"]] == [5, 6]
+
+    # The opening balance is one more, from the ledger.
+    with django_assert_num_queries(2, using="default"), django_assert_num_queries(1, using="read"):
+        response = api.get(f"/accounts/{account.id}/statements", {**params, "asOf": start.isoformat()})
+    assert response.json()["openingBalance"] == 0
+
+
+@pytest.mark.parametrize("description", [None, "Top-up \u00e9 \u2028"])
+def test_a_statement_line_is_what_its_documented_serializer_writes(description):
+    """The view builds each line itself (it is cheaper); the schema comes from the serializer."""
+    line = StatementLine(
+        entry_id=uuid4(),
+        transfer_id=uuid4(),
+        sequence=7,
+        amount=-300,
+        balance_after=-120,
+        counterparty_id=uuid4(),
+        description=description,
+        created_at=datetime(2026, 11, 30, 21, 0, 0, tzinfo=UTC),
+    )
+    renderer = JSONRenderer()
+
+    assert renderer.render(_statement_line_document(line)) == renderer.render(StatementLineSerializer(line).data)
