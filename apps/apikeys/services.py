@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.apikeys.models import ApiKey
+from apps.apikeys.selectors import api_key_get
 from creditledger import errors
 from creditledger.api.scopes import scopes_parse
 
@@ -78,7 +79,7 @@ def api_key_authenticate(*, presented: str) -> ApiKey | None:
     match = _KEY_FORMAT.fullmatch(presented)
     if match is None:
         return None
-    key = ApiKey.objects.filter(id=UUID(match["id"])).first()
+    key = api_key_get(key_id=UUID(match["id"]))
     stored_hash = key.secret_hash if key is not None else _DUMMY_HASH
     secret_matches = hmac.compare_digest(stored_hash, _secret_hash(match["secret"]))
     if key is None or not secret_matches or key.revoked_at is not None:

@@ -237,7 +237,7 @@ _throttle_redis = env.str("LEDGER_THROTTLE_CACHE_URL", default="") or (
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _throttle_redis, "KEY_PREFIX": "ledger"}
+        {"BACKEND": "creditledger.cache.SharedClientRedisCache", "LOCATION": _throttle_redis, "KEY_PREFIX": "ledger"}
         if _throttle_redis
         else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ledger_throttle_cache"}
     ),

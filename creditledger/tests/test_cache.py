@@ -1,0 +1,28 @@
+"""The rate limits' Redis cache keeps one client per pool (creditledger/cache.py). Runs where
+Redis is configured (CI's PostgreSQL 15 phase); otherwise the limits use the database cache."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from django.conf import settings
+from django.core.cache import caches
+
+from creditledger.cache import SharedClientRedisCache
+
+pytestmark = pytest.mark.skipif(
+    settings.CACHES["throttle"]["BACKEND"] != "creditledger.cache.SharedClientRedisCache",
+    reason="no Redis configured: the rate limits use the database cache",
+)
+
+
+def test_the_client_is_built_once_and_serves_reads_and_writes():
+    cache = cast(SharedClientRedisCache, caches["throttle"])
+    cache.set("shared-client-test", [1.5, 2.5], 30)
+
+    assert cache.get("shared-client-test") == [1.5, 2.5]
+    assert cache._cache.get_client(write=True) is cache._cache.get_client(write=True)
+    assert cache._cache.get_client(write=False) is cache._cache.get_client(write=False)
+    cache.delete("shared-client-test")
+    assert cache.get("shared-client-test") is None
