@@ -124,3 +124,33 @@ def test_without_a_key_http_writes_are_anonymous_and_the_ledger_own_bookings_sys
     assert actors_of_events(id__gt=before) == {"system"}
     grant_expiry = Transfer.objects.exclude(actor="anonymous").get()  # the grant's remainder, expired
     assert grant_expiry.actor == "system"
+
+
+def test_transfers_are_filtered_by_who_created_them(keyed, make_account, sync_projections):
+    api, actor = keyed
+    bank, wallet = make_account(), make_account()
+    pay = {"from": str(bank.id), "to": str(wallet.id), "amount": 10, "currency": "USD"}
+    by_key = created(api.post("/transfers", {**pay, "idempotencyKey": "by-key"}, format="json"))
+    held = created(api.post("/transfers", {**pay, "idempotencyKey": "held", "pending": True}, format="json"))
+    other = api_key_create(name="other", scopes=list(SCOPES))
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {other.printed}")
+    posted = api.post(f"/transfers/{held['transferId']}/post", {"idempotencyKey": "post"}, format="json")
+    by_other = created(api.post("/transfers", {**pay, "idempotencyKey": "by-other"}, format="json"))
+    sync_projections()
+
+    def listed(who: str) -> list[str]:
+        response = api.get("/transfers", {"actor": who})
+        assert response.status_code == 200, response.content
+        return [item["transferId"] for item in response.json()["data"]]
+
+    assert posted.status_code == 200
+    assert listed(actor) == [held["transferId"], by_key["transferId"]]  # a hold stays its creator's once posted
+    assert listed(f"key:{other.key.id}") == [by_other["transferId"]]
+    assert listed("system") == []
+
+
+@pytest.mark.parametrize("value", ["key:1", "admin", "user:", "KEY:" + "0" * 36, "x" * 200])
+def test_a_bad_actor_filter_is_a_400(api, problem, value):
+    body = problem(api.get("/transfers", {"actor": value}), 400, "validation_error", field="actor")
+
+    assert "Not an actor" in body["errors"][0]["message"] or "characters" in body["errors"][0]["message"]
