@@ -71,14 +71,25 @@ def test_every_write_with_a_key_records_the_key_and_its_events_carry_it(keyed):
     grant = created(
         api.post(f"/accounts/{wallet}/grants", {"from": bank, "amount": 50, "idempotencyKey": "g-1"}, format="json")
     )
+    voided = api.post(f"/grants/{grant['grantId']}/void", {"idempotencyKey": "gv-1"}, format="json")
+    batch = api.post(
+        "/transfers/batch",
+        {
+            "atomic": True,
+            "transfers": [{"from": bank, "to": shop, "amount": 5, "currency": "USD", "idempotencyKey": "b-1"}],
+        },
+        format="json",
+    )
 
-    assert posted.status_code == 200, posted.content
+    assert (posted.status_code, voided.status_code, batch.status_code) == (200, 200, 200), batch.content
     assert Currency.objects.get(code=currency["code"]).actor == actor
     assert set(Account.objects.filter(id__in=[bank, wallet, shop]).values_list("actor", flat=True)) == {actor}
     assert set(Transfer.objects.values_list("actor", flat=True)) == {actor}
     assert Transfer.objects.get(id=reversal["transferId"]).actor == actor
     assert CreditGrant.objects.get(id=grant["grantId"]).actor == actor
     assert IdempotencyRecord.objects.get(key__endswith="post-1").actor == actor
+    assert IdempotencyRecord.objects.get(key__endswith="gv-1").actor == actor
+    assert Transfer.objects.get(idempotency_key__endswith="b-1").actor == actor
     (command,) = transfer_commands(transfer=Transfer.objects.get(id=held["transferId"]))
     assert (command.command, command.actor) == ("post", actor)
     assert actors_of_events() == {actor}
