@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
+
+from creditledger.actor import SYSTEM, actor_current
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +28,15 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def in_durable_transaction(work: Callable[[], T], *, retries: int | None = None) -> T:
     """Run `work` in its own durable transaction, retrying serialization failures and
-    deadlocks with jittered backoff so that clients never see them as errors."""
+    deadlocks with jittered backoff so that clients never see them as errors. Every row it
+    writes records the current actor (creditledger/actor.py)."""
     attempts = (settings.LEDGER["TRANSACTION_RETRIES"] if retries is None else retries) + 1
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic(durable=True):
+                if (actor := actor_current()) != SYSTEM:  # else the columns' default
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT set_config('ledger.actor', %s, true)", [actor])
                 return work()
         except OperationalError as exc:
             if _sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:

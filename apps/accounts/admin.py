@@ -11,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.accounts.models import Account, AccountChange, AccountStatus, Currency
 from apps.accounts.services import account_update
+from creditledger.actor import UNRECORDED, user_actor
 from creditledger.admin import LedgerTableAdmin, ReadOnlyAdminMixin, amount_with_currency
 from creditledger.errors import LedgerError
 
@@ -40,7 +41,7 @@ class AccountStatusForm(forms.Form):
 
 @admin.register(Currency)
 class CurrencyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("code", "name", "scale")
+    list_display = ("code", "name", "scale", "actor")
     search_fields = ("code__iexact", "name__icontains")
     ordering = ("code",)
 
@@ -56,6 +57,7 @@ class AccountAdmin(LedgerTableAdmin):
         "overdraft_limit",
         "last_sequence",
         "created_at",
+        "actor",
     )
     list_filter = ("currency", "status", "created_at")
     # Every term through an index: the id exactly; the start of an external reference
@@ -70,7 +72,19 @@ class AccountAdmin(LedgerTableAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("id", "name", "external_ref", "currency", "status", "metadata", "created_at", "updated_at")},
+            {
+                "fields": (
+                    "id",
+                    "name",
+                    "external_ref",
+                    "currency",
+                    "status",
+                    "metadata",
+                    "created_at",
+                    "updated_at",
+                    "actor",
+                )
+            },
         ),
         ("Balance", {"fields": ("balance", "overdraft_limit", "last_sequence", "statement", "transfers")}),
         ("Changes", {"fields": ("history",)}),
@@ -137,7 +151,7 @@ class AccountAdmin(LedgerTableAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((c.created_at, c.changes, c.reason or "-", c.changed_by or "API") for c in changes),
+            ((c.created_at, c.changes, c.reason or "-", _changed_by(c)) for c in changes),
         )
         return format_html(
             "<p>{} changes, latest first</p>"
@@ -151,3 +165,10 @@ class AccountAdmin(LedgerTableAdmin):
     def transfers(self, account: Account) -> str:
         url = reverse("admin:ledger_transfer_changelist") + "?" + urlencode({"q": account.id})
         return format_html('<a href="{}">Transfers from or to this account</a>', url)
+
+
+def _changed_by(change: AccountChange) -> str:
+    """Its actor; for a change from before actors were recorded, the admin user, else "API"."""
+    if change.actor != UNRECORDED:
+        return change.actor
+    return user_actor(change.changed_by) if change.changed_by else "API"

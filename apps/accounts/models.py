@@ -1,6 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
+from creditledger.actor import actor_field
 from creditledger.ids import new_id
 
 
@@ -12,6 +13,8 @@ class Currency(models.Model):
         help_text="Digits after the decimal point: 2 for USD, 0 for JPY or CREDITS."
     )
     name = models.CharField(max_length=100)
+
+    actor = actor_field()
 
     class Meta:
         db_table = "currency"
@@ -56,6 +59,8 @@ class Account(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    actor = actor_field()
+
     class Meta:
         db_table = "account"
         constraints = [
@@ -90,6 +95,8 @@ class AccountChange(models.Model):
     reason = models.TextField(null=True, blank=True)
     changed_by = models.CharField(max_length=150, null=True, blank=True, help_text="The admin user; null for the API.")
     created_at = models.DateTimeField()
+
+    actor = actor_field()
 
     class Meta:
         db_table = "account_change"

@@ -18,6 +18,7 @@ from apps.ledger import selectors, services
 from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, TransferStatus
 from apps.projections import selectors as projections
 from creditledger import errors
+from creditledger.actor import ACTOR_PATTERN
 from creditledger.api.exception_handler import batch_item_problem
 from creditledger.api.fields import (
     IDEMPOTENCY_KEY_SCHEMA,
@@ -315,6 +316,14 @@ class TransferListCreateApi(APIView):
         )
         status = serializers.ChoiceField(choices=TransferStatus.choices, required=False)
         currency = CurrencyCodeField(required=False)
+        actor = serializers.RegexField(
+            ACTOR_PATTERN,
+            required=False,
+            max_length=160,
+            help_text="Transfers created by this actor: key:<API key id>, user:<admin username>, anonymous (no key, "
+            "LEDGER_AUTH=off), system (the ledger's own bookings) or unrecorded (from before actors were recorded).",
+            error_messages={"invalid": "Not an actor: key:<id>, user:<name>, anonymous, system or unrecorded."},
+        )
 
     TransferPageSerializer = page_serializer(TransferListItemSerializer, "TransferPage")
 

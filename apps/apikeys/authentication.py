@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import api_key_authenticate
 from creditledger import errors
+from creditledger.actor import actor_set, api_key_actor
 from creditledger.api.exception_handler import bearer_challenge
 from creditledger.api.scopes import auth_required
 
@@ -30,6 +31,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = api_key_authenticate(presented=presented.strip())
         if key is None:
             raise errors.AuthenticationFailed(_INVALID)
+        actor_set(api_key_actor(key.id))
         return None, key
 
     def authenticate_header(self, request: Request) -> str:

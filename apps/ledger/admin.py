@@ -58,7 +58,7 @@ class EntryInline(EntryAmountsMixin, ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Transfer)
 class TransferAdmin(LedgerTableAdmin):
-    list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status", "description")
+    list_display = ("id", "created_at", "from_link", "to_link", "amount_display", "status", "description", "actor")
     list_select_related = ("from_account", "to_account")
     list_filter = ("currency", "status", "created_at")
     search_fields = ("id", "idempotency_key", "from_account", "to_account", "reversal_of")
@@ -75,12 +75,12 @@ class TransferAdmin(LedgerTableAdmin):
     @admin.display(description="commands")
     def commands(self, transfer: Transfer) -> str:
         """The post, void or expiry that settled its hold and its reversals, each with its
-        idempotency key, when it took effect, what it moved and what came of it."""
+        idempotency key, when it took effect, what it moved, what came of it and who ran it."""
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (c.command, c.idempotency_key or "-", c.at, _amounts(c.moved), _outcome(c))
+                (c.command, c.idempotency_key or "-", c.at, _amounts(c.moved), _outcome(c), c.actor or "-")
                 for c in transfer_commands(transfer=transfer)
             ),
         )
@@ -88,7 +88,7 @@ class TransferAdmin(LedgerTableAdmin):
             return "-"
         return format_html(
             "<table><thead><tr><th>command</th><th>idempotency key</th><th>at</th>"
-            "<th>amount (minor units)</th><th>outcome</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>amount (minor units)</th><th>outcome</th><th>by</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
 
@@ -203,7 +203,7 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(LedgerTableAdmin):
-    list_display = ("key", "outcome", "transfer_link", "created_at")
+    list_display = ("key", "outcome", "transfer_link", "created_at", "actor")
     list_filter = (OutcomeFilter, "created_at")
     search_fields = ("key", "transfer")
     search_help_text = "Idempotency key or transfer id (exact)."
@@ -330,6 +330,7 @@ class CreditGrantAdmin(LedgerTableAdmin):
         "priority",
         "effective_at",
         "expires_at",
+        "actor",
     )
     list_select_related = ("account",)
     list_filter = (GrantStatusNowFilter, "currency", "created_at")

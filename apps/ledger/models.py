@@ -8,6 +8,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from apps.accounts.models import Account, Currency
+from creditledger.actor import actor_field
 from creditledger.ids import new_id
 
 
@@ -76,6 +77,8 @@ class Transfer(models.Model):
     )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+
+    actor = actor_field()
 
     class Meta:
         db_table = "transfer"
@@ -214,6 +217,8 @@ class IdempotencyRecord(models.Model):
     error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
 
+    actor = actor_field()
+
     class Meta:
         db_table = "idempotency_record"
         constraints = [
@@ -274,6 +279,8 @@ class CreditGrant(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+
+    actor = actor_field()
 
     class Meta:
         db_table = "credit_grant"

@@ -72,6 +72,8 @@ class TransferCommand:
     moved: dict[str, int]
     #: What a post (of less than was held), a void or an expiry released from the hold.
     released: dict[str, int]
+    #: Who ran it (creditledger/actor.py); None for an expiry, which is not recorded.
+    actor: str | None
     #: The reversal transfer, for a reversal.
     reversal_id: UUID | None = None
 
@@ -94,24 +96,29 @@ def transfer_commands(*, transfer: Transfer) -> list[TransferCommand]:
             at=transfer.updated_at,
             moved=posted if command == "post" else {},
             released=released,
+            actor=actor,
         )
-        for key, command in IdempotencyRecord.objects.filter(transfer=transfer, command__isnull=False)
+        for key, command, actor in IdempotencyRecord.objects.filter(transfer=transfer, command__isnull=False)
         .order_by("created_at")
-        .values_list("key", "command")
+        .values_list("key", "command", "actor")
     ]
     if transfer.status == TransferStatus.EXPIRED:
         commands.append(
-            TransferCommand(command="expiry", idempotency_key=None, at=transfer.updated_at, moved={}, released=held)
+            TransferCommand(
+                command="expiry", idempotency_key=None, at=transfer.updated_at, moved={}, released=held, actor=None
+            )
         )
     reversals: dict[UUID, dict[str, Any]] = {}
     for row in (
         Entry.objects.filter(transfer__reversal_of=transfer, amount__lt=0)
-        .values("transfer_id", "transfer__idempotency_key", "transfer__created_at", "currency")
+        .values("transfer_id", "transfer__idempotency_key", "transfer__created_at", "transfer__actor", "currency")
         .annotate(total=-Sum("amount"))
         .order_by("transfer__created_at", "transfer_id", "currency")
     ):
         key, at = row["transfer__idempotency_key"], row["transfer__created_at"]
-        reversal = reversals.setdefault(row["transfer_id"], {"key": key, "at": at, "moved": {}})
+        reversal = reversals.setdefault(
+            row["transfer_id"], {"key": key, "at": at, "actor": row["transfer__actor"], "moved": {}}
+        )
         reversal["moved"][row["currency"]] = row["total"]
     return commands + [
         TransferCommand(
@@ -120,6 +127,7 @@ def transfer_commands(*, transfer: Transfer) -> list[TransferCommand]:
             at=reversal["at"],
             moved=reversal["moved"],
             released={},
+            actor=reversal["actor"],
             reversal_id=reversal_id,
         )
         for reversal_id, reversal in reversals.items()

@@ -16,6 +16,8 @@ from typing import Any
 _UUID = {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
 _INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
 _TIME = {"type": "string", "minLength": 20}
+#: creditledger.actor.ACTOR_PATTERN (this module imports no Django).
+_ACTOR = {"type": "string", "pattern": r"^(system|anonymous|unrecorded|key:[0-9a-f-]{36}|user:.{1,150})$"}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{2,15}$"}
 
 
@@ -276,8 +278,11 @@ ENVELOPE_SCHEMA = {
             "occurredAt": _TIME,
             "aggregateType": {"enum": sorted({event.aggregate_type for event in EVENT_TYPES.values()})},
             "aggregateId": _UUID,
+            # Who made the change (creditledger/actor.py); absent from events written before it was recorded.
+            "actor": _ACTOR,
             "data": {"type": "object"},
-        }
+        },
+        optional=("actor",),
     ),
     # Each type's own version; `data` is checked against the type's data_schema separately.
     "allOf": [

@@ -51,6 +51,7 @@ class TransferRow(NamedTuple):
     reversed_amount: Decimal
     postings: Any  # JSON, as text
     entries: Any  # JSON, as text
+    actor: str
     created_at: datetime
     applied_at: datetime | None
 
@@ -133,7 +134,7 @@ def transfer_rows_sql(where: sql.Composable = _EVERY_ROW) -> sql.Composed:
                                         e.balance_after AS "balanceAfter", ledger_iso(e.created_at) AS "createdAt",
                                         e.posting_index AS "postingIndex"
                                    FROM entry e WHERE e.transfer_id = t.id) posted), '[]'::jsonb),
-               t.created_at, %(applied_at)s::timestamptz
+               t.actor, t.created_at, %(applied_at)s::timestamptz
           FROM transfer t
          WHERE {where}""").format(where=where)
 

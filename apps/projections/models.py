@@ -76,6 +76,12 @@ class ProjectedTransfer(models.Model):
     )
     postings = models.JSONField(default=list, help_text="[{from, to, amount, currency}], in the transfer's order.")
     entries = models.JSONField(help_text="The transfer's entries as the TransferPosted event carried them.")
+    actor = models.CharField(
+        max_length=160,
+        db_default="unrecorded",
+        help_text="Who created it: the actor of the first event of it applied (creditledger/actor.py); unrecorded "
+        "for an event from before actors were recorded.",
+    )
     created_at = models.DateTimeField()
     applied_at = models.DateTimeField()
     account_ids = models.GeneratedField(
@@ -92,6 +98,7 @@ class ProjectedTransfer(models.Model):
         indexes = [
             GinIndex(fields=["account_ids"], name="projection_transfer_accounts", opclasses=["jsonb_path_ops"]),
             models.Index(fields=["created_at"], name="projection_transfer_time"),
+            models.Index(fields=["actor", "transfer_id"], name="projection_transfer_actor"),
         ]
 
     def __str__(self) -> str:

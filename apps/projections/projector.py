@@ -45,12 +45,20 @@ from apps.outbox.schemas import InvalidEvent, event_validate
 from apps.outbox.topics import RELAY_POSITION_HEADER
 from apps.projections.ledger_rows import TRANSFER_COLUMNS, column_list, transfer_rows_sql
 from apps.projections.routers import READ_ALIAS
+from creditledger.actor import UNRECORDED
 
 logger = logging.getLogger(__name__)
 
 # Held shared by every batch and exclusively by the replay swap (see replay/swap.py), so a swap
 # never interleaves with a batch.
 SWAP_LOCK_KEY = 0x4C454447  # "LEDG"
+
+#: The events whose data is a transfer's row (_transfer_rows_upsert), and the field they get
+#: from their envelope: who made the change.
+_TRANSFER_ROW_EVENTS = frozenset(
+    event.name for event in (TRANSFER_PENDING, TRANSFER_POSTED, TRANSFER_VOIDED, TRANSFER_EXPIRED)
+)
+_ACTOR = "actor"
 
 #: The SQL types of TRANSFER_COLUMNS.
 _TRANSFER_TYPES = (
@@ -67,6 +75,7 @@ _TRANSFER_TYPES = (
     "numeric",
     "jsonb",
     "jsonb",
+    "text",
     "timestamptz",
     "timestamptz",
 )
@@ -148,7 +157,10 @@ def projection_batch_apply(
 def events_apply(cursor, tables: Tables, events: list[dict[str, Any]], result: BatchResult) -> None:
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        by_type[event["type"]].append(event["data"])
+        if event["type"] in _TRANSFER_ROW_EVENTS:
+            by_type[event["type"]].append({**event["data"], _ACTOR: event.get("actor", UNRECORDED)})
+        else:
+            by_type[event["type"]].append(event["data"])
     now = timezone.now()
     healed_entries: list[dict[str, Any]] = []
     for event_type, apply in EVENT_APPLIERS.items():
@@ -297,14 +309,16 @@ def _transfer_rows_upsert(
     cursor, tables: Tables, transfers: list[dict[str, Any]], now: datetime, result: BatchResult, event: EventType
 ) -> None:
     """Insert each transfer, or replace the row of one still pending (a hold settles once: the
-    row of a posted, voided or expired transfer never changes, so redelivery is a no-op)."""
+    row of a posted, voided or expired transfer never changes, so redelivery is a no-op). Its
+    actor is its creator's: the first of its events applied, which for a hold is its
+    TransferPending, not the TransferPosted of whoever posted it."""
     cursor.execute(
         sql.SQL("""INSERT INTO {transfer} AS p (transfer_id, from_account_id, to_account_id, amount, currency, status,
                                             idempotency_key, metadata, description, reversal_of, postings, entries,
-                                            created_at, applied_at)
+                                            actor, created_at, applied_at)
             SELECT *, %s FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::bigint[], %s::text[], %s::text[],
                                      %s::text[], %s::jsonb[], %s::text[], %s::uuid[], %s::jsonb[], %s::jsonb[],
-                                     %s::timestamptz[])
+                                     %s::text[], %s::timestamptz[])
             ON CONFLICT (transfer_id) DO UPDATE
                SET amount = EXCLUDED.amount, status = EXCLUDED.status, postings = EXCLUDED.postings,
                    entries = EXCLUDED.entries, applied_at = EXCLUDED.applied_at
@@ -323,6 +337,7 @@ def _transfer_rows_upsert(
             [t.get("reversalOf") for t in transfers],
             [Jsonb(_postings(t)) for t in transfers],
             [Jsonb(t.get("entries", [])) for t in transfers],
+            [t[_ACTOR] for t in transfers],
             [parse_datetime(t["createdAt"]) for t in transfers],
         ],
     )

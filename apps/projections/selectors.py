@@ -206,11 +206,12 @@ def projected_transfer_list(
     created_to: datetime | None = None,
     status: str | None = None,
     currency: str | None = None,
+    actor: str | None = None,
     after: UUID | None = None,
     limit: int,
 ) -> Page[ProjectedTransfer]:
     """Transfers, newest first. `created_from` is inclusive, `created_to` exclusive; `account_id`
-    and `currency` match any of a transfer's postings."""
+    and `currency` match any of a transfer's postings; `actor` is who created it."""
     queryset = ProjectedTransfer.objects.all()
     if account_id is not None:
         account_get(account_id=account_id)
@@ -223,6 +224,8 @@ def projected_transfer_list(
         queryset = queryset.filter(status=status)
     if currency:
         queryset = queryset.filter(postings__contains=[{"currency": currency}])
+    if actor:
+        queryset = queryset.filter(actor=actor)
     return keyset_page(queryset, field="transfer_id", after=after, limit=limit, descending=True)
 
 

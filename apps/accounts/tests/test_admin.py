@@ -67,8 +67,12 @@ def test_a_support_lead_freezes_an_account_with_a_reason_that_is_kept(lead, make
     ]
     (change,) = AccountChange.objects.filter(account=account)
     assert (change.changes, change.reason, change.changed_by) == ({"status": "frozen"}, "card reported stolen", "lead")
+    assert change.actor == "user:lead"
+    (event,) = OutboxEvent.objects.filter(event_type="AccountUpdated")
+    assert event.payload["actor"] == "user:lead"
     history = lead.get(change_url(account)).content.decode()
     assert "card reported stolen" in history
+    assert "user:lead" in history
     assert "Unfreeze" in history
 
 

@@ -70,12 +70,12 @@ def row_ids(response):
 
 
 COMMAND_ROW = re.compile(
-    r"<tr><td>(post|void|expiry|reverse)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>"
+    r"<tr><td>(post|void|expiry|reverse)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>"
 )
 
 
 def commands_shown(client, transfer_id):
-    """The rows of a transfer page's commands table: (command, key, at, amount, outcome)."""
+    """The rows of a transfer page's commands table: (command, key, at, amount, outcome, by)."""
     content = client.get(admin_url(Transfer, "change", transfer_id)).content.decode()
     return COMMAND_ROW.findall(content)
 
@@ -362,8 +362,8 @@ def test_a_hold_page_shows_the_post_that_settled_it_with_its_key_and_what_it_rel
         hold_void(transfer_id=hold, idempotency_key="late-void")
 
     (row,) = commands_shown(support_client, hold)
-    command, key, at, amount, outcome = row
-    assert (command, key, amount, outcome) == ("post", "capture-1", "120 USD", "posted, 180 USD released")
+    command, key, at, amount, outcome, by = row
+    assert (command, key, amount, outcome, by) == ("post", "capture-1", "120 USD", "posted, 180 USD released", "system")
     assert at == str(Transfer.objects.get(id=hold).updated_at)
 
 
@@ -374,7 +374,7 @@ def test_a_hold_page_shows_the_void_that_released_it(support_client, make_accoun
     hold_void(transfer_id=hold, idempotency_key="cancel-order-9")
 
     assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
-        ("void", "cancel-order-9", "-", "voided, 300 USD released")
+        ("void", "cancel-order-9", "-", "voided, 300 USD released", "system")
     ]
 
 
@@ -387,7 +387,7 @@ def test_a_hold_page_shows_its_expiry_without_a_key(support_client, make_account
     assert holds_expire(limit=10) == 1
 
     assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
-        ("expiry", "-", "-", "expired, 300 USD released")
+        ("expiry", "-", "-", "expired, 300 USD released", "-")
     ]
 
 
@@ -406,7 +406,7 @@ def test_a_multi_leg_hold_posted_whole_shows_every_currency_it_posted(support_cl
     hold_post(transfer_id=hold, idempotency_key="confirm-credits")
 
     assert [row[:2] + row[3:] for row in commands_shown(support_client, hold)] == [
-        ("post", "confirm-credits", "1000 CREDITS, 1000 USD", "posted")
+        ("post", "confirm-credits", "1000 CREDITS, 1000 USD", "posted", "system")
     ]
 
 
@@ -417,11 +417,11 @@ def test_a_transfer_page_lists_its_reversals_as_commands_with_their_keys_and_lin
 
     rows = commands_shown(support_client, transfer.id)
 
-    assert [(command, key, amount) for command, key, _, amount, _ in rows] == [
-        ("reverse", "refund-1", "200 USD"),
-        ("reverse", "refund-2", "300 USD"),
+    assert [(command, key, amount, by) for command, key, _, amount, _, by in rows] == [
+        ("reverse", "refund-1", "200 USD", "system"),
+        ("reverse", "refund-2", "300 USD", "system"),
     ]
-    assert [outcome for *_, outcome in rows] == [
+    assert [outcome for *_, outcome, _ in rows] == [
         f'reversal <a href="{admin_url(Transfer, "change", reversal)}">{reversal}</a>' for reversal in (first, second)
     ]
     assert commands_shown(support_client, first) == []  # a reversal itself has had nothing done to it

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import Account
 from apps.ledger.models import Entry, Transfer
-from apps.ledger.services import Posting, transfer_create_postings
+from apps.ledger.services import HoldRequest, Posting, transfer_create_postings
 from creditledger.ids import new_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,6 +138,18 @@ def test_posted_transfers_cannot_be_updated_or_deleted(pair, make_transfer, stat
 
     stored = Transfer.objects.get()
     assert (stored.id, stored.amount, stored.metadata) == (transfer.id, 100, {})
+
+
+@pytest.mark.parametrize(("status", "refusal"), [("pending", "only the status"), ("posted", "is posted")])
+def test_who_created_a_transfer_never_changes(pair, make_transfer, status, refusal):
+    source, destination = pair
+    hold = HoldRequest() if status == "pending" else None
+    transfer = make_transfer(source, destination, 100, hold=hold).transfer
+
+    with pytest.raises(IntegrityError, match=refusal), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE transfer SET actor = 'user:mallory', status = 'voided'")
+
+    assert Transfer.objects.get(id=transfer.id).actor == "system"
 
 
 # --- accounts -------------------------------------------------------------------------------

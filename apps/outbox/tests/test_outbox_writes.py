@@ -15,7 +15,7 @@ from creditledger import errors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ENVELOPE_FIELDS = {"eventId", "type", "version", "occurredAt", "aggregateType", "aggregateId", "data"}
+ENVELOPE_FIELDS = {"eventId", "type", "version", "occurredAt", "aggregateType", "aggregateId", "actor", "data"}
 
 
 def assert_envelope(event: OutboxEvent, *, event_type: str, aggregate_type: str, aggregate_id: str) -> dict:
@@ -26,6 +26,7 @@ def assert_envelope(event: OutboxEvent, *, event_type: str, aggregate_type: str,
     assert payload["version"] == 1
     assert payload["aggregateType"] == aggregate_type
     assert payload["aggregateId"] == event.key == aggregate_id
+    assert payload["actor"] == "system"  # written by a service, outside any request
     assert datetime.fromisoformat(payload["occurredAt"]).tzinfo is not None
     assert event.headers["event_id"] == str(event.event_id)
     assert event.headers["event_type"] == event_type
