@@ -148,9 +148,10 @@ AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 
 # Admin sessions end after DJANGO_SESSION_COOKIE_AGE seconds (8 hours) and when the browser closes.
-SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=8 * 60 * 60)
-if SESSION_COOKIE_AGE <= 0:
-    raise ImproperlyConfigured("DJANGO_SESSION_COOKIE_AGE must be a number of seconds above 0.")
+_session_age = env.str("DJANGO_SESSION_COOKIE_AGE", default=str(8 * 60 * 60)).strip()
+if not (_session_age.isdigit() and int(_session_age) > 0):
+    raise ImproperlyConfigured(f"DJANGO_SESSION_COOKIE_AGE must be a number of seconds above 0, not {_session_age!r}.")
+SESSION_COOKIE_AGE = int(_session_age)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 LANGUAGE_CODE = "en-us"

@@ -227,9 +227,10 @@ def test_an_admin_session_lasts_8_hours_and_ends_with_the_browser(staff):
 def test_the_session_age_comes_from_the_environment_and_must_be_positive():
     print_age = "from django.conf import settings; print(settings.SESSION_COOKIE_AGE)"
     assert django_in_subprocess(print_age, DJANGO_SESSION_COOKIE_AGE="1800").stdout.strip() == "1800"
-    refused = django_in_subprocess(print_age, DJANGO_SESSION_COOKIE_AGE="0")
-    assert refused.returncode != 0
-    assert "DJANGO_SESSION_COOKIE_AGE must be" in refused.stderr
+    for bad in ("0", "-5", "8h"):
+        refused = django_in_subprocess(print_age, DJANGO_SESSION_COOKIE_AGE=bad)
+        assert refused.returncode != 0
+        assert "ImproperlyConfigured: DJANGO_SESSION_COOKIE_AGE must be" in refused.stderr
 
 
 # --- 4. Staff passwords -----------------------------------------------------------------------------
