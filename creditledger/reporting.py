@@ -22,6 +22,7 @@ class SecretsHiddenExceptionReporterFilter(SafeExceptionReporterFilter):
     )
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
-        if isinstance(value, str) and _CREDENTIALS_IN_URL.search(value):
+        # str(): a lazy string (django-axes' AXES_USERNAME_FORM_FIELD) passes isinstance but not re.
+        if isinstance(value, str) and _CREDENTIALS_IN_URL.search(str(value)):
             return self.cleansed_substitute
         return super().cleanse_setting(key, value)

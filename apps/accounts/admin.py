@@ -123,6 +123,8 @@ class AccountAdmin(LedgerTableAdmin):
             except LedgerError as error:
                 form.add_error(None, error.detail)
             else:
+                action = "Froze" if form.new_status == AccountStatus.FROZEN else "Unfroze"
+                self.log_change(request, account, f"{action} the account: {form.cleaned_data['reason']}")
                 self.message_user(request, f"The account is now {form.new_status}.", messages.SUCCESS)
                 return HttpResponseRedirect(change_url)
         context = {

@@ -73,7 +73,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj._state.adding = False
         messages.warning(request, f"Copy the API key now; it is not shown again: {created.printed}")
 
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
+        """The admin's history of a created key names its scopes and owner (never its secret)."""
+        if not add:
+            return super().construct_change_message(request, form, formsets, add)
+        data = form.cleaned_data
+        return f"Created the API key with scopes {', '.join(data['scopes'])}, owner {data['owner'] or data['name']}."
+
     @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        keys = [api_key_revoke(key_id=key.id) for key in queryset]
+        keys = list(queryset)
+        for key in keys:
+            revoked = api_key_revoke(key_id=key.id)
+            if key.revoked_at is None:  # revoking a revoked key changes nothing, and is not logged
+                self.log_change(request, revoked, "Revoked the API key.")
         self.message_user(request, f"Revoked {len(keys)} API key(s); their next request gets 401.", messages.SUCCESS)

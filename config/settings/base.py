@@ -1,5 +1,7 @@
 """Settings shared by every environment; values come from the environment (django-environ)."""
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -20,6 +22,32 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 DEFAULT_EXCEPTION_REPORTER_FILTER = "creditledger.reporting.SecretsHiddenExceptionReporterFilter"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
+#: The first path segments the service answers under outside the admin, which the admin may not
+#: shadow (creditledger/tests/test_admin_security.py checks them against the URL conf).
+TOP_LEVEL_PATHS_OUTSIDE_THE_ADMIN = frozenset(
+    {"accounts", "api", "currencies", "grants", "healthz", "metrics", "readyz", "static", "transfers"}
+)
+
+
+def admin_url_path(raw: str) -> str:
+    """`DJANGO_ADMIN_URL` as the admin's URL prefix: no leading slash, one trailing slash."""
+    path = raw.strip().strip("/")
+    segments = path.split("/")
+    if (
+        not re.fullmatch(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", path)
+        or any(set(segment) == {"."} for segment in segments)
+        or segments[0] in TOP_LEVEL_PATHS_OUTSIDE_THE_ADMIN
+    ):
+        raise ImproperlyConfigured(
+            f"DJANGO_ADMIN_URL must be a URL path such as admin/ or ops/ledger-admin/ (letters, digits, . _ ~ -), "
+            f"not under /{', /'.join(sorted(TOP_LEVEL_PATHS_OUTSIDE_THE_ADMIN))}: {raw!r}."
+        )
+    return path + "/"
+
+
+#: Where the admin lives (creditledger/urls.py): a path of your own keeps bots off its login page.
+ADMIN_URL = admin_url_path(env.str("DJANGO_ADMIN_URL", default="admin/"))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -27,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_prometheus",
     "rest_framework",
     "drf_spectacular",
@@ -50,6 +79,8 @@ MIDDLEWARE = [
     "creditledger.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out admin login into the lockout page (AXES_LOCKOUT_TEMPLATE), after the view.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -60,7 +91,8 @@ ASGI_APPLICATION = "creditledger.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's own templates (the admin's lockout page); the apps' come after.
+        "DIRS": [BASE_DIR / "creditledger" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -93,12 +125,35 @@ DATABASE_ROUTERS = ["apps.projections.routers.ProjectionRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Staff passwords (createsuperuser, the admin's password forms): Django's four validators.
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Admin logins are throttled by django-axes (ADR 0020): its backend refuses a locked-out
+# username and address before Django's checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# 5 failed logins of one username from one address lock that pair out for 15 minutes (each
+# further attempt starts the 15 minutes again); a successful login forgets the failures.
+AXES_FAILURE_LIMIT = 5
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+
+# Admin sessions end after DJANGO_SESSION_COOKIE_AGE seconds (8 hours) and when the browser closes.
+_session_age = env.str("DJANGO_SESSION_COOKIE_AGE", default=str(8 * 60 * 60)).strip()
+if not (_session_age.isdigit() and int(_session_age) > 0):
+    raise ImproperlyConfigured(f"DJANGO_SESSION_COOKIE_AGE must be a number of seconds above 0, not {_session_age!r}.")
+SESSION_COOKIE_AGE = int(_session_age)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -4,6 +4,7 @@ Not transactional, as in apps/ledger/tests/test_admin.py: the groups come from d
 """
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
@@ -135,3 +136,29 @@ def test_a_superuser_is_no_support_lead(make_account):
 
     assert client.post(status_url(account), {"reason": "I can do anything"}).status_code == 403
     assert Account.objects.get(id=account.id).status == AccountStatus.ACTIVE
+
+
+def test_freezing_and_unfreezing_are_in_the_admins_log_with_the_lead_and_the_reason(lead, make_account):
+    account = make_account(name="Alice")
+
+    lead.post(status_url(account), {"reason": "card reported stolen"})
+    lead.post(status_url(account), {"reason": "card found"})
+
+    entries = LogEntry.objects.filter(object_id=str(account.pk)).order_by("id")
+    assert [(e.user.username, e.action_flag, e.get_change_message()) for e in entries] == [
+        ("lead", CHANGE, "Froze the account: card reported stolen"),
+        ("lead", CHANGE, "Unfroze the account: card found"),
+    ]
+    history = lead.get(reverse("admin:accounts_account_history", args=[account.pk])).content.decode()
+    assert "Froze the account: card reported stolen" in history
+    assert "Unfroze the account: card found" in history
+    recent = lead.get(reverse("admin:index")).content.decode()
+    assert change_url(account) in recent  # "Recent actions" links the account
+
+
+def test_a_refused_freeze_is_not_logged(lead, make_account):
+    account = make_account()
+
+    lead.post(status_url(account), {"reason": ""})
+
+    assert not LogEntry.objects.exists()

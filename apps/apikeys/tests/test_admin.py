@@ -2,6 +2,7 @@
 staff with revoke_apikey, never edited or deleted."""
 
 import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -71,3 +72,22 @@ def test_nobody_edits_or_deletes_a_key():
     client.post(reverse("admin:apikeys_apikey_change", args=[created.key.pk]), {"name": "renamed", "scopes": ["admin"]})
     client.post(reverse("admin:apikeys_apikey_delete", args=[created.key.pk]), {"post": "yes"})
     assert ApiKey.objects.get(pk=created.key.pk).name == "old"
+
+
+def test_creating_and_revoking_a_key_are_in_the_admins_log_with_who_did_it():
+    staff = staff_client("ops", "view_apikey", "add_apikey", "revoke_apikey")
+    staff.post(reverse("admin:apikeys_apikey_add"), {"name": "billing", "owner": "acme", "scopes": ["accounts:read"]})
+    key = ApiKey.objects.get(name="billing")
+    action = {"action": "revoke", "_selected_action": [str(key.id)]}
+
+    staff.post(reverse("admin:apikeys_apikey_changelist"), action)
+    staff.post(reverse("admin:apikeys_apikey_changelist"), action)  # already revoked: nothing to log
+
+    entries = LogEntry.objects.filter(object_id=str(key.id)).order_by("id")
+    assert [(e.user.username, e.action_flag, e.get_change_message()) for e in entries] == [
+        ("ops", ADDITION, "Created the API key with scopes accounts:read, owner acme."),
+        ("ops", CHANGE, "Revoked the API key."),
+    ]
+    history = staff.get(reverse("admin:apikeys_apikey_history", args=[key.id])).content.decode()
+    assert "Revoked the API key." in history
+    assert KEY_PREFIX not in "".join(e.change_message for e in entries)
