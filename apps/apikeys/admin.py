@@ -8,7 +8,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import NAME_MAX_LENGTH, api_key_create, api_key_revoke
@@ -71,7 +74,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         created = api_key_create(name=data["name"], scopes=data["scopes"], owner=data["owner"] or None)
         obj.__dict__.update({field.attname: getattr(created.key, field.attname) for field in ApiKey._meta.fields})
         obj._state.adding = False
-        messages.warning(request, f"Copy the API key now; it is not shown again: {created.printed}")
+        request._api_key_printed = created.printed  # type: ignore[attr-defined]  # for response_add
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        """The new key, on this page alone: not in a message, which would carry it in a cookie
+        or the session, and never cached."""
+        response = TemplateResponse(
+            request,
+            "admin/apikeys/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "key": obj,
+                "printed": request._api_key_printed,  # type: ignore[attr-defined]
+                "changelist_url": reverse("admin:apikeys_apikey_changelist", current_app=self.admin_site.name),
+                "opts": self.opts,
+            },
+        )
+        add_never_cache_headers(response)
+        return response
 
     def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
         """The admin's history of a created key names its scopes and owner (never its secret)."""

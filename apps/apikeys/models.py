@@ -31,7 +31,3 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None

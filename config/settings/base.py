@@ -150,7 +150,7 @@ AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 
 # Admin sessions end after DJANGO_SESSION_COOKIE_AGE seconds (8 hours) and when the browser closes.
 _session_age = env.str("DJANGO_SESSION_COOKIE_AGE", default=str(8 * 60 * 60)).strip()
-if not (_session_age.isdigit() and int(_session_age) > 0):
+if not (_session_age.isdecimal() and int(_session_age) > 0):
     raise ImproperlyConfigured(f"DJANGO_SESSION_COOKIE_AGE must be a number of seconds above 0, not {_session_age!r}.")
 SESSION_COOKIE_AGE = int(_session_age)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
@@ -217,8 +217,17 @@ if LEDGER_AUTH not in ("off", "required"):
     raise ImproperlyConfigured(f"LEDGER_AUTH must be off or required, not {LEDGER_AUTH!r}.")
 
 _default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
-if _default_overdraft and not (_default_overdraft.isdigit() and int(_default_overdraft) < 2**63):
+if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_overdraft) < 2**63):
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
+
+
+def _rate_limit(name: str, default: str) -> str:
+    """N per second, minute, hour or day, as DRF's throttles read it at every request."""
+    value = env.str(name, default=default)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must be N/s, N/min, N/hour or N/day with N > 0, not {value!r}.")
+    return value
+
 
 LEDGER = {
     # The overdraft limit of an account opened without one: None (unset) is unlimited, as in the
@@ -226,8 +235,8 @@ LEDGER = {
     "DEFAULT_OVERDRAFT_LIMIT": int(_default_overdraft) if _default_overdraft else None,
     # Requests per API key (N/s, N/min...): writes (POST, PATCH) and reads; past them, 429.
     "RATE_LIMITS": {
-        "writes": env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"),
-        "reads": env.str("LEDGER_RATE_LIMIT_READS", default="300/s"),
+        "writes": _rate_limit("LEDGER_RATE_LIMIT_WRITES", "100/s"),
+        "reads": _rate_limit("LEDGER_RATE_LIMIT_READS", "300/s"),
     },
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),

@@ -220,6 +220,9 @@ class UUIDStringField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+CURRENCY_CODE = re.compile(r"^[A-Z][A-Z0-9_]{2,15}$")
+
+
 class CurrencyCodeField(serializers.RegexField):
     # A class attribute, because RegexField hands the message to its validator in __init__.
     default_error_messages = {
@@ -230,13 +233,13 @@ class CurrencyCodeField(serializers.RegexField):
         kwargs.setdefault(
             "help_text", "ISO 4217 code (USD) or a custom credit unit (CREDITS): 3-16 uppercase letters, digits or _."
         )
-        super().__init__(r"^[A-Z][A-Z0-9_]{2,15}$", **kwargs)
+        super().__init__(CURRENCY_CODE, **kwargs)
 
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": 512})
 class CursorField(serializers.Field):
     """An opaque pagination cursor wrapping the last key of the previous page (a UUID, a
-    sequence number or a code, as `position_type` says)."""
+    sequence number or a currency code, as `position_type` says)."""
 
     default_error_messages = {"invalid": "Not a valid cursor; pass back `nextCursor` from a previous page."}
 
@@ -256,7 +259,11 @@ class CursorField(serializers.Field):
                 return position
             if not isinstance(position, str):
                 self.fail("invalid")
-            return position if self.position_type is str else UUID(position)
+            if self.position_type is str:
+                if not CURRENCY_CODE.match(position):
+                    self.fail("invalid")
+                return position
+            return UUID(position)
         except (binascii.Error, ValueError, TypeError, KeyError, orjson.JSONDecodeError):
             self.fail("invalid")
 

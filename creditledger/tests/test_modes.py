@@ -61,6 +61,20 @@ def test_an_unknown_auth_mode_refuses_to_start():
     assert "LEDGER_AUTH must be off or required" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["100", "100/x", "100/10s", "0/s", "-5/s", "²/s"])
+def test_a_rate_limit_drf_could_not_read_refuses_to_start(value):
+    """DRF parses the budget at every request: a bad one would answer 500 to all of them."""
+    done = settings_value("config.settings.local", "LEDGER", LEDGER_RATE_LIMIT_READS=value)
+    assert done.returncode != 0
+    assert "LEDGER_RATE_LIMIT_READS must be N/s" in done.stderr
+
+
+def test_a_rate_limit_per_second_minute_hour_or_day_is_taken():
+    done = settings_value("config.settings.local", "LEDGER", LEDGER_RATE_LIMIT_WRITES="20/min")
+    assert done.returncode == 0, done.stderr
+    assert "20/min" in done.stdout
+
+
 # --- the production settings ------------------------------------------------------------------
 
 

@@ -386,6 +386,15 @@ def test_the_seeded_currencies_are_listed_in_code_order(api):
     assert "CREDITS" in by_code
 
 
+@pytest.mark.parametrize("position", ["\u0000", "usd", "", "A" * 17, "US D"])
+def test_a_currency_cursor_that_is_no_code_is_a_400(api, problem, position):
+    cursor = base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode().rstrip("=")
+
+    body = problem(api.get("/currencies", {"cursor": cursor}), 400, "validation_error")
+
+    assert body["errors"][0]["field"] == "cursor"
+
+
 def test_a_registered_credit_unit_can_hold_accounts(api):
     created = api.post("/currencies", {"code": "GPU_HOURS", "scale": 3, "name": "GPU hours"}, format="json")
     account = post_account(api, {"currency": "GPU_HOURS"})

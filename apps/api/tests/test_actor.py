@@ -165,3 +165,65 @@ def test_a_bad_actor_filter_is_a_400(api, problem, value):
     body = problem(api.get("/transfers", {"actor": value}), 400, "validation_error", field="actor")
 
     assert "Not an actor" in body["errors"][0]["message"] or "characters" in body["errors"][0]["message"]
+
+
+def test_what_a_keyed_command_books_on_the_way_is_the_systems(keyed, make_account, ledger_clock):
+    """A grant's expiry booked by the debit that found it due, and a hold's expiry found by the
+    post sent to it, are the ledger's own bookings: `system`, not the key's."""
+    api, actor = keyed
+    bank, wallet, shop = make_account(), make_account(), make_account()
+    expires = (timezone.now() + timedelta(minutes=1)).isoformat()
+    created(
+        api.post(
+            "/transfers",
+            {"from": str(bank.id), "to": str(wallet.id), "amount": 500, "currency": "USD", "idempotencyKey": "pay-1"},
+            format="json",
+        )
+    )
+    grant = created(
+        api.post(
+            f"/accounts/{wallet.id}/grants",
+            {"from": str(bank.id), "amount": 20, "idempotencyKey": "g-1", "expiresAt": expires},
+            format="json",
+        )
+    )
+    held = created(
+        api.post(
+            "/transfers",
+            {
+                "from": str(wallet.id),
+                "to": str(shop.id),
+                "amount": 100,
+                "currency": "USD",
+                "idempotencyKey": "hold-1",
+                "pending": True,
+                "expiresAt": expires,
+            },
+            format="json",
+        )
+    )
+    ledger_clock.advance(timedelta(minutes=2))
+    before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+
+    spent = created(
+        api.post(
+            "/transfers",
+            {"from": str(wallet.id), "to": str(shop.id), "amount": 5, "currency": "USD", "idempotencyKey": "spend-1"},
+            format="json",
+        )
+    )
+    posted = api.post(f"/transfers/{held['transferId']}/post", {"idempotencyKey": "post-1"}, format="json")
+
+    assert posted.status_code == 409, posted.content  # the hold had expired
+    assert Transfer.objects.get(id=spent["transferId"]).actor == actor
+    expiry = Transfer.objects.get(description__startswith="Expiry of grant")
+    assert expiry.actor == "system"
+    assert Transfer.objects.get(id=held["transferId"]).status == "expired"
+    assert CreditGrant.objects.get(id=grant["grantId"]).status == "expired"
+    events = {row.payload["type"]: row.payload["actor"] for row in OutboxEvent.objects.filter(id__gt=before)}
+    assert events["GrantExpired"] == "system"
+    assert events["TransferExpired"] == "system"
+    assert events["TransferPosted"] in {actor, "system"}  # the spend's and the expiry's
+    assert {row.payload["actor"] for row in OutboxEvent.objects.filter(id__gt=before, key=spent["transferId"])} == {
+        actor
+    }

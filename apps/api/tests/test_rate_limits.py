@@ -63,3 +63,18 @@ def test_without_keys_nothing_is_counted(settings):
     api = APIClient()
     assert [open_account(api).status_code for _ in range(3)] == [201, 201, 201]
     assert [api.get("/accounts").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_without_its_cache_a_limit_lets_requests_through_and_says_so(settings, caplog):
+    """A Redis outage takes the rate limits down, not the API (nothing listens on port 1)."""
+    settings.LEDGER_AUTH = "required"
+    settings.CACHES = {
+        **settings.CACHES,
+        "throttle": {"BACKEND": "creditledger.cache.SharedClientRedisCache", "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+    api = keyed()
+
+    assert open_account(api).status_code == 201
+    assert api.get("/accounts").status_code == 200
+    assert "rate limit writes not applied: its cache is unavailable" in caplog.text
+    assert "rate limit reads not applied: its cache is unavailable" in caplog.text

@@ -1,6 +1,8 @@
 """API keys in the admin: created by staff with add_apikey (the key shown once), revoked by
 staff with revoke_apikey, never edited or deleted."""
 
+import re
+
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import Permission, User
@@ -32,11 +34,13 @@ def test_staff_with_the_add_permission_create_a_key_and_see_it_once():
     )
 
     assert response.status_code == 200
-    shown = [str(message) for message in get_messages(response.wsgi_request)] or [
-        line for line in response.content.decode().splitlines() if KEY_PREFIX in line
-    ]
-    printed = next(word for line in shown for word in line.split() if word.startswith(KEY_PREFIX))
-    key = api_key_authenticate(presented=printed.strip("<>\"'"))
+    assert "no-store" in response["Cache-Control"]
+    assert not list(get_messages(response.wsgi_request))  # a message would carry it in a cookie
+    assert all(KEY_PREFIX not in morsel.value for morsel in response.cookies.values())
+    shown = re.search(r'<code id="api-key">(cl_live_[^<]+)</code>', response.content.decode())
+    assert shown is not None
+    printed = shown[1]
+    key = api_key_authenticate(presented=printed)
     assert key is not None
     assert (key.owner, key.scopes) == ("acme", ["accounts:read", "transfers:write"])
     page = staff.get(reverse("admin:apikeys_apikey_change", args=[key.pk])).content.decode()

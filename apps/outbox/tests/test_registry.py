@@ -10,8 +10,9 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from apps.outbox.registry import EVENT_TYPES, TOPICS
+from apps.outbox.registry import ENVELOPE_SCHEMA, EVENT_TYPES, TOPICS
 from apps.projections.projector import EVENT_APPLIERS
+from creditledger.actor import ACTOR_PATTERN
 from creditledger.ids import new_id
 
 CATALOGUE = Path(settings.BASE_DIR) / "docs" / "events.md"
@@ -95,3 +96,8 @@ def test_the_ledger_and_accounts_do_not_import_celery_tasks():
         if "apps.outbox.tasks" in path.read_text()
     ]
     assert importers == []
+
+
+def test_the_envelopes_actor_is_what_the_actor_columns_hold():
+    """The registry cannot import creditledger.actor; the two patterns are kept equal here."""
+    assert ENVELOPE_SCHEMA["properties"]["actor"]["pattern"] == ACTOR_PATTERN.pattern
