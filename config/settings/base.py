@@ -221,9 +221,8 @@ if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_o
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
 
 
-def _rate_limit(name: str, default: str) -> str:
+def _rate_limit(value: str, name: str) -> str:
     """N per second, minute, hour or day, as DRF's throttles read it at every request."""
-    value = env.str(name, default=default)
     if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
         raise ImproperlyConfigured(f"{name} must be N/s, N/min, N/hour or N/day with N > 0, not {value!r}.")
     return value
@@ -235,8 +234,8 @@ LEDGER = {
     "DEFAULT_OVERDRAFT_LIMIT": int(_default_overdraft) if _default_overdraft else None,
     # Requests per API key (N/s, N/min...): writes (POST, PATCH) and reads; past them, 429.
     "RATE_LIMITS": {
-        "writes": _rate_limit("LEDGER_RATE_LIMIT_WRITES", "100/s"),
-        "reads": _rate_limit("LEDGER_RATE_LIMIT_READS", "300/s"),
+        "writes": _rate_limit(env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"), "LEDGER_RATE_LIMIT_WRITES"),
+        "reads": _rate_limit(env.str("LEDGER_RATE_LIMIT_READS", default="300/s"), "LEDGER_RATE_LIMIT_READS"),
     },
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
