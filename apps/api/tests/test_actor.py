@@ -36,6 +36,26 @@ def created(response) -> dict:
     return response.json()
 
 
+def paid_held_and_granted(api, bank, wallet, shop) -> tuple[dict, dict]:
+    """Through `api`: 500 paid from bank to wallet, then a hold of 100 from wallet to shop and a
+    grant of 20 from bank to wallet, both expiring in a minute. Returns (hold, grant)."""
+    expires = (timezone.now() + timedelta(minutes=1)).isoformat()
+    pay = {"from": str(bank.id), "to": str(wallet.id), "amount": 500, "currency": "USD", "idempotencyKey": "pay-1"}
+    created(api.post("/transfers", pay, format="json"))
+    hold = {
+        "from": str(wallet.id),
+        "to": str(shop.id),
+        "amount": 100,
+        "currency": "USD",
+        "idempotencyKey": "hold-1",
+        "pending": True,
+        "expiresAt": expires,
+    }
+    held = created(api.post("/transfers", hold, format="json"))
+    grant = {"from": str(bank.id), "amount": 20, "idempotencyKey": "g-1", "expiresAt": expires}
+    return held, created(api.post(f"/accounts/{wallet.id}/grants", grant, format="json"))
+
+
 def actors_of_events(**filters) -> set[str]:
     payloads = [row.payload for row in OutboxEvent.objects.filter(**filters)]
     for payload in payloads:
@@ -108,20 +128,7 @@ def test_an_account_change_by_key_records_the_key(keyed):
 
 def test_without_a_key_http_writes_are_anonymous_and_the_ledger_own_bookings_system(api, make_account, ledger_clock):
     bank, wallet, shop = make_account(), make_account(), make_account()
-    pay = {"from": str(bank.id), "to": str(wallet.id), "amount": 500, "currency": "USD", "idempotencyKey": "pay-1"}
-    created(api.post("/transfers", pay, format="json"))
-    hold = {
-        "from": str(wallet.id),
-        "to": str(shop.id),
-        "amount": 100,
-        "currency": "USD",
-        "idempotencyKey": "hold-1",
-        "pending": True,
-        "expiresAt": (timezone.now() + timedelta(minutes=1)).isoformat(),
-    }
-    held = created(api.post("/transfers", hold, format="json"))
-    grant = {"from": str(bank.id), "amount": 20, "idempotencyKey": "g-1", "expiresAt": hold["expiresAt"]}
-    created(api.post(f"/accounts/{wallet.id}/grants", grant, format="json"))
+    held, _ = paid_held_and_granted(api, bank, wallet, shop)
     before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
 
     bank_actor = Account.objects.get(id=bank.id).actor
@@ -172,36 +179,7 @@ def test_what_a_keyed_command_books_on_the_way_is_the_systems(keyed, make_accoun
     post sent to it, are the ledger's own bookings: `system`, not the key's."""
     api, actor = keyed
     bank, wallet, shop = make_account(), make_account(), make_account()
-    expires = (timezone.now() + timedelta(minutes=1)).isoformat()
-    created(
-        api.post(
-            "/transfers",
-            {"from": str(bank.id), "to": str(wallet.id), "amount": 500, "currency": "USD", "idempotencyKey": "pay-1"},
-            format="json",
-        )
-    )
-    grant = created(
-        api.post(
-            f"/accounts/{wallet.id}/grants",
-            {"from": str(bank.id), "amount": 20, "idempotencyKey": "g-1", "expiresAt": expires},
-            format="json",
-        )
-    )
-    held = created(
-        api.post(
-            "/transfers",
-            {
-                "from": str(wallet.id),
-                "to": str(shop.id),
-                "amount": 100,
-                "currency": "USD",
-                "idempotencyKey": "hold-1",
-                "pending": True,
-                "expiresAt": expires,
-            },
-            format="json",
-        )
-    )
+    held, grant = paid_held_and_granted(api, bank, wallet, shop)
     ledger_clock.advance(timedelta(minutes=2))
     before = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
 

@@ -22,33 +22,29 @@ $$;
 -- The functions a write enters by (the ones the application calls, and the deferred checks
 -- COMMIT runs) keep one generic plan per statement for the session, for everything they run.
 -- With custom plans, the default for most of these statements, every call planned each one
--- again, and planning looked up the ends of indexes full of just-updated rows: more than half
--- of a debit's database time. CREATE OR REPLACE FUNCTION drops the setting: a new version of
--- one of these functions sets it again (apps/ledger/tests/test_plans.py checks).
-DO $$
+-- again, reading hundreds of buffers a statement where exhausted grants and updated rows pile
+-- up: about a third of a 10-grant debit's backend CPU (benchmarks/README.md, h). CREATE OR
+-- REPLACE FUNCTION drops the setting: a migration that brings a new version of one of these
+-- functions calls ledger_write_entry_points_plan(true) again (apps/ledger/tests/test_plans.py
+-- checks).
+CREATE FUNCTION ledger_write_entry_points_plan(p_generic boolean) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-              WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND p.proname = ANY (ledger_write_entry_points())
+              WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+                AND p.proname = ANY (ledger_write_entry_points())
     LOOP
-        EXECUTE format('ALTER FUNCTION %s SET plan_cache_mode = force_generic_plan', f);
+        EXECUTE format(CASE WHEN p_generic THEN 'ALTER FUNCTION %s SET plan_cache_mode = force_generic_plan'
+                            ELSE 'ALTER FUNCTION %s RESET plan_cache_mode' END, f);
     END LOOP;
 END;
 $$;
+SELECT ledger_write_entry_points_plan(true);
 
 -- reverse:
-DO $$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-              WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND p.proname = ANY (ledger_write_entry_points())
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', f);
-    END LOOP;
-END;
-$$;
+SELECT ledger_write_entry_points_plan(false);
+DROP FUNCTION ledger_write_entry_points_plan(boolean);
 DROP FUNCTION ledger_write_entry_points();
 \ir functions/ledger_entry_events_allocations.v1.sql
 \ir functions/ledger_has_active_grants.v1.sql
