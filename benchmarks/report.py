@@ -165,7 +165,15 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"**c** in detail: best concurrency per repeat {s.get('best_concurrency')}; pgbench tpcb-like on the same "
             f"server, same clients: {spread_text(s.get('pgbench_tps'), 0)} tps; our end-to-end rate is "
-            f"{spread_text(s.get('pgbench_ratio'), 2)} x pgbench. Per step (first repeat):\n"
+            f"{spread_text(s.get('pgbench_ratio'), 2)} x pgbench. API keys and rate limits cost "
+            f"{spread_text(s.get('auth_cpu_share_pct'), 2)} % of the CPU per transfer (median of "
+            f"{s.get('auth_pairs')} interleaved pairs of phases at the best concurrency, with keys and without): "
+            f"web, PostgreSQL and Redis {fmt(med(s, 'auth_required_touched_cpu_ms_per_transfer'), 3)} ms against "
+            f"{fmt(med(s, 'auth_off_touched_cpu_ms_per_transfer'), 3)}, of "
+            f"{fmt(med(s, 'auth_required_cpu_ms_per_transfer'), 3)} ms for the whole stack with keys "
+            f"({fmt(med(s, 'auth_off_cpu_ms_per_transfer'), 3)} without: "
+            f"{spread_text(s.get('auth_cpu_share_all_pct'), 2)} %, with the noise of the components keys do not "
+            "touch). Per step (first repeat):\n"
         )
         lines.append(
             "| clients | transfers/s end to end | HTTP transfers/s | HTTP p50 / p95 / p99 ms "

@@ -14,7 +14,8 @@ Scenarios:
   a  the seed's: 20 clients, 2 accounts, a transfer each then 10 ms think time (closed loop)
   b  open loop, 400 transfers/s across 10,000 accounts, 60 s
   c  maximum sustained throughput across 10,000 accounts: closed loop at 8, 16, 32, 64
-     clients, the best end-to-end rate; then pgbench tpcb-like on the same server
+     clients, the best end-to-end rate; at that concurrency, the CPU per transfer with API keys
+     and rate limits against a web without them; then pgbench tpcb-like on the same server
   d  hot account: 64 clients, each paying one shared account from an account of its own
   e  replay_projections over 1,000,000 entries
   f  balance (now and at random instants) and statement reads of an account with 1,000,000 entries
@@ -76,7 +77,14 @@ SIZES: dict[bool, dict[str, Any]] = {
     False: {
         "a": {"clients": 20, "think_ms": 10, "duration": 30},
         "b": {"rate": 400, "accounts": 10_000, "duration": 60},
-        "c": {"steps": [8, 16, 32, 64], "accounts": 10_000, "duration": 15, "pgbench_seconds": 30, "pgbench_scale": 10},
+        "c": {
+            "steps": [8, 16, 32, 64],
+            "accounts": 10_000,
+            "duration": 15,
+            "auth_pairs": 2,
+            "pgbench_seconds": 30,
+            "pgbench_scale": 10,
+        },
         "d": {"clients": 64, "duration": 30},
         "e": {"accounts": 10_000, "transfers": 500_000},
         "f": {"counterparties": 1_000, "transfers": 1_000_000, "clients": 2, "duration": 10, "deep_after": 900_000},
@@ -89,7 +97,7 @@ SIZES: dict[bool, dict[str, Any]] = {
     True: {
         "a": {"clients": 4, "think_ms": 10, "duration": 2},
         "b": {"rate": 50, "accounts": 100, "duration": 2},
-        "c": {"steps": [4], "accounts": 100, "duration": 2, "pgbench_seconds": 2, "pgbench_scale": 1},
+        "c": {"steps": [4], "accounts": 100, "duration": 2, "auth_pairs": 1, "pgbench_seconds": 2, "pgbench_scale": 1},
         "d": {"clients": 8, "duration": 2},
         "e": {"accounts": 100, "transfers": 2_000},
         "f": {"counterparties": 10, "transfers": 2_000, "clients": 2, "duration": 1, "deep_after": 1_500},
@@ -103,7 +111,8 @@ SIZES: dict[bool, dict[str, Any]] = {
 
 TARGETS = {
     "b": [("http_p95_ms", "<", 20.0), ("c2p_p95_ms", "<", 250.0), ("outbox_max_backlog", "<", 100)],
-    "c": [("e2e_tps", ">=", 800.0), ("pgbench_ratio", ">=", 0.4)],
+    # Issue 12: API keys and rate limits cost under 5 % of the CPU per transfer (auth_cost).
+    "c": [("e2e_tps", ">=", 800.0), ("pgbench_ratio", ">=", 0.4), ("auth_cpu_share_pct", "<", 5.0)],
     "d": [("e2e_vs_c", ">=", 0.5), ("errors", "==", 0), ("deadlocks", "==", 0)],
     "e": [("replay_seconds", "<=", 60.0)],
     "f": [("read_p95_ms", "<", 10.0)],
@@ -244,14 +253,15 @@ class Bench:
                 counts[code] = counts.get(code, 0) + 1
         return counts, offset + len(data)
 
-    def phase(self, stack: Stack, spec: dict[str, Any], prefix: str) -> dict[str, Any]:
-        """One measured run of the load generator; the end-to-end numbers come from the database."""
+    def phase(self, stack: Stack, spec: dict[str, Any], prefix: str, web: str = "web") -> dict[str, Any]:
+        """One measured run of the load generator against the web server `web` (its CPU is the
+        component "web"); the end-to-end numbers come from the database."""
         conn, monitor_pid = self.monitor(stack)
         try:
             log_offset = (stack.logdir / "web.log").stat().st_size
             sampler = OutboxSampler(stack.connect).start()
             meter = CpuMeter(
-                stack.component_pids(),
+                stack.component_pids(web),
                 pg=self.pg,
                 databases={stack.database},
                 harness_pids={monitor_pid, sampler.backend_pid},
@@ -262,7 +272,7 @@ class Bench:
                 from benchmarks.profile import Profiler
 
                 profiler = Profiler(
-                    Path(self.args.py_spy), prefix, stack.component_pids(), float(spec.get("duration", 10))
+                    Path(self.args.py_spy), prefix, stack.component_pids(web), float(spec.get("duration", 10))
                 )
             result = self.loadgen(stack, spec, meter)
             load_end = time.time()
@@ -351,7 +361,7 @@ class Bench:
             conn.close()
         return ids
 
-    def warmup(self, stack: Stack, requests: dict[str, Any], concurrency: int) -> None:
+    def warmup(self, stack: Stack, requests: dict[str, Any], concurrency: int, web: str = "web") -> None:
         seconds = self.sizes["warmup"]
         if not seconds:
             return
@@ -362,6 +372,7 @@ class Bench:
                 "mode": "closed",
                 "duration": seconds,
                 "concurrency": concurrency,
+                "port": stack.web_ports[web],
                 "requests": {**requests, "key_prefix": prefix},
             },
         )
@@ -454,12 +465,14 @@ class Bench:
             steps.append(self.phase(stack, spec, prefix))
         best = max(steps, key=lambda s: s["e2e_tps"])
         clients = best["load"]["concurrency"]
+        auth = self.auth_cost(stack, requests, clients, repeat)
         seconds = self.size("c", "pgbench_seconds")
         if not seconds:
             return {
                 **best,
                 "best_concurrency": clients,
                 "steps": steps,
+                "auth": auth,
                 "pgbench": {"tps": None},
                 "pgbench_ratio": None,
             }
@@ -470,9 +483,62 @@ class Bench:
             **best,
             "best_concurrency": clients,
             "steps": steps,
+            "auth": auth,
             "pgbench": bench,
             "pgbench_ratio": round(best["e2e_tps"] / bench["tps"], 3) if bench["tps"] else None,
         }
+
+    def auth_cost(self, stack: Stack, requests: dict[str, Any], concurrency: int, repeat: int) -> dict[str, Any]:
+        """What API keys and rate limits cost (issue 12: under 5 % of c's CPU per transfer):
+        pairs of phases at `concurrency`, one against the stack's web (keys required, every
+        request counted) and one against a second web without keys
+        (benchmarks/settings_auth_off.py), in an order that alternates, against the same
+        workers and database. Both send the same requests, Authorization header included.
+
+        The cost is the difference in the components that authentication and rate limits run
+        in (AUTH_COMPONENTS: the web, PostgreSQL reading keys, Redis counting), over the CPU per
+        transfer of the whole stack with keys; the difference over the whole stack is reported
+        too, with the noise of components they do not touch (the relay, the broker, the consumer)."""
+        webs = {"required": "web", "off": "web-auth-off"}
+        if webs["off"] not in stack.web_ports:
+            stack.start_web(webs["off"], "benchmarks.settings_auth_off")
+            self.warmup(stack, requests, concurrency, web=webs["off"])
+        pairs = []
+        for pair in range(self.size("c", "auth_pairs")):
+            order = list(webs) if (repeat + pair) % 2 else list(reversed(webs))
+            phases = {}
+            for mode in order:
+                prefix = f"c-{self.run_id}-r{repeat}-auth{pair}-{mode}"
+                spec = {
+                    "mode": "closed",
+                    "concurrency": concurrency,
+                    "duration": self.size("c", "duration"),
+                    "port": stack.web_ports[webs[mode]],
+                    "requests": {**requests, "key_prefix": prefix},
+                }
+                phases[mode] = self.phase(stack, spec, prefix, web=webs[mode])
+            ours = {mode: _ours_per_transfer(phase) for mode, phase in phases.items()}
+            touched = {mode: _ours_per_transfer(phase, AUTH_COMPONENTS) for mode, phase in phases.items()}
+            share = share_all = None
+            if all(ours.values()) and all(touched.values()):
+                share = round(100 * (touched["required"] - touched["off"]) / ours["required"], 2)
+                share_all = round(100 * (ours["required"] - ours["off"]) / ours["required"], 2)
+            log(
+                f"  auth: {ours['required']} ms of CPU per transfer with keys, {ours['off']} without; "
+                f"web, postgres and redis {touched['required']} against {touched['off']}: "
+                f"{share} % ({share_all} % in all)"
+            )
+            pairs.append(
+                {
+                    "order": order,
+                    "phases": phases,
+                    "cpu_ms_per_transfer": ours,
+                    "touched_cpu_ms_per_transfer": touched,
+                    "share_pct": share,
+                    "share_all_pct": share_all,
+                }
+            )
+        return {"concurrency": concurrency, "components": list(AUTH_COMPONENTS), "pairs": pairs}
 
     # -- e: replay -----------------------------------------------------------------------------
 
@@ -1000,6 +1066,16 @@ def batch_variant(size: int, atomic: bool) -> str:
 OURS = ("web", "postgres", "worker", "consumer", "kafka", "beat", "redis (celery broker, shared)")
 
 
+#: Where API keys and rate limits run: the web, PostgreSQL (a key's row), Redis (the counters).
+AUTH_COMPONENTS = ("web", "postgres", "redis (celery broker, shared)")
+
+
+def _ours_per_transfer(phase: dict[str, Any], components: tuple[str, ...] = OURS) -> float | None:
+    """CPU milliseconds per transfer of these components (default: the whole stack), or None."""
+    per = phase["cpu_ms_per_transfer"]
+    return round(sum(per.get(c) or 0 for c in components), 3) if per else None
+
+
 def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dict[str, Any]:
     reps = out["repeats"]
     s: dict[str, Any] = {}
@@ -1043,6 +1119,15 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
             s["pgbench_tps"] = spread([rep["pgbench"]["tps"] for rep in reps])
             s["pgbench_ratio"] = spread([rep["pgbench_ratio"] for rep in reps])
             s["best_concurrency"] = [rep["best_concurrency"] for rep in reps]
+            pairs = [pair for rep in reps for pair in (rep.get("auth") or {}).get("pairs", [])]
+            s["auth_pairs"] = len(pairs)
+            s["auth_cpu_share_pct"] = spread([pair["share_pct"] for pair in pairs])
+            s["auth_cpu_share_all_pct"] = spread([pair["share_all_pct"] for pair in pairs])
+            for mode in ("required", "off"):
+                s[f"auth_{mode}_cpu_ms_per_transfer"] = spread([pair["cpu_ms_per_transfer"][mode] for pair in pairs])
+                s[f"auth_{mode}_touched_cpu_ms_per_transfer"] = spread(
+                    [pair["touched_cpu_ms_per_transfer"][mode] for pair in pairs]
+                )
         if scenario == "d":
             s["c_median_e2e_tps"] = c_median
             s["e2e_vs_c"] = round(s["e2e_tps"]["median"] / c_median, 3) if c_median else None
@@ -1063,10 +1148,7 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
         s["variants"] = {}
         for name in variants:
             phases = [rep["variants"][name] for rep in reps]
-            per_transfer = [
-                sum(phase["cpu_ms_per_transfer"].get(c) or 0 for c in OURS) if phase["cpu_ms_per_transfer"] else None
-                for phase in phases
-            ]
+            per_transfer = [_ours_per_transfer(phase) for phase in phases]
             s["variants"][name] = {
                 "e2e_tps": spread([phase["e2e_tps"] for phase in phases]),
                 "http_tps": spread([phase["http_tps"] for phase in phases]),

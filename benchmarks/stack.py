@@ -196,6 +196,8 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.tansu: TansuBroker | None = None
         self.port = free_port()
+        #: Every web server by process name: "web", and any started by start_web.
+        self.web_ports: dict[str, int] = {"web": self.port}
         self.env: dict[str, str] = {}
         self.broker_kind = ""
         self.started = False
@@ -286,17 +288,41 @@ class Stack:
             self.kafka_kind = "tansu (embedded, in memory)"
         self.started = True
         self.run_manage("migrate", "--no-input")
-        prom = self.workdir / "prometheus" / self.database
-        shutil.rmtree(prom, ignore_errors=True)
-        prom.mkdir(parents=True)
         celery_queues_declare(env)
         commands = stack_commands(port=str(self.port), beat_schedule=self.logdir / "celerybeat-schedule")
-        self._spawn("web", self.web_command(commands["web"]), {"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+        self._spawn(
+            "web", self.web_command(commands["web"], self.port), {"PROMETHEUS_MULTIPROC_DIR": self._metrics_dir("web")}
+        )
         for name in ("worker", "beat", "consumer"):
             self._spawn(name, commands[name])
-        self.wait_ready()
+        self.wait_ready(self.port)
 
-    def web_command(self, gunicorn: list[str]) -> list[str]:
+    def start_web(self, name: str, settings_module: str) -> int:
+        """A second web server beside "web", with other Django settings, on a port of its own:
+        what a variant of the stack costs is measured against the same workers, broker and
+        database (benchmarks/settings_auth_off.py)."""
+        port = free_port()
+        gunicorn = stack_commands(port=str(port), beat_schedule=self.logdir / "celerybeat-schedule")["web"]
+        self._spawn(
+            name,
+            self.web_command(gunicorn, port),
+            {
+                "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(name),
+                "PORT": str(port),
+                "DJANGO_SETTINGS_MODULE": settings_module,
+            },
+        )
+        self.web_ports[name] = port
+        self.wait_ready(port)
+        return port
+
+    def _metrics_dir(self, web: str) -> str:
+        prom = self.workdir / "prometheus" / self.database / web
+        shutil.rmtree(prom, ignore_errors=True)
+        prom.mkdir(parents=True)
+        return str(prom)
+
+    def web_command(self, gunicorn: list[str], port: int) -> list[str]:
         if self.options.server == "gunicorn":
             return gunicorn
         if self.options.server == "granian":
@@ -307,7 +333,7 @@ class Stack:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.port),
+                str(port),
                 "--workers",
                 str(self.options.web_workers),
                 "--blocking-threads",
@@ -372,21 +398,21 @@ class Stack:
                 tail = (self.logdir / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, port: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(self.base_url + "/readyz", timeout=2) as response,
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response,
             ):
                 if response.status == 200:
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"the web server did not become ready on {self.base_url}")
+        raise RuntimeError(f"the web server did not become ready on port {port}")
 
     def stop(self) -> None:
-        order = ["web", "worker", "beat", "consumer"]
+        order = [*self.web_ports, "worker", "beat", "consumer"]
         for name in order:
             process = self.processes.get(name)
             if process is not None and process.poll() is None:
@@ -411,9 +437,12 @@ class Stack:
 
     # -- what the CPU meter needs ----------------------------------------------------------
 
-    def component_pids(self) -> dict[str, list[int]]:
-        """Root pids of each component (children are added by the meter)."""
-        pids = {name: [p.pid] for name, p in self.processes.items() if p.poll() is None}
+    def component_pids(self, web: str = "web") -> dict[str, list[int]]:
+        """Root pids of each component (children are added by the meter); "web" is the web
+        server named `web`, and the others, idle, are left out."""
+        pids = {name: [p.pid] for name, p in self.processes.items() if p.poll() is None and name not in self.web_ports}
+        if web in self.processes and self.processes[web].poll() is None:
+            pids["web"] = [self.processes[web].pid]
         if self.tansu is not None and self.tansu.process is not None:
             pids["kafka"] = [self.tansu.process.pid]
         if self.broker_kind.startswith("redis"):

@@ -10,10 +10,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -62,29 +64,48 @@ def api_key_create(*, name: str, scopes: list[str] | tuple[str, ...], owner: str
 
 
 def api_key_revoke(*, key_id: UUID) -> ApiKey:
-    """Revoke a key: the next request with it, in any process, gets 401. Revoking a revoked key
-    changes nothing. One conditional UPDATE, atomic on its own."""
+    """Revoke a key: its next request in this process gets 401, and in every other process
+    once its cached check is older than API_KEY_CACHE_SECONDS. Revoking a revoked key changes
+    nothing. One conditional UPDATE, atomic on its own."""
     ApiKey.objects.filter(id=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    for cached in [entry for entry in list(_verified) if entry[0] == key_id]:
+        _verified.pop(cached, None)
     key = ApiKey.objects.filter(id=key_id).first()
     if key is None:
         raise errors.NotFound(f"No API key {key_id}.")
     return key
 
 
+#: Keys checked against the database in this process, by (id, secret hash): the key and when the
+#: check stops counting (time.monotonic()). Only valid, live keys are kept.
+_verified: dict[tuple[UUID, str], tuple[ApiKey, float]] = {}
+_VERIFIED_MAX = 1000
+
+
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
     """The live key `presented` stands for, or None: malformed, unknown, wrong secret or
     revoked. An unknown id is compared against a dummy hash, so it costs what a wrong secret
-    does. Reads the row by primary key on every call (no cache: a revocation holds at once in
-    every process) and records the use at most once a LAST_USED_RESOLUTION."""
+    does. A key found valid is trusted for API_KEY_CACHE_SECONDS in this process (ADR 0019:
+    a revocation holds in every worker within that time, and the hot path reads no row); its
+    use is recorded at most once a LAST_USED_RESOLUTION."""
     match = _KEY_FORMAT.fullmatch(presented)
     if match is None:
         return None
-    key = api_key_get(key_id=UUID(match["id"]))
+    key_id, presented_hash = UUID(match["id"]), _secret_hash(match["secret"])
+    cached = _verified.get((key_id, presented_hash))
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    key = api_key_get(key_id=key_id)
     stored_hash = key.secret_hash if key is not None else _DUMMY_HASH
-    secret_matches = hmac.compare_digest(stored_hash, _secret_hash(match["secret"]))
+    secret_matches = hmac.compare_digest(stored_hash, presented_hash)
     if key is None or not secret_matches or key.revoked_at is not None:
+        _verified.pop((key_id, presented_hash), None)
         return None
     _last_use_record(key)
+    if ttl := settings.LEDGER["API_KEY_CACHE_SECONDS"]:
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[(key_id, presented_hash)] = (key, time.monotonic() + ttl)
     return key
 
 

@@ -220,6 +220,10 @@ _default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
 if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_overdraft) < 2**63):
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
 
+_api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=1.0)
+if not 0 <= _api_key_cache_seconds <= 60:
+    raise ImproperlyConfigured("LEDGER_API_KEY_CACHE_SECONDS must be from 0 to 60.")
+
 
 def _rate_limit(value: str, name: str) -> str:
     """N per second, minute, hour or day, as DRF's throttles read it at every request."""
@@ -237,6 +241,9 @@ LEDGER = {
         "writes": _rate_limit(env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"), "LEDGER_RATE_LIMIT_WRITES"),
         "reads": _rate_limit(env.str("LEDGER_RATE_LIMIT_READS", default="300/s"), "LEDGER_RATE_LIMIT_READS"),
     },
+    # How long a web worker trusts an API key it has checked against the database: a revocation
+    # holds in every worker within this time (0: every request reads its key's row).
+    "API_KEY_CACHE_SECONDS": _api_key_cache_seconds,
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
     # How often a transfer is retried after a serialization failure or deadlock.

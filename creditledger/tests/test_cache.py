@@ -26,3 +26,15 @@ def test_the_client_is_built_once_and_serves_reads_and_writes():
     assert cache._cache.get_client(write=False) is cache._cache.get_client(write=False)
     cache.delete("shared-client-test")
     assert cache.get("shared-client-test") is None
+
+
+def test_a_counter_is_counted_and_another_read_in_one_command():
+    cache = cast(SharedClientRedisCache, caches["throttle"])
+    cache.delete_many(["count-now", "count-before"])
+
+    assert cache.incr_and_get("count-now", "count-before", 30) == (1, 0)
+    assert cache.incr_and_get("count-now", "count-before", 30) == (2, 0)
+    assert cache.incr_and_get("count-before", "count-now", 30) == (1, 2)
+    client = cache._cache.get_client(write=True)
+    assert 0 < client.ttl(cache.make_key("count-now")) <= 30
+    cache.delete_many(["count-now", "count-before"])

@@ -65,7 +65,8 @@ def test_revoking_an_unknown_key_is_not_found():
         api_key_revoke(key_id=UUID(int=created.key.id.int ^ 1))
 
 
-def test_the_last_use_is_written_at_most_once_a_minute():
+def test_the_last_use_is_written_at_most_once_a_minute(settings):
+    settings.LEDGER = {**settings.LEDGER, "API_KEY_CACHE_SECONDS": 0}
     created = api_key_create(name="billing", scopes=["transfers:read"])
     with CaptureQueriesContext(connection) as first:
         api_key_authenticate(presented=created.printed)
@@ -82,6 +83,31 @@ def test_the_last_use_is_written_at_most_once_a_minute():
     later = ApiKey.objects.get(id=created.key.id).last_used_at
     assert later is not None
     assert later > used
+
+
+def test_a_checked_key_is_trusted_for_the_cache_time_and_no_longer(settings):
+    """A revocation made elsewhere (another process: here, an UPDATE this process's revoke did
+    not make) holds once the cached check is older than API_KEY_CACHE_SECONDS."""
+    settings.LEDGER = {**settings.LEDGER, "API_KEY_CACHE_SECONDS": 0.5}
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    assert api_key_authenticate(presented=created.printed) is not None
+    ApiKey.objects.filter(id=created.key.id).update(revoked_at=timezone.now())
+
+    with CaptureQueriesContext(connection) as cached:
+        assert api_key_authenticate(presented=created.printed) is not None
+    assert cached.captured_queries == []
+    time.sleep(0.6)
+    assert api_key_authenticate(presented=created.printed) is None
+
+
+def test_a_revocation_in_this_process_holds_at_once_and_a_wrong_secret_is_never_cached():
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    key_hex, secret = created.printed[len(KEY_PREFIX) :].split("_", 1)
+    assert api_key_authenticate(presented=created.printed) is not None
+    assert api_key_authenticate(presented=f"{KEY_PREFIX}{key_hex}_{secret[::-1]}") is None
+
+    api_key_revoke(key_id=created.key.id)
+    assert api_key_authenticate(presented=created.printed) is None
 
 
 def _attempt_path(presented: str) -> tuple[list[str], list[tuple[int, int]]]:
