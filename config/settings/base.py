@@ -220,6 +220,13 @@ _default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
 if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_overdraft) < 2**63):
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
 
+LEDGER_GROUP_COMMIT = env.str("LEDGER_GROUP_COMMIT", default="on")
+if LEDGER_GROUP_COMMIT not in ("on", "off"):
+    raise ImproperlyConfigured(f"LEDGER_GROUP_COMMIT must be on or off, not {LEDGER_GROUP_COMMIT!r}.")
+LEDGER_GROUP_COMMIT_MAX = env.int("LEDGER_GROUP_COMMIT_MAX", default=100)
+if not 1 <= LEDGER_GROUP_COMMIT_MAX <= 1000:
+    raise ImproperlyConfigured("LEDGER_GROUP_COMMIT_MAX must be between 1 and 1000 (the batch endpoint's bound).")
+
 
 def _rate_limit(value: str, name: str) -> str:
     """N per second, minute, hour or day, as DRF's throttles read it at every request."""
@@ -239,6 +246,11 @@ LEDGER = {
     },
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
+    # Group commit (docs/adr/0021-group-commit.md): the POST /transfers that one web process
+    # receives at the same time are posted together, in one transaction, up to GROUP_COMMIT_MAX
+    # a group; False posts each in its own transaction.
+    "GROUP_COMMIT": LEDGER_GROUP_COMMIT == "on",
+    "GROUP_COMMIT_MAX": LEDGER_GROUP_COMMIT_MAX,
     # How often a transfer is retried after a serialization failure or deadlock.
     "TRANSACTION_RETRIES": env.int("LEDGER_TRANSACTION_RETRIES", default=5),
     # How many expired holds one run of the expiry task releases at most.
