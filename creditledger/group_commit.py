@@ -78,6 +78,11 @@ class GroupCommit(Generic[ItemT, AnswerT]):
             return self._write_alone(item)
         return submission.answer  # type: ignore[return-value]  # set with done
 
+    def waiting(self) -> int:
+        """How many items wait for the next group."""
+        with self._changed:
+            return len(self._waiting)
+
     def _lead_until_done(self, own: _Submission[ItemT, AnswerT]) -> None:
         try:
             while not own.done:
