@@ -8,7 +8,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -127,7 +127,9 @@ def test_with_group_commit_off_each_request_has_its_own_transaction(make_account
 
 def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_actor(make_account, group_calls):
     bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
-    transfer_create(idempotency_key="fund", from_account_id=bank.id, to_account_id=wallet.id, amount=500, currency="USD")
+    transfer_create(
+        idempotency_key="fund", from_account_id=bank.id, to_account_id=wallet.id, amount=500, currency="USD"
+    )
     actors = {key: api_key_actor(uuid.uuid4()) for key in ("a1", "a2", "same", "same-again", "other", "too-much")}
 
     def post(key: str, source: Account, amount: int, idempotency_key: str | None = None) -> Callable[[], Any]:
@@ -152,13 +154,14 @@ def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_ac
     answers = requests.joined()
 
     assert group_calls == [["fund"], ["a1"], ["a2", "same", "same", "same", "too-much", "wallet"]]
-    a1, a2, same, same_again, other, too_much, from_wallet = answers
+    a1, a2, same, same_again, _, _, from_wallet = answers
     assert [type(answer).__name__ for answer in answers] == [
         "TransferOutcome", "TransferOutcome", "TransferOutcome", "TransferOutcome",
         "IdempotencyKeyReused", "InsufficientFunds", "TransferOutcome",
     ]  # fmt: skip
     assert not any(outcome.replayed for outcome in (a1, a2, same, from_wallet))
-    assert same_again.replayed and same_again.transfer_id == same.transfer_id
+    assert same_again.replayed
+    assert same_again.transfer_id == same.transfer_id
     wallet.refresh_from_db()
     assert wallet.balance == 0  # posted after the refused 600, in the same transaction
     for key in ("a1", "a2", "same", "too-much"):
@@ -272,7 +275,7 @@ def test_64_clients_with_refusals_and_replays_get_the_answers_of_a_sequential_le
             return exc
 
     def client(index: int) -> list[tuple[tuple[str, str, int], str, Any]]:
-        rng = random.Random(index)  # noqa: S311 - a test's randomness
+        rng = random.Random(index)
         log: list[tuple[tuple[str, str, int], str, Any]] = []
         mine: list[tuple[str, str, int]] = []
         for step in range(steps):
@@ -301,8 +304,11 @@ def test_64_clients_with_refusals_and_replays_get_the_answers_of_a_sequential_le
         for sent, kind, answer in log:
             by_key[sent[0]].append((sent, kind, answer))
     for key, answers in by_key.items():
-        originals = [(sent, answer) for sent, _, answer in answers if not getattr(answer, "replayed", False)]
-        originals = [(sent, answer) for sent, answer in originals if not isinstance(answer, errors.IdempotencyKeyReused)]
+        originals = [
+            (sent, answer)
+            for sent, _, answer in answers
+            if not getattr(answer, "replayed", False) and not isinstance(answer, errors.IdempotencyKeyReused)
+        ]
         assert len(originals) == 1, f"{key}: {len(originals)} first answers"
         first[key] = originals[0]
         claimed, answer = originals[0]
@@ -331,7 +337,6 @@ def test_64_clients_with_refusals_and_replays_get_the_answers_of_a_sequential_le
     for key, (sent, answer) in first.items():
         if isinstance(answer, errors.InsufficientFunds):
             assert expected[uuid.UUID(sent[1])] < sent[2], f"{key} refused, yet the wallet ends with enough"
-    assert set(Transfer.objects.filter(idempotency_key__in=list(first)).values_list("idempotency_key", flat=True)) == set(
-        posted
-    )
+    transferred = Transfer.objects.filter(idempotency_key__in=list(first)).values_list("idempotency_key", flat=True)
+    assert set(transferred) == set(posted)
     assert ledger_verify().ok
