@@ -2,13 +2,14 @@
 "latency at low load must not rise"; docs/adr/0021-group-commit.md).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
-        python -m benchmarks.group_commit_latency [--rate 10] [--duration 30] [--rounds 2]
+        python -m benchmarks.group_commit_latency [--rate 10] [--duration 30] [--rounds 2] [--clients N]
 
 For each round and setting (off, then on), a stack as `make bench` starts it (benchmarks/stack.py:
 gunicorn with 2 workers of 4 threads, relay, beat, consumer, production settings) on a fresh
 database, two accounts, a short warm-up, then an open-loop load (benchmarks/loadgen.py) of
-`rate` transfers/s between the two accounts for `duration` seconds. Prints the HTTP latency
-summary of each run and the median p50 per setting, as JSON.
+`rate` transfers/s between the two accounts for `duration` seconds; with `--clients N`, a
+closed loop of N clients instead (what the groups buy under concurrency). Prints the HTTP
+latency summary and answers/s of each run and the median p50 per setting, as JSON.
 """
 
 from __future__ import annotations
@@ -43,17 +44,15 @@ def loadgen(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
         return json.loads(out_path.read_text())
 
 
-def measure(pg: PostgresServer, *, group_commit: str, rate: float, duration: float, name: str) -> dict[str, Any]:
+def measure(pg: PostgresServer, *, group_commit: str, load: dict[str, Any], name: str) -> dict[str, Any]:
     options = StackOptions(web_workers=2, web_threads=4, extra_env={"LEDGER_GROUP_COMMIT": group_commit})
     stack = Stack(pg, name, options, WORK_DIR)
     try:
         stack.start()
         done = stack.run_python("benchmarks.django_tasks", "accounts", "2", timeout=600)
         requests = {"kind": "transfer", "pattern": "pair", "accounts": json.loads(done.stdout), "currency": "USD"}
-        loadgen(stack, {"mode": "open", "rate": rate, "duration": 5, "requests": {**requests, "key_prefix": "warm"}})
-        result = loadgen(
-            stack, {"mode": "open", "rate": rate, "duration": duration, "requests": {**requests, "key_prefix": "m"}}
-        )
+        loadgen(stack, {**load, "duration": 5, "requests": {**requests, "key_prefix": "warm"}})
+        result = loadgen(stack, {**load, "requests": {**requests, "key_prefix": "m"}})
     finally:
         stack.stop()
         pg.drop(name)
@@ -61,6 +60,7 @@ def measure(pg: PostgresServer, *, group_commit: str, rate: float, duration: flo
         "group_commit": group_commit,
         "http_ms": latency_summary(result["ok_latencies_ms"]),
         "errors": len(result["error_latencies_ms"]),
+        "answers_per_second": round(len(result["ok_latencies_ms"]) / load["duration"], 1),
     }
 
 
@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="transfers per second (default 10)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds measured per run (default 30)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per setting, alternating (default 2)")
+    parser.add_argument("--clients", type=int, help="a closed loop of this many clients instead of --rate")
     args = parser.parse_args(argv)
+    load: dict[str, Any] = (
+        {"mode": "closed", "concurrency": args.clients, "duration": args.duration}
+        if args.clients
+        else {"mode": "open", "rate": args.rate, "duration": args.duration}
+    )
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     pg = PostgresServer(os.environ.get("DATABASE_URL") or None, WORK_DIR)
     runs = []
@@ -79,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = measure(
                     pg,
                     group_commit=setting,
-                    rate=args.rate,
-                    duration=args.duration,
+                    load=load,
                     name=f"creditledger_bench_gc_{setting}_{round_index}",
                 )
                 print(json.dumps(run), flush=True)
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         setting: statistics.median(run["http_ms"]["p50"] for run in runs if run["group_commit"] == setting)
         for setting in ("off", "on")
     }
-    print(json.dumps({"rate": args.rate, "duration": args.duration, "rounds": args.rounds, "median_p50_ms": p50}))
+    print(json.dumps({"load": load, "rounds": args.rounds, "median_p50_ms": p50}))
     return 0
 
 
