@@ -143,12 +143,6 @@ class TransferRequest:
     hold: HoldRequest | None = None
     expires_at: datetime | None = None
 
-    @property
-    def account_ids(self) -> set[UUID]:
-        return {
-            account_id for posting in self.postings for account_id in (posting.from_account_id, posting.to_account_id)
-        }
-
 
 def transfer_request_single(
     *,
@@ -360,13 +354,13 @@ def transfer_batch_create(
     its own key, and answer one outcome per request, in order: the transfer (posted or
     replayed) or the error that refused it.
 
-    They are posted as a group commit posts concurrent requests, by one call of
+    They are posted as group commit posts concurrent requests, by one call of
     ledger_post_transfers: every account involved is locked first, once, in id order, so the
     posting function's own locks are no-ops and two batches over the same accounts queue
     instead of deadlocking. It returns refusals instead of raising them, so a refused item
-    never aborts the transaction: with `atomic` false the others commit and each refusal is stored against its
-    key, as POST /transfers would; with `atomic` true one refusal rolls everything back
-    (no transfer, no idempotency record, no outbox row) and raises BatchRefused.
+    never aborts the transaction: with `atomic` false the others commit and each refusal is
+    stored against its key, as POST /transfers would; with `atomic` true one refusal rolls
+    everything back (no transfer, no idempotency record, no outbox row) and raises BatchRefused.
     """
     if not 1 <= len(requests) <= MAX_BATCH_TRANSFERS:
         raise errors.InvalidRequest(f"A batch has 1 to {MAX_BATCH_TRANSFERS} transfers.", field="transfers")

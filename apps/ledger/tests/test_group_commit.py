@@ -49,6 +49,16 @@ def wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.01)
 
 
+def lock_awaited() -> bool:
+    """Whether a session of this database waits for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 class Requests:
     """Requests posted each in its own thread; `answers` in the order they were submitted."""
 
@@ -72,7 +82,7 @@ class Requests:
         self.threads.append(threading.Thread(target=run))
         self.threads[-1].start()
         if index == 0:
-            time.sleep(0.3)  # the leader's group is waiting for the lock
+            wait_for(lock_awaited)
         else:
             wait_for(lambda: services._transfer_group_commit.waiting() == waiting + 1)
 
