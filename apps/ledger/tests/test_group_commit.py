@@ -19,7 +19,7 @@ from django.db import DatabaseError, connection, transaction
 from apps.accounts.models import Account
 from apps.ledger import services
 from apps.ledger.models import IdempotencyRecord, Transfer
-from apps.ledger.services import TransferOutcome, transfer_create
+from apps.ledger.services import HoldRequest, TransferOutcome, transfer_create
 from apps.ledger.verification import ledger_verify
 from apps.outbox.models import OutboxEvent
 from creditledger import errors
@@ -140,9 +140,12 @@ def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_ac
     transfer_create(
         idempotency_key="fund", from_account_id=bank.id, to_account_id=wallet.id, amount=500, currency="USD"
     )
-    actors = {key: api_key_actor(uuid.uuid4()) for key in ("a1", "a2", "same", "same-again", "other", "too-much")}
+    keys = ("a1", "a2", "same", "same-again", "other", "too-much", "hold")
+    actors = {key: api_key_actor(uuid.uuid4()) for key in keys}
 
-    def post(key: str, source: Account, amount: int, idempotency_key: str | None = None) -> Callable[[], Any]:
+    def post(
+        key: str, source: Account, amount: int, idempotency_key: str | None = None, hold: HoldRequest | None = None
+    ) -> Callable[[], Any]:
         return as_actor(
             actors[key],
             lambda: transfer_create(
@@ -151,6 +154,7 @@ def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_ac
                 to_account_id=shop.id,
                 amount=amount,
                 currency="USD",
+                hold=hold,
             ),
         )
 
@@ -161,20 +165,23 @@ def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_ac
         requests.submit(post("other", bank, 4, idempotency_key="same"))  # another request: 409
         requests.submit(post("too-much", wallet, 600))  # refused: the wallet holds 500
         requests.submit(post("a2", wallet, 500, idempotency_key="wallet"))
+        requests.submit(post("hold", bank, 5, hold=HoldRequest(timeout_seconds=600)))
     answers = requests.joined()
 
-    assert group_calls == [["fund"], ["a1"], ["a2", "same", "same", "same", "too-much", "wallet"]]
-    a1, a2, same, same_again, _, _, from_wallet = answers
+    assert group_calls == [["fund"], ["a1"], ["a2", "same", "same", "same", "too-much", "wallet", "hold"]]
+    a1, a2, same, same_again, _, _, from_wallet, hold = answers
     assert [type(answer).__name__ for answer in answers] == [
         "TransferOutcome", "TransferOutcome", "TransferOutcome", "TransferOutcome",
-        "IdempotencyKeyReused", "InsufficientFunds", "TransferOutcome",
+        "IdempotencyKeyReused", "InsufficientFunds", "TransferOutcome", "TransferOutcome",
     ]  # fmt: skip
+    assert hold.document["status"] == "pending"
+    assert Transfer.objects.get(id=hold.transfer_id).actor == actors["hold"]
     assert not any(outcome.replayed for outcome in (a1, a2, same, from_wallet))
     assert same_again.replayed
     assert same_again.transfer_id == same.transfer_id
     wallet.refresh_from_db()
     assert wallet.balance == 0  # posted after the refused 600, in the same transaction
-    for key in ("a1", "a2", "same", "too-much"):
+    for key in ("a1", "a2", "same", "too-much", "hold"):
         assert IdempotencyRecord.objects.get(key=key).actor == actors[key]
     for outcome, key in ((a1, "a1"), (a2, "a2"), (same, "same"), (from_wallet, "a2")):
         transfer = Transfer.objects.get(id=outcome.transfer_id)
