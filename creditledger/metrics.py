@@ -32,6 +32,12 @@ TRANSFERS_POSTED = Counter(
     ["currency"],
 )
 TRANSFERS_FAILED = Counter("creditledger_transfers_failed", "Transfers refused, by reason (error code).", ["reason"])
+GROUP_COMMIT_SIZE = Histogram(
+    "creditledger_group_commit_size",
+    "Items per group commit (creditledger/group_commit.py), by writer.",
+    ["writer"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100, 250, 1000),
+)
 
 RELAY_BATCH_SIZE = Histogram(
     "creditledger_relay_batch_size", "Outbox rows per relay batch.", buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000)

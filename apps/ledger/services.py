@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from opentelemetry import propagate
@@ -35,7 +36,9 @@ from apps.ledger.models import (
 from apps.ledger.selectors import transfer_get
 from apps.outbox.services import outbox_relay_kick_on_commit
 from creditledger import errors, metrics
+from creditledger.actor import actor_current
 from creditledger.db import in_durable_transaction
+from creditledger.group_commit import GroupCommit
 from creditledger.ids import new_id
 
 INT64_MAX = 2**63 - 1
@@ -139,12 +142,6 @@ class TransferRequest:
     #: A hold (pending transfer) when set, with its checked expiry.
     hold: HoldRequest | None = None
     expires_at: datetime | None = None
-
-    @property
-    def account_ids(self) -> set[UUID]:
-        return {
-            account_id for posting in self.postings for account_id in (posting.from_account_id, posting.to_account_id)
-        }
 
 
 def transfer_request_single(
@@ -293,13 +290,61 @@ def transfer_create_postings(
 
 
 def transfer_post(*, request: TransferRequest) -> TransferOutcome:
-    """Post one checked request in its own durable transaction; raise its refusal."""
-    return _ledger_command(
-        POST_TRANSFER_SQL,
-        lambda: _transfer_post_arguments(request),
+    """Post one checked request; raise its refusal. With group commit (LEDGER["GROUP_COMMIT"],
+    docs/adr/0021-group-commit.md) it is posted with the requests this process receives at the
+    same time, in one durable transaction, keeping everything it has alone: its key, its
+    refusal, its events and its actor. Without, in a durable transaction of its own."""
+    if settings.LEDGER["GROUP_COMMIT"]:
+        outcome = _transfer_group_commit.submit(_GroupItem(request=request, item=_transfer_group_item(request)))
+    else:
+        outcome = _transfer_post_alone(request)
+    if isinstance(outcome, errors.LedgerError):
+        raise outcome
+    return outcome
+
+
+def _transfer_post_alone(request: TransferRequest) -> TransferOutcome | errors.LedgerError:
+    """Post one request in its own durable transaction: its outcome or its refusal."""
+    return _ledger_outcome(
+        _ledger_durable_call(POST_TRANSFER_SQL, lambda: _transfer_post_arguments(request)),
         idempotency_key=request.idempotency_key,
         currencies=_posted_currencies(request),
+        committed=True,
     )
+
+
+@dataclass(frozen=True)
+class _GroupItem:
+    """A request waiting for group commit, with the posting function's item built in the
+    requesting thread: its ids, trace context and actor."""
+
+    request: TransferRequest
+    item: dict[str, Any]
+
+
+def _transfer_group_write(group: list[_GroupItem]) -> list[TransferOutcome | errors.LedgerError]:
+    """Post a group of requests in one durable transaction (retried whole after a
+    serialization failure or deadlock): one outcome or refusal per request, in order."""
+
+    def work() -> list[dict[str, Any]]:
+        results = _transfers_post_in_transaction([waiting.item for waiting in group])
+        if any(result["outcome"] == "posted" for result in results):
+            outbox_relay_kick_on_commit()
+        return results
+
+    results = in_durable_transaction(work)
+    return [
+        _transfer_outcome(waiting.request, result, committed=True)
+        for waiting, result in zip(group, results, strict=True)
+    ]
+
+
+_transfer_group_commit: GroupCommit[_GroupItem, TransferOutcome | errors.LedgerError] = GroupCommit(
+    name="transfers",
+    write_group=_transfer_group_write,
+    write_alone=lambda waiting: _transfer_post_alone(waiting.request),
+    max_group=lambda: settings.LEDGER["GROUP_COMMIT_MAX"],
+)
 
 
 def transfer_batch_create(
@@ -309,12 +354,13 @@ def transfer_batch_create(
     its own key, and answer one outcome per request, in order: the transfer (posted or
     replayed) or the error that refused it.
 
-    Every account involved is locked first, once, in id order, so the posting function's own
-    locks are no-ops and two batches over the same accounts queue instead of deadlocking. The
-    function returns refusals instead of raising them, so a refused item never aborts the
-    transaction: with `atomic` false the others commit and each refusal is stored against its
-    key, as POST /transfers would; with `atomic` true one refusal rolls everything back
-    (no transfer, no idempotency record, no outbox row) and raises BatchRefused.
+    They are posted as group commit posts concurrent requests, by one call of
+    ledger_post_transfers: every account involved is locked first, once, in id order, so the
+    posting function's own locks are no-ops and two batches over the same accounts queue
+    instead of deadlocking. It returns refusals instead of raising them, so a refused item
+    never aborts the transaction: with `atomic` false the others commit and each refusal is
+    stored against its key, as POST /transfers would; with `atomic` true one refusal rolls
+    everything back (no transfer, no idempotency record, no outbox row) and raises BatchRefused.
     """
     if not 1 <= len(requests) <= MAX_BATCH_TRANSFERS:
         raise errors.InvalidRequest(f"A batch has 1 to {MAX_BATCH_TRANSFERS} transfers.", field="transfers")
@@ -329,12 +375,10 @@ def transfer_batch_create(
                 items=[earlier, index],
             )
     _currencies_check(requests)
-    account_ids = sorted({account_id for request in requests for account_id in request.account_ids})
+    items = [_transfer_group_item(request) for request in requests]
 
     def work() -> list[dict[str, Any]]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM account WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [account_ids])
-        results = [_transfer_post_in_transaction(request) for request in requests]
+        results = _transfers_post_in_transaction(items)
         if atomic and not all(_succeeded(result) for result in results):
             transaction.set_rollback(True)
         elif any(result["outcome"] == "posted" for result in results):
@@ -465,9 +509,38 @@ POST_TRANSFER_SQL = (
 )
 
 
-def _transfer_post_in_transaction(request: TransferRequest) -> dict[str, Any]:
-    """Call the posting function in the caller's transaction; its outcome as JSON (ADR 0013)."""
-    return _ledger_call(POST_TRANSFER_SQL, _transfer_post_arguments(request))
+def _transfers_post_in_transaction(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Post a group of items (_transfer_group_item) in the caller's transaction, in one call
+    of ledger_post_transfers: their outcomes as JSON, in order (ADR 0013)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ledger_post_transfers(%s::jsonb)::text", [orjson.dumps(items).decode()])
+        return orjson.loads(cursor.fetchone()[0])
+
+
+def _transfer_group_item(request: TransferRequest) -> dict[str, Any]:
+    """The request as an item of ledger_post_transfers, with its ids, the current trace
+    context and the current actor: the arguments it would get alone (_transfer_post_arguments)."""
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    postings = request.postings
+    return {
+        "key": request.idempotency_key,
+        "fingerprint": request.fingerprint,
+        "single": request.single,
+        "from": [posting.from_account_id for posting in postings],
+        "to": [posting.to_account_id for posting in postings],
+        "amount": [posting.amount for posting in postings],
+        "currency": [posting.currency for posting in postings],
+        "metadata": request.metadata,
+        "description": request.description,
+        "transferId": new_id(),
+        "entryIds": [new_id() for _ in range(2 * len(postings))],
+        "eventIds": [new_id() for _ in range(1 + 2 * len(postings))],
+        "headers": trace_headers,
+        "pending": request.hold is not None,
+        "expiresAt": request.expires_at,
+        "actor": actor_current(),
+    }
 
 
 def _transfer_post_arguments(request: TransferRequest) -> list[Any]:

@@ -224,6 +224,13 @@ _api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=1.0)
 if not 0 <= _api_key_cache_seconds <= 60:
     raise ImproperlyConfigured("LEDGER_API_KEY_CACHE_SECONDS must be from 0 to 60.")
 
+_group_commit = env.str("LEDGER_GROUP_COMMIT", default="on")
+if _group_commit not in ("on", "off"):
+    raise ImproperlyConfigured(f"LEDGER_GROUP_COMMIT must be on or off, not {_group_commit!r}.")
+_group_commit_max = env.int("LEDGER_GROUP_COMMIT_MAX", default=100)
+if not 1 <= _group_commit_max <= 1000:
+    raise ImproperlyConfigured("LEDGER_GROUP_COMMIT_MAX must be between 1 and 1000 (the batch endpoint's bound).")
+
 
 def _rate_limit(value: str, name: str) -> str:
     """N per second, minute, hour or day, as DRF's throttles read it at every request."""
@@ -246,6 +253,11 @@ LEDGER = {
     "API_KEY_CACHE_SECONDS": _api_key_cache_seconds,
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),
+    # Group commit (docs/adr/0021-group-commit.md): the POST /transfers that one web process
+    # receives at the same time are posted together, in one transaction, up to GROUP_COMMIT_MAX
+    # a group; False posts each in its own transaction.
+    "GROUP_COMMIT": _group_commit == "on",
+    "GROUP_COMMIT_MAX": _group_commit_max,
     # How often a transfer is retried after a serialization failure or deadlock.
     "TRANSACTION_RETRIES": env.int("LEDGER_TRANSACTION_RETRIES", default=5),
     # How many expired holds one run of the expiry task releases at most.

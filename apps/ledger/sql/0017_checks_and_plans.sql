@@ -11,13 +11,7 @@ DROP FUNCTION ledger_check_grant(uuid);
 \ir functions/ledger_has_active_grants.v2.sql
 \ir functions/ledger_entry_events_allocations.v2.sql
 
-CREATE FUNCTION ledger_write_entry_points() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
-    SELECT ARRAY['ledger_post_transfer', 'ledger_hold_command', 'ledger_reverse_transfer', 'ledger_holds_expire',
-                 'ledger_grant_create', 'ledger_grant_void', 'ledger_grants_book_due',
-                 'ledger_entry_deferred_check', 'ledger_transfer_deferred_check', 'ledger_account_deferred_check',
-                 'ledger_account_pending_deferred_check', 'ledger_hold_deferred_check',
-                 'ledger_reversal_deferred_check', 'ledger_grant_queue_deferred_check']
-$$;
+\ir functions/ledger_write_entry_points.v1.sql
 
 -- The functions a write enters by (the ones the application calls, and the deferred checks
 -- COMMIT runs) keep one generic plan per statement for the session, for everything they run.
