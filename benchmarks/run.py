@@ -520,9 +520,15 @@ class Bench:
             ours = {mode: _ours_per_transfer(phase) for mode, phase in phases.items()}
             touched = {mode: _ours_per_transfer(phase, AUTH_COMPONENTS) for mode, phase in phases.items()}
             share = share_all = None
-            if all(ours.values()) and all(touched.values()):
-                share = round(100 * (touched["required"] - touched["off"]) / ours["required"], 2)
-                share_all = round(100 * (ours["required"] - ours["off"]) / ours["required"], 2)
+            with_keys, without, touched_with, touched_without = (
+                ours["required"],
+                ours["off"],
+                touched["required"],
+                touched["off"],
+            )
+            if with_keys and without and touched_with and touched_without:
+                share = round(100 * (touched_with - touched_without) / with_keys, 2)
+                share_all = round(100 * (with_keys - without) / with_keys, 2)
             log(
                 f"  auth: {ours['required']} ms of CPU per transfer with keys, {ours['off']} without; "
                 f"web, postgres and redis {touched['required']} against {touched['off']}: "
