@@ -158,6 +158,28 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
             f"| {fmt(med(s, 'outbox_max_backlog'), 0)} / {fmt(med(s, 'outbox_max_age_s'), 2)} "
             f"| {errors} | {verdict(data)} |"
         )
+    compared = [x for x in "abcd" if (results.get(x) or {}).get("summary", {}).get("group_commit_off")]
+    if compared:
+        lines.append("")
+        lines.append(
+            "Group commit on (the default) and off (`LEDGER_GROUP_COMMIT=off`, a second web server beside the "
+            "first), the same load in the same run, in an order that alternates with the repeats "
+            "(c: the best step of each ramp):\n"
+        )
+        lines.append(
+            "| scenario | group commit | transfers/s end to end | HTTP p50 / p95 ms | CPU ms per transfer (ours) "
+            "| errors |"
+        )
+        lines.append("|---|---|---|---|---|---|")
+        for scenario in compared:
+            s = results[scenario]["summary"]
+            for mode in ("on", "off"):
+                v = s[f"group_commit_{mode}"]
+                lines.append(
+                    f"| {scenario} | {mode} | {spread_text(v.get('e2e_tps'))} "
+                    f"| {fmt(med(v, 'http_p50_ms'))} / {fmt(med(v, 'http_p95_ms'))} "
+                    f"| {fmt(med(v, 'cpu_ms_per_transfer_ours'), 3)} | {v.get('errors')} |"
+                )
     c = results.get("c")
     if c:
         s = c["summary"]

@@ -55,6 +55,11 @@ from benchmarks.pgbench import pgbench_init, pgbench_run
 from benchmarks.stack import BASE_DIR, PYTHON, PostgresServer, Stack, StackOptions
 
 BENCH_DIR = Path(__file__).resolve().parent
+#: The web server without group commit that a–d also run against (unless --no-group-commit-off).
+GROUP_COMMIT_OFF = "web-group-commit-off"
+#: Each web's part of the idempotency keys of its phases: none is the start of another, so that
+#: a phase's `LIKE 'prefix-%'` never counts another's transfers.
+LABELS = {"web": "gc-on", GROUP_COMMIT_OFF: "gc-off"}
 # Chosen by measurement: docs/adr/0012-web-server.md.
 DEFAULT_WEB_WORKERS = 2
 DEFAULT_WEB_THREADS = 4
@@ -426,19 +431,30 @@ class Bench:
                 "duration": self.size(scenario, "duration"),
             }
             self.warmup(stack, requests, concurrency)
+            if self.args.group_commit_off:
+                stack.start_web(GROUP_COMMIT_OFF, {"LEDGER_GROUP_COMMIT": "off"})
+                self.warmup(stack, requests, concurrency, web=GROUP_COMMIT_OFF)
             if scenario == "c" and self.size("c", "pgbench_seconds"):
                 out["pgbench_init"] = pgbench_init(
                     self.pg, self.args.db_prefix + "_pgbench", scale=sizes["pgbench_scale"]
                 )
             for repeat in range(1, self.repeats(scenario) + 1):
                 log(f"scenario {scenario} repeat {repeat}")
-                if scenario == "c":
-                    out["repeats"].append(self.ramp(stack, requests, repeat))
-                else:
-                    prefix = f"{scenario}-{self.run_id}-r{repeat}"
-                    out["repeats"].append(
-                        self.phase(stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix)
-                    )
+                # With group commit off too: the same load against a web without it, in an
+                # order that alternates with the repeat.
+                webs = ["web", GROUP_COMMIT_OFF] if self.args.group_commit_off else ["web"]
+                runs: dict[str, dict[str, Any]] = {}
+                for web in webs if repeat % 2 else reversed(webs):
+                    if scenario == "c":
+                        runs[web] = self.ramp(stack, requests, repeat, web=web)
+                    else:
+                        prefix = f"{scenario}-{self.run_id}-r{repeat}-{LABELS[web]}"
+                        runs[web] = self.phase(
+                            stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix, web=web
+                        )
+                out["repeats"].append(
+                    {**runs["web"], **({"group_commit_off": runs[GROUP_COMMIT_OFF]} if len(runs) > 1 else {})}
+                )
         finally:
             stack.stop()
             out["deadlocks"] = self.deadlocks(stack.database)
@@ -452,19 +468,24 @@ class Bench:
             row = conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = %s", [database]).fetchone()
         return int(row[0]) if row else None
 
-    def ramp(self, stack: Stack, requests: dict[str, Any], repeat: int) -> dict[str, Any]:
+    def ramp(self, stack: Stack, requests: dict[str, Any], repeat: int, web: str = "web") -> dict[str, Any]:
+        """c's steps against the web server `web`, and the best; against the stack's own web,
+        then what API keys cost at that concurrency and pgbench with the same clients."""
         steps = []
         for concurrency in self.size("c", "steps"):
-            prefix = f"c-{self.run_id}-r{repeat}-c{concurrency}"
+            prefix = f"c-{self.run_id}-r{repeat}-{LABELS[web]}-c{concurrency}"
             spec = {
                 "mode": "closed",
                 "concurrency": concurrency,
                 "duration": self.size("c", "duration"),
+                "port": stack.web_ports[web],
                 "requests": {**requests, "key_prefix": prefix},
             }
-            steps.append(self.phase(stack, spec, prefix))
+            steps.append(self.phase(stack, spec, prefix, web=web))
         best = max(steps, key=lambda s: s["e2e_tps"])
         clients = best["load"]["concurrency"]
+        if web != "web":
+            return {**best, "best_concurrency": clients, "steps": steps}
         auth = self.auth_cost(stack, requests, clients, repeat)
         seconds = self.size("c", "pgbench_seconds")
         if not seconds:
@@ -501,7 +522,7 @@ class Bench:
         too, with the noise of components they do not touch (the relay, the broker, the consumer)."""
         webs = {"required": "web", "off": "web-auth-off"}
         if webs["off"] not in stack.web_ports:
-            stack.start_web(webs["off"], "benchmarks.settings_auth_off")
+            stack.start_web(webs["off"], {"DJANGO_SETTINGS_MODULE": "benchmarks.settings_auth_off"})
             self.warmup(stack, requests, concurrency, web=webs["off"])
         pairs = []
         for pair in range(self.size("c", "auth_pairs")):
@@ -1082,6 +1103,16 @@ def _ours_per_transfer(phase: dict[str, Any], components: tuple[str, ...] = OURS
     return round(sum(per.get(c) or 0 for c in components), 3) if per else None
 
 
+def _group_commit_summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the group commit comparison shows of a–d's phases (or c's best steps)."""
+    return {
+        "e2e_tps": spread([phase["e2e_tps"] for phase in phases]),
+        **{f"http_{q}_ms": spread([phase["http_latency_ms"][q] for phase in phases]) for q in ("p50", "p95")},
+        "cpu_ms_per_transfer_ours": spread([_ours_per_transfer(phase) for phase in phases]),
+        "errors": sum(phase["errors_total"] for phase in phases),
+    }
+
+
 def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dict[str, Any]:
     reps = out["repeats"]
     s: dict[str, Any] = {}
@@ -1137,6 +1168,10 @@ def summarise(scenario: str, out: dict[str, Any], c_median: float | None) -> dic
         if scenario == "d":
             s["c_median_e2e_tps"] = c_median
             s["e2e_vs_c"] = round(s["e2e_tps"]["median"] / c_median, 3) if c_median else None
+        off = [rep["group_commit_off"] for rep in reps if rep.get("group_commit_off")]
+        if off:
+            s["group_commit_off"] = _group_commit_summary(off)
+            s["group_commit_on"] = _group_commit_summary(reps)
     elif scenario == "e":
         s["replay_seconds"] = spread([rep["replay_seconds"] for rep in reps])
         s["entries_per_s"] = spread([rep["entries_per_s"] for rep in reps])
@@ -1270,6 +1305,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="Celery broker: Redis if it answers (auto), else kombu's SQLAlchemy transport on the "
         "scenario's PostgreSQL database, as make run",
+    )
+    parser.add_argument(
+        "--no-group-commit-off",
+        dest="group_commit_off",
+        action="store_false",
+        help="a-d against the stack's web only, not also against one with LEDGER_GROUP_COMMIT=off",
     )
     parser.add_argument("--steps", default=None, help="client counts of c's ramp, e.g. 8,16,32,64")
     parser.add_argument("--pgbench-seconds", type=int, default=None, help="pgbench run length in c (0: skip pgbench)")

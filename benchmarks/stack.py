@@ -297,20 +297,16 @@ class Stack:
             self._spawn(name, commands[name])
         self.wait_ready(self.port)
 
-    def start_web(self, name: str, settings_module: str) -> int:
-        """A second web server beside "web", with other Django settings, on a port of its own:
-        what a variant of the stack costs is measured against the same workers, broker and
-        database (benchmarks/settings_auth_off.py)."""
+    def start_web(self, name: str, env: dict[str, str]) -> int:
+        """Another web server beside "web", with `env` over the stack's environment (other
+        settings: benchmarks/settings_auth_off.py, LEDGER_GROUP_COMMIT=off), on a port of its
+        own: a variant of the stack measured against the same workers, broker and database."""
         port = free_port()
         gunicorn = stack_commands(port=str(port), beat_schedule=self.logdir / "celerybeat-schedule")["web"]
         self._spawn(
             name,
             self.web_command(gunicorn, port),
-            {
-                "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(name),
-                "PORT": str(port),
-                "DJANGO_SETTINGS_MODULE": settings_module,
-            },
+            {**env, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(name), "PORT": str(port)},
         )
         self.web_ports[name] = port
         self.wait_ready(port)
