@@ -450,7 +450,14 @@ class Bench:
                     else:
                         prefix = f"{scenario}-{self.run_id}-r{repeat}-{LABELS[web]}"
                         runs[web] = self.phase(
-                            stack, {**spec, "requests": {**requests, "key_prefix": prefix}}, prefix, web=web
+                            stack,
+                            {
+                                **spec,
+                                "port": stack.web_ports[web],
+                                "requests": {**requests, "key_prefix": prefix},
+                            },
+                            prefix,
+                            web=web,
                         )
                 out["repeats"].append(
                     {**runs["web"], **({"group_commit_off": runs[GROUP_COMMIT_OFF]} if len(runs) > 1 else {})}

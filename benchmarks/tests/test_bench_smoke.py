@@ -83,10 +83,18 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
     assert components["web"]["cpu_s"] > 0
     assert components["loadgen"]["cpu_s"] > 0
 
+    # The same load against a web server with group commit off, measured on its own.
+    off = run["group_commit_off"]
+    assert off["errors_total"] == 0
+    assert off["committed"] == off["http_ok"] == off["visible"] > 0
+    assert off["prefix"] != run["prefix"]
+    assert off["cpu"]["components"]["web"]["cpu_s"] > 0
+
     summary = result["summary"]
     assert summary["e2e_tps"]["median"] > 0
     assert summary["e2e_tps"]["n"] == 1
     assert summary["deadlocks"] == 0
+    assert summary["group_commit_off"]["e2e_tps"]["median"] > 0
 
     # The summary renders from it: a table between the markers and a PNG.
     readme = tmp_path / "README.md"
@@ -109,6 +117,7 @@ def test_smoke_run_writes_a_complete_result(tmp_path: Path) -> None:
         timeout=120,
     )
     assert "| **a**" in readme.read_text()
+    assert "| a | off |" in readme.read_text()
     assert (results / "summary.png").stat().st_size > 1000
 
 
