@@ -177,7 +177,7 @@ def relay_measure(database_url: str, bootstrap: str, *, shards: int, events: int
     for worker in workers:
         if worker.stdout is None or worker.stdout.readline().strip() != "ready":
             raise RuntimeError("a relay worker did not start")
-    started = time.perf_counter()
+    started, machine = time.perf_counter(), psutil.cpu_times()
     for worker in workers:
         if worker.stdin is not None:
             worker.stdin.write("go\n")
@@ -187,6 +187,7 @@ def relay_measure(database_url: str, bootstrap: str, *, shards: int, events: int
         out, _ = worker.communicate(timeout=WAIT_SECONDS)
         results.append(json.loads(out.strip().splitlines()[-1]))
     seconds = time.perf_counter() - started
+    busy = _busy_percent(machine)
     published = sum(r["published"] for r in results)
     if published != events or any(r["failed"] or r["skipped"] for r in results):
         raise RuntimeError(f"the relay published {published} of {events} events: {results}")
@@ -197,8 +198,18 @@ def relay_measure(database_url: str, bootstrap: str, *, shards: int, events: int
         "seconds": round(seconds, 3),
         "events_per_second": round(published / seconds, 1),
         "cpu_ms_per_event": round(1000 * cpu / published, 4),
+        "machine_busy_percent": busy,
         "per_shard": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in results],
     }
+
+
+def _busy_percent(since: Any) -> float:
+    """How busy the machine's cores were since the psutil.cpu_times() `since`, all processes
+    (PostgreSQL, the broker, other sessions) included."""
+    now = psutil.cpu_times()
+    idle = (now.idle + getattr(now, "iowait", 0.0)) - (since.idle + getattr(since, "iowait", 0.0))
+    total = sum(now) - sum(since)
+    return round(100 * (1 - idle / total), 1) if total else 0.0
 
 
 def _cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -233,12 +244,14 @@ def consumer_measure(database_url: str, bootstrap: str, *, consumers: int, event
                 now = time.perf_counter()
                 if applied and first is None:
                     first = (now, _cpu_seconds(processes), applied)
+                    machine = psutil.cpu_times()
                 if applied >= lines:
                     break
                 if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers):
                     raise RuntimeError(f"the consumers applied {applied} of {lines} statement lines")
                 time.sleep(0.02)
             cpu = _cpu_seconds(processes)
+            busy = _busy_percent(machine)
         finally:
             for worker in workers:
                 worker.terminate()
@@ -256,6 +269,7 @@ def consumer_measure(database_url: str, bootstrap: str, *, consumers: int, event
         "seconds": round(seconds, 3),
         "events_per_second": round(timed_events / seconds, 1) if seconds else None,
         "cpu_ms_per_event": round(1000 * (cpu - cpu_started) / timed_events, 4) if timed_events else None,
+        "machine_busy_percent": busy,
     }
 
 
