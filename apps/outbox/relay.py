@@ -90,6 +90,11 @@ class _Producer:
     def reset(cls) -> None:
         cls.instance = None
 
+    @classmethod
+    def check_now(cls) -> None:
+        """Check the broker on the next get()."""
+        cls.checked_at = 0.0
+
 
 def outbox_relay(*, shard: int = 0, max_batches: int | None = None, ignore_backoff: bool = False) -> RelayResult:
     """Publish the shard's unpublished outbox rows until none are left (or `max_batches`)."""
@@ -145,7 +150,9 @@ def _drain(*, shards: int, shard: int, max_batches: int | None) -> RelayResult:
                 break
             started = time.perf_counter()
             delivered, errors = _publish(producer, rows, _positions_draw(len(rows)))
-            _published_mark(delivered, cluster_id=_Producer.cluster_id)
+            if not _published_mark(delivered, cluster_id=_Producer.cluster_id):
+                _Producer.check_now()
+                continue
             published += len(delivered)
             batches += 1
             metrics.RELAY_BATCH_SIZE.observe(len(rows))
@@ -236,20 +243,20 @@ def _publish(producer: Producer, rows: list[_Row], positions: list[int]) -> tupl
     return delivered, errors
 
 
-def _published_mark(delivered: list[_Delivery], *, cluster_id: str | None) -> None:
+def _published_mark(delivered: list[_Delivery], *, cluster_id: str | None) -> bool:
     """Mark the rows published and record where each delivery went, in one statement, unless
     another shard has meanwhile found that the broker lost its history (the relay state has
     another cluster): then the rows stay unpublished and go to the new broker on the next run.
     The relay state is read FOR SHARE, so _history_lost, which updates it first, republishes
-    after every mark made before it, and no mark happens after it."""
+    after every mark made before it, and no mark happens after it. Returns whether it marked."""
     if not delivered:
-        return
+        return True
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         cursor.execute("SELECT cluster_id FROM outbox_relay_state WHERE id = 1 FOR SHARE")
         recorded = cursor.fetchone()
         if recorded is not None and recorded[0] != cluster_id:
             logger.warning("the broker changed while %d rows were delivered; they go out again", len(delivered))
-            return
+            return False
         cursor.execute(
             """WITH delivered(id, position, partition) AS (
                         SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::int[])),
@@ -266,6 +273,7 @@ def _published_mark(delivered: list[_Delivery], *, cluster_id: str | None) -> No
                 timezone.now(),
             ],
         )
+    return True
 
 
 def _produce(producer: Producer, topic: str, key: str, partition: int, value: bytes, headers, on_delivery) -> None:

@@ -174,6 +174,7 @@ def consume_loop(
             if time.monotonic() - metadata_refreshed > METADATA_REFRESH_SECONDS:
                 previous, cluster_id = cluster_id, _metadata_refresh(consumer, cluster_id, topics)
                 if previous is not None and cluster_id != previous:
+                    offsets.forget()
                     rejoin.arm("the broker changed")
                 metadata_refreshed = time.monotonic()
             rejoin.check(consumer, topics, subscription)
@@ -223,6 +224,10 @@ class _Offsets:
         for message in messages:
             self.uncommitted[(message.topic, message.partition)] = message.offset + 1
         self._commit(consumer, dict(self.uncommitted))
+
+    def forget(self) -> None:
+        """Drop the offsets not committed yet: on a new broker they would skip its messages."""
+        self.uncommitted.clear()
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("assigned %s", _partitions_named(partitions))
