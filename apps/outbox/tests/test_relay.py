@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
 from apps.outbox.models import OutboxDelivery, OutboxEvent, RelayState
-from apps.outbox.relay import RELAY_LOCK_KEY, outbox_relay, shard_lock_key
+from apps.outbox.relay import RELAY_LOCK_KEY, _Delivery, _Producer, _published_mark, outbox_relay, shard_lock_key
 from tests.support import read_topic
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
@@ -164,3 +164,20 @@ def test_a_failed_relay_backs_off_and_the_command_ignores_the_backoff(broker, ma
     call_command("relay_outbox")
     assert "published 1 events" in capsys.readouterr().out
     assert RelayState.objects.get().consecutive_failures == 0
+
+
+def test_deliveries_are_not_marked_once_another_shard_has_recorded_a_new_broker(broker, make_account):
+    """Shard A delivered to the old broker; shard B then found the new one and republished what
+    was published: A's rows must stay unpublished, or they would be lost with the old broker."""
+    make_account()
+    outbox_relay()  # records the broker's cluster
+    row = OutboxEvent.objects.get()
+    OutboxEvent.objects.update(published_at=None)
+    delivered = [_Delivery(row.id, 1, 0)]
+
+    RelayState.objects.update(cluster_id="tansu-a-newer-broker")
+
+    assert not _published_mark(delivered, cluster_id=_Producer.cluster_id)
+    assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 1
+    assert _published_mark(delivered, cluster_id="tansu-a-newer-broker")
+    assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
