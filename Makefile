@@ -53,7 +53,7 @@ superuser: $(STAMP) ## create a staff superuser for the admin (no prompt when DJ
 verify: $(STAMP) ## recompute every balance from the entries and check every invariant
 	$(PY) manage.py verify_ledger $(ARGS)
 
-relay: $(STAMP) ## drain the outbox to Kafka once (needs make run's broker)
+relay: $(STAMP) ## drain the outbox to Kafka once, every shard in turn (needs make run's broker); ARGS='--shard 1' drains one
 	$(PY) manage.py relay_outbox $(ARGS)
 
 replay: $(STAMP) ## rebuild the read model and swap it in; ARGS=--from-kafka rebuilds from the topics

@@ -49,6 +49,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 from psycopg import sql
 
+from benchmarks import pipeline
 from benchmarks import seed as seeding
 from benchmarks.measure import CpuMeter, OutboxSampler, latency_summary, machine_info, spread
 from benchmarks.pgbench import pgbench_init, pgbench_run
@@ -75,6 +76,7 @@ TITLES = {
     "h": "database time of a debit drawing from 10 of 1,000 active grants",
     "i": "explanation of an account with 100,000 entries",
     "j": "database time of a transfer without grants: ledger_post_transfer v6 against v5",
+    "k": pipeline.TITLE,
 }
 
 # Normal and smoke sizes. --duration overrides the load seconds of a, b, d and of each step of c.
@@ -1350,6 +1352,11 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in selected:
             log(f"=== scenario {scenario}: {TITLES[scenario]}")
             started = time.time()
+            if scenario == "k":  # its own sizes and result file: benchmarks/pipeline.py
+                pipeline.pipeline_run(
+                    base_url=pg.url("postgres"), smoke=args.smoke, db_prefix=args.db_prefix, results_dir=results_dir
+                )
+                continue
             if scenario in "abcd":
                 out = bench.load_scenario(scenario)
             elif scenario == "e":

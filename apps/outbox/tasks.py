@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="apps.outbox.tasks.relay_outbox", ignore_result=True)
-def relay_outbox() -> dict:
-    result = outbox_relay()
+def relay_outbox(shard: int = 0) -> dict:
+    result = outbox_relay(shard=shard)
     return {"published": result.published, "failed": result.failed, "skipped": result.skipped}
 
 
@@ -44,9 +44,9 @@ class _Debounce:
 
 
 def relay_kick() -> None:
-    """Schedule a drain shortly after a commit that wrote outbox rows, at most once per
-    debounce window in this process: the drain runs after the window, so it sees every
-    row committed before it was scheduled."""
+    """Schedule a drain of every relay shard shortly after a commit that wrote outbox rows, at
+    most once per debounce window in this process: the drains run after the window, so they
+    see every row committed before they were scheduled."""
     window = settings.OUTBOX["KICK_DEBOUNCE_SECONDS"]
     now = time.monotonic()
     with _Debounce.lock:
@@ -54,7 +54,8 @@ def relay_kick() -> None:
             return
         _Debounce.scheduled_until = now + window
     try:
-        relay_outbox.apply_async(countdown=window, expires=window + 5, retry=False)
+        for shard in range(settings.OUTBOX["SHARDS"]):
+            relay_outbox.apply_async(args=(shard,), countdown=window, expires=window + 5, retry=False)
     except Exception:  # the broker is down: beat's next run drains instead
         metrics.RELAY_KICK_FAILURES.inc()
         logger.warning("could not kick the outbox relay; beat will drain it", exc_info=True)

@@ -7,10 +7,21 @@ the group is joined again; the new broker has no committed offsets, so every par
 read from its beginning (auto.offset.reset is earliest). The loop refreshes the metadata
 every second, which is how it notices topics created after it joined, and a new broker: it
 creates the topics there, and joins the group again as a new member if the group still
-gives it no partition (see `_GroupRejoin`)."""
+gives it no partition (see `_GroupRejoin`).
+
+Several consumers with one group id share the partitions (ADR 0022). A partition moves on a
+rebalance, which librdkafka runs inside `consume()`, between two batches of this loop: every
+batch returned before it was applied and its offsets committed, so the new owner starts from
+the committed offset, right after what this one applied. An offset commit that failed is
+made again when the partition is revoked (`_Offsets`); one that fails even then leaves the
+new owner re-reading applied events, which the projector skips (the tracking table and the
+read model's keys make a duplicate a no-op, so no event is applied twice). The new owner
+does not resume from the tracking table's offsets: they are the offsets on the broker they
+came from, and a new broker starts again at 0."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -136,10 +147,18 @@ def consume_loop(
     # Dead letters need no order, and an idempotent producer is wedged for good by a broker
     # that restarts with no memory of it (the embedded one).
     producer = kafka.producer_create(**{"enable.idempotence": False})
-    consumer.subscribe(list(topics))
+    offsets = _Offsets()
+    rejoin = _GroupRejoin()
+
+    def on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        offsets.on_revoke(consumer, partitions)
+        if partitions:
+            rejoin.arm("its partitions were revoked")
+
+    subscription = {"on_assign": offsets.on_assign, "on_revoke": on_revoke}
+    consumer.subscribe(list(topics), **subscription)
     lag_refreshed = metadata_refreshed = 0.0
     cluster_id: str | None = None
-    rejoin = _GroupRejoin()
     try:
         while not should_stop():
             messages = _poll(consumer, batch_size)
@@ -151,13 +170,14 @@ def consume_loop(
                     _rewind(consumer, messages)
                     time.sleep(DB_RETRY_SECONDS)
                     continue
-                _commit(consumer, messages)
+                offsets.commit(consumer, messages)
             if time.monotonic() - metadata_refreshed > METADATA_REFRESH_SECONDS:
                 previous, cluster_id = cluster_id, _metadata_refresh(consumer, cluster_id, topics)
                 if previous is not None and cluster_id != previous:
-                    rejoin.broker_changed()
+                    offsets.forget()
+                    rejoin.arm("the broker changed")
                 metadata_refreshed = time.monotonic()
-            rejoin.check(consumer, topics)
+            rejoin.check(consumer, topics, subscription)
             if time.monotonic() - lag_refreshed > LAG_REFRESH_SECONDS:
                 _lag_refresh(consumer)
                 lag_refreshed = time.monotonic()
@@ -192,14 +212,50 @@ def _rewind(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
             logger.warning("could not rewind %s[%d]", topic, partition, exc_info=True)
 
 
-def _commit(consumer: Consumer, messages: list[ConsumedMessage]) -> None:
-    next_offsets: dict[tuple[str, int], int] = {}
-    for message in messages:
-        next_offsets[(message.topic, message.partition)] = message.offset + 1
-    try:
-        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False)
-    except Exception:  # e.g. a rebalance: the batch is applied, redelivery will be a no-op
-        logger.warning("offset commit failed; the next owner re-reads already applied events", exc_info=True)
+class _Offsets:
+    """Commits the offsets of applied batches, after their database commit. Those whose commit
+    failed are kept, and committed again with the next batch or when their partition is
+    revoked, so its next owner starts after what this consumer applied."""
+
+    def __init__(self) -> None:
+        self.uncommitted: dict[tuple[str, int], int] = {}
+
+    def commit(self, consumer: Consumer, messages: list[ConsumedMessage]) -> None:
+        for message in messages:
+            self.uncommitted[(message.topic, message.partition)] = message.offset + 1
+        self._commit(consumer, dict(self.uncommitted))
+
+    def forget(self) -> None:
+        """Drop the offsets not committed yet: on a new broker they would skip its messages."""
+        self.uncommitted.clear()
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("assigned %s", _partitions_named(partitions))
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._commit(consumer, {tp: offset for tp, offset in self.uncommitted.items() if tp in revoked})
+        for topic, partition in revoked:
+            self.uncommitted.pop((topic, partition), None)
+            with contextlib.suppress(KeyError):  # another consumer of the group reports its lag now
+                metrics.CONSUMER_LAG.remove(topic, str(partition))
+        logger.info("revoked %s", _partitions_named(partitions))
+
+    def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        except Exception:  # e.g. a rebalance: tried again; else the next owner's redelivery is a no-op
+            logger.warning("offset commit failed; the next owner may re-read already applied events", exc_info=True)
+            return
+        for partition, offset in offsets.items():
+            if self.uncommitted.get(partition) == offset:
+                del self.uncommitted[partition]
+
+
+def _partitions_named(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "no partition"
 
 
 def _metadata_refresh(consumer: Consumer, cluster_id: str | None, topics: tuple[str, ...]) -> str | None:
@@ -226,25 +282,30 @@ def _metadata_refresh(consumer: Consumer, cluster_id: str | None, topics: tuple[
 
 
 class _GroupRejoin:
-    """After a broker change, join the group again as a new member if it has still given this
-    consumer no partition once a join under way is over, at most GROUP_REJOIN_ATTEMPTS times
-    (with more consumers than partitions on a real Kafka, an idle member is normal).
+    """After a broker change, or a rebalance that revoked this consumer's partitions (another
+    consumer of the group joined or left), join the group again as a new member if it has
+    still given this consumer no partition once a join under way is over, at most
+    GROUP_REJOIN_ATTEMPTS times (with more consumers than partitions on a real Kafka, an idle
+    member is normal; it had no partition to revoke, so it is not armed).
 
     librdkafka joins the new broker's group as soon as it reconnects, often before the topics
     are there again, and gets no partition. Tansu (0.6) answers the same member's rejoin when
     they appear with the same generation and the assignment it first synced, the empty one,
     for good; a new member gets a new generation. Not earlier than GROUP_SETTLE_SECONDS: Tansu
-    keeps a member that leaves in the middle of a join as the leader of a group that never syncs."""
+    keeps a member that leaves in the middle of a join as the leader of a group that never syncs,
+    and two members joining within a moment of each other can leave both with no partition."""
 
     def __init__(self) -> None:
         self.check_at: float | None = None
         self.attempts_left = 0
+        self.reason = ""
 
-    def broker_changed(self) -> None:
+    def arm(self, reason: str) -> None:
         self.check_at = time.monotonic() + GROUP_SETTLE_SECONDS
         self.attempts_left = GROUP_REJOIN_ATTEMPTS
+        self.reason = reason
 
-    def check(self, consumer: Consumer, topics: tuple[str, ...]) -> None:
+    def check(self, consumer: Consumer, topics: tuple[str, ...], subscription: dict[str, Callable]) -> None:
         if self.check_at is None or time.monotonic() < self.check_at:
             return
         self.check_at = None
@@ -252,11 +313,12 @@ class _GroupRejoin:
             return
         self.attempts_left -= 1
         logger.warning(
-            "no partition assigned %.0f s after the broker changed: joining the group again as a new member",
+            "no partition assigned %.0f s after %s: joining the group again as a new member",
             GROUP_SETTLE_SECONDS,
+            self.reason,
         )
         consumer.unsubscribe()
-        consumer.subscribe(list(topics))
+        consumer.subscribe(list(topics), **subscription)
         self.check_at = time.monotonic() + GROUP_SETTLE_SECONDS
 
 

@@ -289,7 +289,17 @@ KAFKA = {
     },
 }
 
+_outbox_shards = env.int("OUTBOX_SHARDS", default=1)
+if not 1 <= _outbox_shards <= KAFKA["TOPIC_PARTITIONS"]:
+    # A shard publishes whole partitions (ADR 0022): one past the partition count would have none.
+    raise ImproperlyConfigured(
+        f"OUTBOX_SHARDS must be from 1 to KAFKA_TOPIC_PARTITIONS ({KAFKA['TOPIC_PARTITIONS']}), not {_outbox_shards}."
+    )
+
 OUTBOX = {
+    # Relays that run in parallel, each under its own lock, each publishing the partitions p
+    # with p % SHARDS == its shard (apps/outbox/relay.py). Change it with every relay stopped.
+    "SHARDS": _outbox_shards,
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     # A commit that wrote outbox rows schedules a drain this many seconds later, at most
     # once per window per process: a burst of transfers causes few drains.
@@ -331,11 +341,16 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
-    "relay-outbox": {
-        "task": "apps.outbox.tasks.relay_outbox",
-        "schedule": env.float("OUTBOX_RELAY_INTERVAL_SECONDS", default=1.0),
-        # A backlog of missed runs must not pile up: a run not started within 1 s is dropped.
-        "options": {"expires": 1.0},
+    # One drain per relay shard, run in parallel by the worker's processes.
+    **{
+        f"relay-outbox-{shard}": {
+            "task": "apps.outbox.tasks.relay_outbox",
+            "schedule": env.float("OUTBOX_RELAY_INTERVAL_SECONDS", default=1.0),
+            "args": (shard,),
+            # A backlog of missed runs must not pile up: a run not started within 1 s is dropped.
+            "options": {"expires": 1.0},
+        }
+        for shard in range(OUTBOX["SHARDS"])
     },
     "expire-holds": {
         "task": "apps.ledger.tasks.expire_holds",
