@@ -23,6 +23,11 @@ Scenarios:
   h  database time of a debit drawing from 10 of an account's 1,000 active grants
   i  GET /accounts/{id}/explain of an account with 100,000 entries
   j  database time of a transfer between accounts without grants: ledger_post_transfer v6 against v5
+  k  the pipeline alone: the outbox relay with 1 and 2 shards, the consumer with 1 and 2 processes
+     (benchmarks/pipeline.py, events/s and CPU per event)
+
+a-d also run against a second web server with group commit off (LEDGER_GROUP_COMMIT=off), in
+the same run, unless --no-group-commit-off.
 
 h and j time single calls of the posting function on an otherwise idle database (no stack;
 benchmarks/dbtime.py says how).
@@ -1289,7 +1294,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    parser.add_argument("--scenario", default="all", help="a to j, a comma list, or all")
+    parser.add_argument("--scenario", default="all", help="a to k, a comma list, or all")
     parser.add_argument(
         "--repeat", type=int, default=None, help="repeats (default 3 for a-d, g, h and j, 1 for e, f and i)"
     )
