@@ -263,15 +263,17 @@ def test_the_operator_commands_use_the_running_stack(stack):
 
 @contextlib.contextmanager
 def _paused_outside_the_relay(stack: Stack, worker: psutil.Process) -> Iterator[None]:
-    """SIGSTOP the worker at a moment it does not hold the relay's lock (a paused holder
-    would keep it), checked by asking PostgreSQL who holds the advisory lock."""
+    """SIGSTOP the worker at a moment it holds no relay shard's lock (a paused holder would
+    keep it), checked by asking PostgreSQL who holds the advisory locks (RELAY_LOCK_KEY and
+    the shard's key: a two-key lock, objsubid 2)."""
     url = stack.run_env["DATABASE_URL"]
     for _ in range(50):
         worker.suspend()
         with database_connect(url) as conn:
             holders = conn.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                "WHERE l.locktype = 'advisory' AND l.objid = %s AND d.datname = current_database()",
+                "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 "
+                "AND d.datname = current_database()",
                 [RELAY_LOCK_KEY],
             ).fetchone()[0]
         if holders == 0:

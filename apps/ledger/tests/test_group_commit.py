@@ -193,6 +193,21 @@ def test_requests_that_arrive_together_each_keep_their_key_refusal_events_and_ac
     assert ledger_verify().ok
 
 
+def payments(*, prefix: str, payer: Account, payee: Account) -> Callable[[int], Callable[[], Any]]:
+    """post_one(index): a request paying `index` from payer to payee, under its own key."""
+
+    def post_one(index: int) -> Callable[[], Any]:
+        return lambda: transfer_create(
+            idempotency_key=f"{prefix}-{index}",
+            from_account_id=payer.id,
+            to_account_id=payee.id,
+            amount=index,
+            currency="USD",
+        )
+
+    return post_one
+
+
 def test_a_group_whose_transaction_fails_posts_each_request_alone_once(make_account, monkeypatch):
     a, b = make_account(), make_account()
     post = services._transfers_post_in_transaction
@@ -207,10 +222,7 @@ def test_a_group_whose_transaction_fails_posts_each_request_alone_once(make_acco
 
     monkeypatch.setattr(services, "_transfers_post_in_transaction", failing_groups)
 
-    def post_one(index: int) -> Callable[[], Any]:
-        return lambda: transfer_create(
-            idempotency_key=f"alone-{index}", from_account_id=b.id, to_account_id=a.id, amount=index, currency="USD"
-        )
+    post_one = payments(prefix="alone", payer=b, payee=a)
 
     with one_group(b, post_one(1)) as requests:
         for index in range(2, 6):
@@ -239,10 +251,7 @@ def test_a_serialization_failure_retries_the_whole_group_and_posts_each_request_
 
     monkeypatch.setattr(services, "_transfers_post_in_transaction", fails_once)
 
-    def post_one(index: int) -> Callable[[], Any]:
-        return lambda: transfer_create(
-            idempotency_key=f"retried-{index}", from_account_id=b.id, to_account_id=a.id, amount=index, currency="USD"
-        )
+    post_one = payments(prefix="retried", payer=b, payee=a)
 
     with one_group(b, post_one(1)) as requests:
         for index in range(2, 5):
