@@ -189,7 +189,7 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
             f"server, same clients: {spread_text(s.get('pgbench_tps'), 0)} tps; our end-to-end rate is "
             f"{spread_text(s.get('pgbench_ratio'), 2)} x pgbench. API keys and rate limits cost "
             f"{spread_text(s.get('auth_cpu_share_pct'), 2)} % of the CPU per transfer (median of "
-            f"{s.get('auth_pairs')} interleaved pairs of phases at the best concurrency, with keys and without): "
+            f"{s.get('auth_pairs')} interleaved pairs of phases at 60 % of the best rate, with keys and without): "
             f"web, PostgreSQL and Redis {fmt(med(s, 'auth_required_touched_cpu_ms_per_transfer'), 3)} ms against "
             f"{fmt(med(s, 'auth_off_touched_cpu_ms_per_transfer'), 3)}, of "
             f"{fmt(med(s, 'auth_required_cpu_ms_per_transfer'), 3)} ms for the whole stack with keys "
