@@ -5,9 +5,9 @@ Retry-After, before the view runs, so nothing of the request is applied and noth
 
 The count is a sliding window estimated from two fixed ones (the current period's counter and
 the previous one's, weighted by how much of it still overlaps the last period), as Redis-backed
-limiters commonly do: with Redis, one round trip per request (an INCR and a GET in a pipeline),
-atomic across workers, where DRF's own SimpleRateThrottle reads and rewrites a list of request
-times (two round trips, and concurrent requests overwrite each other's)."""
+limiters commonly do: with Redis, one Lua command per request (INCR, EXPIRE and GET), atomic
+across workers, where DRF's own SimpleRateThrottle reads and rewrites a list of request times
+(two round trips, and concurrent requests overwrite each other's)."""
 
 from __future__ import annotations
 
