@@ -35,11 +35,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 import psycopg
 from psycopg import sql
+
+from benchmarks.stack import database_url_conninfo, database_url_for
 
 BENCH_DIR = Path(__file__).resolve().parent
 BASE_DIR = BENCH_DIR.parent
@@ -60,7 +61,11 @@ WAIT_SECONDS = 300.0
 
 
 def _database_url(base: str, name: str) -> str:
-    return urlsplit(base)._replace(path=f"/{name}").geturl()
+    return database_url_for(database_url_conninfo(base), name)
+
+
+def _connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(**database_url_conninfo(url), autocommit=True)
 
 
 def _env(database_url: str, **extra: str) -> dict[str, str]:
@@ -89,7 +94,7 @@ def _worker(env: dict[str, str], *args: str) -> subprocess.Popen:
 
 
 def _database_create(base_url: str, name: str) -> str:
-    with psycopg.connect(base_url, autocommit=True) as conn:
+    with _connect(base_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return _database_url(base_url, name)
@@ -167,7 +172,7 @@ def _relay_worker(shard: int) -> None:
 
 
 def relay_measure(database_url: str, bootstrap: str, *, shards: int, events: int) -> dict[str, Any]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with _connect(database_url) as conn:
         conn.execute("UPDATE outbox_event SET published_at = NULL")
         conn.execute("TRUNCATE outbox_delivery")
         conn.execute("DELETE FROM outbox_relay_state")  # a new broker: not one that lost its history
@@ -221,7 +226,7 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def consumer_measure(database_url: str, bootstrap: str, *, consumers: int, events: int, lines: int) -> dict[str, Any]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with _connect(database_url) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, PROJECTION_TABLES))))
         # The embedded broker's group settings, as in the test suite: a join otherwise waits ~45 s.
         env = _env(
@@ -317,7 +322,7 @@ def pipeline_run(*, base_url: str, smoke: bool, db_prefix: str, results_dir: Pat
     finally:
         if broker is not None:
             broker.stop()
-        with psycopg.connect(base_url, autocommit=True) as conn:
+        with _connect(base_url) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"{db_prefix}_pipeline"))
             )

