@@ -40,7 +40,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from benchmarks.stack import database_url_conninfo, database_url_for
+from benchmarks.stack import PostgresServer, database_url_conninfo
 
 BENCH_DIR = Path(__file__).resolve().parent
 BASE_DIR = BENCH_DIR.parent
@@ -58,10 +58,6 @@ PROJECTION_TABLES = (
     "projection_consumer_offset",
 )
 WAIT_SECONDS = 300.0
-
-
-def _database_url(base: str, name: str) -> str:
-    return database_url_for(database_url_conninfo(base), name)
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -91,13 +87,6 @@ def _worker(env: dict[str, str], *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def _database_create(base_url: str, name: str) -> str:
-    with _connect(base_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return _database_url(base_url, name)
 
 
 def seed(database_url: str, *, accounts: int, transfers: int, batch: int) -> dict[str, int]:
@@ -284,7 +273,10 @@ def pipeline_run(*, base_url: str, smoke: bool, db_prefix: str, results_dir: Pat
     from creditledger.devstack import TansuBroker
 
     sizes = SIZES[smoke]
-    database_url = _database_create(base_url, f"{db_prefix}_pipeline")
+    server = PostgresServer(base_url, Path(tempfile.gettempdir()))  # not embedded: the work dir is unused
+    database = f"{db_prefix}_pipeline"
+    server.recreate(database)
+    database_url = server.url(database)
     counts = seed(database_url, **sizes)
     result: dict[str, Any] = {
         "scenario": "k",
@@ -322,10 +314,7 @@ def pipeline_run(*, base_url: str, smoke: bool, db_prefix: str, results_dir: Pat
     finally:
         if broker is not None:
             broker.stop()
-        with _connect(base_url) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(f"{db_prefix}_pipeline"))
-            )
+        server.drop(database)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{dt.datetime.now(dt.UTC).date().isoformat()}-pipeline.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
