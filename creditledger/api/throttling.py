@@ -5,16 +5,17 @@ Retry-After, before the view runs, so nothing of the request is applied and noth
 
 The count is a sliding window estimated from two fixed ones (the current period's counter and
 the previous one's, weighted by how much of it still overlaps the last period), as Redis-backed
-limiters commonly do: with Redis, one Lua command per request (INCR, EXPIRE and GET), atomic
-across workers, where DRF's own SimpleRateThrottle reads and rewrites a list of request times
-(two round trips, and concurrent requests overwrite each other's)."""
+limiters commonly do. With Redis, a claim is one Lua command, atomic across workers, where DRF's
+own SimpleRateThrottle reads and rewrites a list of request times (two round trips, and
+concurrent requests overwrite each other's). A process claims a slice of the budget at a time
+(_Leases), so that at a high rate most requests are admitted without a command at all."""
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from django.conf import settings
@@ -32,26 +33,57 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 logger = logging.getLogger(__name__)
 
 
-def _count_if_admitted(
-    cache: BaseCache, current: str, previous: str, ttl: int, admits: Callable[[int, int], bool]
-) -> tuple[bool, int, int]:
-    """Count one more request under the counter `current` if `admits(current with it, previous)`:
-    (admitted, current with it, previous). A refusal leaves the counts as they were. With Redis,
-    one atomic command counts and reads, and a refusal takes its count back; with the database
-    cache, the counters are read first and only an admitted request writes (a refusal writes no
-    row), at the price of a count that concurrent requests may undercount."""
+def _claim(
+    cache: BaseCache, current: str, previous: str, *, ttl: int, wanted: int, limit: int, previous_weight: float
+) -> tuple[int, int, int]:
+    """Count up to `wanted` more requests under the counter `current`, as many as keep the
+    estimate `previous * previous_weight + current` within `limit`: (taken, current after it,
+    previous). A claim that finds no room takes nothing and writes nothing. With Redis, one
+    atomic command (SharedClientRedisCache.claim); with the database cache, the counters are
+    read first and only a claim that takes something writes, at the price of a count that
+    concurrent requests may undercount."""
     if isinstance(cache, SharedClientRedisCache):
-        counted, before = cache.incr_and_get(current, previous, ttl)
-        admitted = admits(counted, before)
-        if not admitted:
-            cache.decr(current)
-        return admitted, counted, before
+        return cache.claim(current, previous, ttl=ttl, wanted=wanted, limit=limit, previous_weight=previous_weight)
     counts = cache.get_many([current, previous])
-    counted, before = counts.get(current, 0) + 1, counts.get(previous, 0)
-    admitted = admits(counted, before)
-    if admitted and not cache.add(current, 1, ttl):
-        cache.incr(current)
-    return admitted, counted, before
+    counted, before = counts.get(current, 0), counts.get(previous, 0)
+    taken = min(wanted, math.floor(limit - before * previous_weight - counted))
+    if taken < 1:
+        return 0, counted, before
+    if not cache.add(current, taken, ttl):
+        cache.incr(current, taken)
+    return taken, counted + taken, before
+
+
+class _Leases:
+    """What this process may still admit without asking the cache, by counter: a process
+    claims a slice of a key's budget at a time (LEASE_SHARE of it) and admits from it locally,
+    so that at high rates one command counts many requests. A slice unused when its period
+    ends is lost: with P processes a key may be refused up to P slices early, and is never
+    admitted past its budget."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._remaining: dict[str, int] = {}
+
+    def take(self, counter: str) -> bool:
+        with self._lock:
+            left = self._remaining.get(counter, 0)
+            if left < 1:
+                return False
+            self._remaining[counter] = left - 1
+            return True
+
+    def grant(self, counter: str, count: int) -> None:
+        with self._lock:
+            if len(self._remaining) >= 1024:  # mostly past periods' counters: dropping a lease is safe
+                self._remaining.clear()
+            self._remaining[counter] = self._remaining.get(counter, 0) + count
+
+
+#: The share of a budget a process claims at a time: with a budget of 100 per second, 2.
+LEASE_SHARE = 1 / 50
+
+_leases = _Leases()
 
 
 class _KeyRateThrottle(SimpleRateThrottle):
@@ -84,21 +116,28 @@ class _KeyRateThrottle(SimpleRateThrottle):
             return True
         limit, period = cast(tuple[int, int], self.parse_rate(self.rate))
         window, into = divmod(time.time(), period)
-        overlap = 1 - into / period
+        current = f"{key}:{int(window)}"
+        if _leases.take(current):
+            return True
         try:
-            admitted, counted, before = _count_if_admitted(
+            taken, counted, before = _claim(
                 self.cache,
-                f"{key}:{int(window)}",
+                current,
                 f"{key}:{int(window) - 1}",
-                2 * period,
-                lambda counted, before: before * overlap + counted <= limit,
+                ttl=2 * period,
+                wanted=max(1, int(limit * LEASE_SHARE)),
+                limit=limit,
+                previous_weight=1 - into / period,
             )
         except (RedisError, DatabaseError) as error:
             logger.warning("rate limit %s not applied: its cache is unavailable (%s)", self.scope, error)
             return True
-        if not admitted:
-            self.retry_after = self._seconds_until_one_more(limit, period, into, admitted=counted - 1, before=before)
-        return admitted
+        if taken:
+            if taken > 1:
+                _leases.grant(current, taken - 1)
+            return True
+        self.retry_after = self._seconds_until_one_more(limit, period, into, admitted=counted, before=before)
+        return False
 
     @staticmethod
     def _seconds_until_one_more(limit: int, period: int, into: float, *, admitted: int, before: int) -> float:

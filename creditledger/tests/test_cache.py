@@ -28,13 +28,19 @@ def test_the_client_is_built_once_and_serves_reads_and_writes():
     assert cache.get("shared-client-test") is None
 
 
-def test_a_counter_is_counted_and_another_read_in_one_command():
+def test_a_claim_takes_what_the_budget_has_room_for_in_one_command():
+    """Room is the limit less the previous counter at its weight and the current counter."""
     cache = cast(SharedClientRedisCache, caches["throttle"])
     cache.delete_many(["count-now", "count-before"])
 
-    assert cache.incr_and_get("count-now", "count-before", 30) == (1, 0)
-    assert cache.incr_and_get("count-now", "count-before", 30) == (2, 0)
-    assert cache.incr_and_get("count-before", "count-now", 30) == (1, 2)
+    def claim(wanted: int) -> tuple[int, int, int]:
+        return cache.claim("count-now", "count-before", ttl=30, wanted=wanted, limit=10, previous_weight=0.5)
+
+    assert claim(3) == (3, 3, 0)
+    cache.set("count-before", 8, 30)
+    assert claim(5) == (3, 6, 8)  # 10 - 8 * 0.5 - 3
+    assert claim(1) == (0, 6, 8)
+    assert cache.get("count-now") == 6  # a claim without room wrote nothing
     client = cache._cache.get_client(write=True)
     assert 0 < client.ttl(cache.make_key("count-now")) <= 30
     cache.delete_many(["count-now", "count-before"])

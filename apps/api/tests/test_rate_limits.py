@@ -7,12 +7,14 @@ import time
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from apps.accounts.models import Account
 from apps.apikeys.services import api_key_create
+from creditledger.api import throttling
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "read"])
 
@@ -96,6 +98,31 @@ def test_concurrent_requests_of_one_key_are_counted_exactly(settings, run_togeth
 
     statuses = run_together(16, read)
     assert sorted(statuses) == [200] * 10 + [429] * 6
+
+
+def test_a_process_admits_from_its_slice_of_the_budget_and_never_past_the_budget(settings, monkeypatch, problem):
+    """A process claims 2 % of a budget at a time and admits from it without asking the cache;
+    another process claims its own slices from what is left, and the key's total stays within
+    the budget: the first process's leftover is still its to admit."""
+    settings.LEDGER_AUTH = "required"
+    settings.LEDGER = {**settings.LEDGER, "RATE_LIMITS": {"writes": "100/s", "reads": "100/day"}}
+    api = keyed()
+    first, second = throttling._Leases(), throttling._Leases()
+
+    monkeypatch.setattr(throttling, "_leases", first)
+    assert api.get("/currencies").status_code == 200
+    counter = next(iter(first._remaining))
+    assert caches["throttle"].get(counter) == 2  # one admitted, one more leased to this process
+
+    monkeypatch.setattr(throttling, "_leases", second)
+    answers = [api.get("/currencies") for _ in range(99)]
+    assert [a.status_code for a in answers[:98]] == [200] * 98
+    problem(answers[98], 429, "throttled")
+    assert caches["throttle"].get(counter) == 100
+
+    monkeypatch.setattr(throttling, "_leases", first)
+    assert api.get("/currencies").status_code == 200
+    problem(api.get("/currencies"), 429, "throttled")
 
 
 def test_without_keys_nothing_is_counted(settings):
