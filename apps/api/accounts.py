@@ -313,9 +313,9 @@ class AccountBalanceApi(APIView):
         asOf = serializers.DateTimeField(
             source="as_of",
             required=False,
-            help_text="Only with the asOf parameter: the instant asked for, in UTC. The balance, sequences and "
-            "updatedAt are those of that instant; overdraftLimit, pendingDebits, pendingCredits and available use "
-            "today's limit and holds.",
+            help_text="Only with the asOf parameter: the instant asked for, in UTC. The balance, sequences, "
+            "updatedAt, pendingDebits and pendingCredits are those of that instant; overdraftLimit and available use "
+            "today's limit.",
         )
 
         @extend_schema_field(
@@ -406,8 +406,8 @@ def _balance_as_of(account_id: UUID, moment: datetime) -> BalanceAsOf:
         projected_sequence=posted.sequence,
         ledger_sequence=posted.sequence,
         updated_at=posted.posted_at,
-        pending_debits=live.pending_debits,
-        pending_credits=live.pending_credits,
+        pending_debits=at.pending_debits,
+        pending_credits=at.pending_credits,
         ledger_balance=posted.balance,
         expiring_amount=live.expiring_amount if upcoming else None,
         expiring_at=live.expiring_at if upcoming else None,
@@ -428,9 +428,10 @@ class AccountStatementApi(APIView):
         cursor = CursorField(position_type=int, required=False, help_text="`nextCursor` from the previous page.")
         asOf = InstantField(
             required=False,
-            help_text="An instant (RFC 3339 with offset): the answer adds `openingBalance`, the posted balance after "
-            "the account's last entry at or before it (an entry at exactly that instant is counted), read from the "
-            "ledger.",
+            help_text="An instant (RFC 3339 with offset): the statement starts there. The answer adds "
+            "`openingBalance`, the posted balance after the account's last entry at or before it (an entry at exactly "
+            "that instant is counted), read from the ledger, and its lines are the entries after that one (unless "
+            "`from` is given, which then sets where the lines start).",
         )
 
     class StatementOutputSerializer(serializers.Serializer):
@@ -455,17 +456,20 @@ class AccountStatementApi(APIView):
         params = query_params_validate(request, self.StatementQuerySerializer)
         currency = selectors.account_currency_get(account_id=account_uuid)
         read_your_writes(request, params, account_id=account_uuid)
+        after_sequence, opening = params.get("cursor"), {}
+        if "asOf" in params:
+            at = ledger.account_balance_at(account_id=account_uuid, moment=params["asOf"])
+            opening["openingBalance"] = at.balance
+            if "from" not in params:
+                # The statement starts at asOf: its lines are the entries after the opening balance.
+                after_sequence = max(after_sequence or 0, at.sequence)
         page = projections.projected_statement_lines(
             account_id=account_uuid,
             created_from=params.get("from"),
             created_to=params.get("to"),
-            after_sequence=params.get("cursor"),
+            after_sequence=after_sequence,
             limit=params["limit"],
         )
-        opening = {}
-        if "asOf" in params:
-            at = ledger.account_balance_at(account_id=account_uuid, moment=params["asOf"])
-            opening["openingBalance"] = at.balance
         return Response(
             {
                 "accountId": str(account_uuid),

@@ -193,6 +193,8 @@ class Hold(models.Model):
             # Every hold an account placed, settled too: the explanation's hold lines.
             models.Index(fields=["from_account", "transfer"], name="transfer_hold_from_account"),
             models.Index(fields=["to_account"], name="transfer_hold_open_to", condition=Q(open=True)),
+            # Every hold an account was credited by: the holds pending at a past instant (asOf).
+            models.Index(fields=["to_account", "transfer"], name="transfer_hold_to_account"),
         ]
 
     def __str__(self) -> str:

@@ -257,34 +257,59 @@ def account_balance_now(*, account_id: UUID) -> BalanceNow:
 @dataclass(frozen=True)
 class BalanceAt:
     """An account's balance at an instant (account_balance_at) with what of it changes with
-    the clock now (account_live_state), its currency and overdraft limit."""
+    the clock now (account_live_state), its currency and overdraft limit, and what its holds
+    kept pending at that instant."""
 
     currency: str
     overdraft_limit: int | None
     posted: PostedBalance
     live: AccountLiveState
+    pending_debits: int
+    pending_credits: int
 
 
 def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
-    """GET /accounts/{id}/balance?asOf= in one statement: account_balance_at's probes and
-    account_live_state's."""
+    """GET /accounts/{id}/balance?asOf= in one statement: account_balance_at's probes,
+    account_live_state's, and the holds pending at the instant (_HELD_AT_JOIN); for an instant
+    not yet past, the holds pending now."""
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("SELECT a.currency, a.overdraft_limit, {}, {} FROM account a {} {} WHERE a.id = %(id)s").format(
-                _AT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS, _AT_JOIN
-            ),
+            sql.SQL(
+                "SELECT a.currency, a.overdraft_limit, {}, {}, held.debits, held.credits "
+                "FROM account a {} {} {} WHERE a.id = %(id)s"
+            ).format(_AT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS, _AT_JOIN, _HELD_AT_JOIN),
             {"id": account_id, "at": moment},
         )
         row = cursor.fetchone()
     if row is None:
         raise errors.AccountNotFound(f"No account {account_id}.")
     currency, limit, *rest = row
+    live = _live_state(tuple(rest[3:9]))
+    past = moment < live.now
     return BalanceAt(
         currency=currency,
         overdraft_limit=limit,
         posted=_posted_balance(tuple(rest[:3])),
-        live=_live_state(tuple(rest[3:])),
+        live=live,
+        pending_debits=rest[9] if past else live.pending_debits,
+        pending_credits=rest[10] if past else live.pending_credits,
     )
+
+
+# The holds of account `a` pending at %(at)s: placed by then, and not yet expired, voided or
+# posted (a posted hold's entries carry the time it was posted), nor funding a grant that had
+# taken effect (ledger_balance_at counts that grant from its time).
+_HELD_AT_JOIN = sql.SQL("""
+     CROSS JOIN LATERAL (
+           SELECT coalesce(sum(h.amount) FILTER (WHERE h.from_account_id = a.id), 0)::bigint AS debits,
+                  coalesce(sum(h.amount) FILTER (WHERE h.to_account_id = a.id), 0)::bigint AS credits
+             FROM transfer_hold h JOIN transfer t ON t.id = h.transfer_id
+            WHERE (h.from_account_id = a.id OR h.to_account_id = a.id)
+              AND t.created_at <= %(at)s AND (h.expires_at IS NULL OR h.expires_at > %(at)s)
+              AND NOT (t.status = 'voided' AND t.updated_at <= %(at)s)
+              AND NOT EXISTS (SELECT 1 FROM entry e WHERE e.transfer_id = t.id AND e.created_at <= %(at)s)
+              AND NOT EXISTS (SELECT 1 FROM credit_grant g
+                               WHERE g.transfer_id = t.id AND g.effective_at <= %(at)s)) held""")
 
 
 def grant_get(*, grant_id: UUID) -> dict[str, Any]:

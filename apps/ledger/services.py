@@ -395,7 +395,8 @@ def transfer_batch_create(
         return outcomes
     refusals = sum(isinstance(outcome, errors.LedgerError) for outcome in outcomes)
     raise errors.BatchRefused(
-        f"{refusals} of the {len(requests)} transfers were refused, so none was posted (atomic batch).",
+        f"{refusals} of the {len(requests)} transfers {'was' if refusals == 1 else 'were'} refused, so none was posted "
+        "(atomic batch).",
         results=[
             outcome if isinstance(outcome, errors.LedgerError) else result["outcome"]
             for outcome, result in zip(outcomes, results, strict=True)

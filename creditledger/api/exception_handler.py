@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import JsonResponse
@@ -183,7 +184,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             status=413,
             code="request_too_large",
             title="Request body too large",
-            detail=str(exc),
+            detail=too_large_detail(exc),
             instance=instance,
         )
     elif isinstance(exc, drf_exceptions.APIException):
@@ -240,13 +241,23 @@ def server_error_view(request) -> JsonResponse:
     return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
 
 
+def too_large_detail(exc: RequestDataTooBig) -> str:
+    """Django's own refusal names its setting; an operator sets it as MAX_REQUEST_BODY_BYTES."""
+    if "DATA_UPLOAD_MAX_MEMORY_SIZE" in str(exc):
+        return (
+            f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes this endpoint "
+            "accepts (MAX_REQUEST_BODY_BYTES)."
+        )
+    return str(exc)
+
+
 def bad_request_view(request, exception=None) -> JsonResponse:
     too_big = isinstance(exception, RequestDataTooBig)
     body = problem_body(
         status=413 if too_big else 400,
         code="request_too_large" if too_big else "bad_request",
         title="Request body too large" if too_big else "Bad request",
-        detail=str(exception) if exception else "Bad request.",
+        detail=too_large_detail(exception) if too_big else str(exception) if exception else "Bad request.",
         instance=request.path,
     )
     return JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)

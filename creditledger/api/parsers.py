@@ -50,7 +50,10 @@ class LargeJSONParser(parsers.BaseParser):
         limit = settings.MAX_BATCH_REQUEST_BODY_BYTES
         raw = stream.read(limit + 1)
         if len(raw) > limit:
-            raise RequestDataTooBig("Request body exceeded settings.MAX_BATCH_REQUEST_BODY_BYTES.")
+            raise RequestDataTooBig(
+                f"The request body is larger than the {limit} bytes this endpoint accepts "
+                "(MAX_BATCH_REQUEST_BODY_BYTES)."
+            )
         return _strict_json_load(io.BytesIO(raw), parser_context, strict=api_settings.STRICT_JSON)
 
 

@@ -106,7 +106,7 @@ _EXAMPLES = {
         "type": "https://creditledger.dev/problems/request-too-large",
         "title": "Request body too large",
         "status": 413,
-        "detail": "Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        "detail": "The request body is larger than the 65536 bytes this endpoint accepts (MAX_REQUEST_BODY_BYTES).",
         "code": "request_too_large",
     },
     422: {

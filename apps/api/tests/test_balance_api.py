@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -155,6 +156,49 @@ def test_as_of_in_the_future_gives_the_current_posted_balance(api, make_account,
     body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": "2999-01-01T00:00:00Z"}).json()
 
     assert (body["balance"], body["lastSequence"], body["asOf"]) == (42, 1, "2999-01-01T00:00:00Z")
+
+
+def test_as_of_counts_the_holds_pending_at_that_instant_not_today(api, make_account, make_transfer):
+    """Each hold counts from when it was placed until it was voided, posted or expired."""
+    wallet, shop = make_account(overdraft_limit=0), make_account()
+    make_transfer(shop, wallet, 100)
+
+    def hold(amount: int, key: str, **extra) -> str:
+        body = {"from": str(wallet.id), "to": str(shop.id), "amount": amount, "currency": "USD"}
+        answer = api.post("/transfers", {**body, "idempotencyKey": key, "pending": True, **extra}, format="json")
+        assert answer.status_code == 201, answer.content
+        return answer.json()["transferId"]
+
+    def command(transfer_id: str, verb: str) -> None:
+        answer = api.post(
+            f"/transfers/{transfer_id}/{verb}", {"idempotencyKey": f"{verb}-{transfer_id}"}, format="json"
+        )
+        assert answer.status_code == 200, answer.content
+
+    def at(moment) -> tuple[int, int, int, int | None]:
+        body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(moment)}).json()
+        credited = api.get(f"/accounts/{shop.id}/balance", {"asOf": iso(moment)}).json()
+        return body["balance"], body["pendingDebits"], credited["pendingCredits"], body["available"]
+
+    instants = [timezone.now()]
+    voided, posted = hold(30, "h1"), hold(20, "h2")
+    instants.append(timezone.now())
+    hold(40, "h3", timeoutSeconds=2)
+    instants.append(timezone.now())
+    command(voided, "void")
+    instants.append(timezone.now())
+    command(posted, "post")
+    instants.append(timezone.now())
+    time.sleep(2.1)  # the third hold expires
+    instants.append(timezone.now())
+
+    assert at(instants[0]) == (100, 0, 0, 100)
+    assert at(instants[1]) == (100, 50, 50, 50)
+    assert at(instants[2]) == (100, 90, 90, 10)
+    assert at(instants[3]) == (100, 60, 60, 40)
+    assert at(instants[4]) == (80, 40, 40, 40)
+    assert at(instants[5]) == (80, 0, 0, 80)
+    assert at(datetime(2020, 1, 1, tzinfo=UTC)) == (0, 0, 0, 0)
 
 
 def test_as_of_is_read_in_utc_whatever_the_offset(api, make_account):

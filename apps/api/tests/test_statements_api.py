@@ -150,6 +150,28 @@ def test_as_of_adds_the_opening_balance_from_the_ledger(api, make_account, make_
     assert len(before_any["data"]) == 3
 
 
+def test_as_of_starts_the_statement_there_so_its_lines_add_up_from_the_opening_balance(
+    api, make_account, make_transfer, sync_projections
+):
+    account, other = make_account(), make_account()
+    make_transfer(other, account, 100)
+    make_transfer(other, account, 50)
+    make_transfer(account, other, 30)
+    sync_projections()
+    first, *_ = api.get(f"/accounts/{account.id}/statements").json()["data"]
+
+    body = api.get(f"/accounts/{account.id}/statements", {"asOf": first["createdAt"], "limit": 1}).json()
+    rest = api.get(
+        f"/accounts/{account.id}/statements", {"asOf": first["createdAt"], "cursor": body["nextCursor"]}
+    ).json()
+
+    lines = body["data"] + rest["data"]
+    assert body["openingBalance"] == 100
+    assert [(line["sequence"], line["amount"]) for line in lines] == [(2, 50), (3, -30)]
+    assert body["openingBalance"] + sum(line["amount"] for line in lines) == lines[-1]["balanceAfter"] == 120
+    assert rest["nextCursor"] is None
+
+
 def test_without_as_of_a_statement_has_no_opening_balance(api, make_account):
     account = make_account()
 

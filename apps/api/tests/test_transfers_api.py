@@ -202,8 +202,12 @@ def test_a_body_over_the_upload_limit_is_a_413(api, body, problem, ledger_state)
     before = ledger_state()
     raw = json.dumps(body | {"metadata": {"blob": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE}})
 
-    problem(api.generic("POST", "/transfers", raw, content_type="application/json"), 413, "request_too_large")
+    body = problem(api.generic("POST", "/transfers", raw, content_type="application/json"), 413, "request_too_large")
 
+    assert body["detail"] == (
+        f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes this endpoint accepts "
+        "(MAX_REQUEST_BODY_BYTES)."
+    )
     assert ledger_state() == before
 
 

@@ -339,7 +339,11 @@ def test_a_body_over_the_batch_limit_is_a_413(api, problem, settings):
     settings.MAX_BATCH_REQUEST_BODY_BYTES = 1000
     raw = json.dumps({"atomic": True, "transfers": [{"metadata": {"blob": "x" * 1000}}]})
 
-    problem(api.generic("POST", "/transfers/batch", raw, content_type="application/json"), 413, "request_too_large")
+    body = problem(
+        api.generic("POST", "/transfers/batch", raw, content_type="application/json"), 413, "request_too_large"
+    )
+
+    assert "larger than the 1000 bytes this endpoint accepts (MAX_BATCH_REQUEST_BODY_BYTES)" in body["detail"]
 
 
 # --- concurrency --------------------------------------------------------------------------------
