@@ -64,9 +64,9 @@ def api_key_create(*, name: str, scopes: list[str] | tuple[str, ...], owner: str
 
 
 def api_key_revoke(*, key_id: UUID) -> ApiKey:
-    """Revoke a key: its next request in this process gets 401, and in every other process
-    once its cached check is older than API_KEY_CACHE_SECONDS. Revoking a revoked key changes
-    nothing. One conditional UPDATE, atomic on its own."""
+    """Revoke a key: its next request gets 401, in every process (with API_KEY_CACHE_SECONDS
+    above 0, in other processes once their cached check is older). Revoking a revoked key
+    changes nothing. One conditional UPDATE, atomic on its own."""
     ApiKey.objects.filter(id=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     for cached in [entry for entry in list(_verified) if entry[0] == key_id]:
         _verified.pop(cached, None)
@@ -85,9 +85,9 @@ _VERIFIED_MAX = 1000
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
     """The live key `presented` stands for, or None: malformed, unknown, wrong secret or
     revoked. An unknown id is compared against a dummy hash, so it costs what a wrong secret
-    does. A key found valid is trusted for API_KEY_CACHE_SECONDS in this process (ADR 0019:
-    a revocation holds in every worker within that time, and the hot path reads no row); its
-    use is recorded at most once a LAST_USED_RESOLUTION."""
+    does. With API_KEY_CACHE_SECONDS above 0 (the default is 0: every request reads the row), a
+    key found valid is trusted for that long in this process (ADR 0019); its use is recorded at
+    most once a LAST_USED_RESOLUTION."""
     match = _KEY_FORMAT.fullmatch(presented)
     if match is None:
         return None

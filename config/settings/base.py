@@ -220,7 +220,7 @@ _default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
 if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_overdraft) < 2**63):
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
 
-_api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=1.0)
+_api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=0.0)
 if not 0 <= _api_key_cache_seconds <= 60:
     raise ImproperlyConfigured("LEDGER_API_KEY_CACHE_SECONDS must be from 0 to 60.")
 

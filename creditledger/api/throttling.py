@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
-from django.db import DatabaseError
+from django.db import DatabaseError, connection, transaction
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
@@ -29,6 +29,8 @@ from creditledger.api.scopes import ScopedCredential
 from creditledger.cache import SharedClientRedisCache
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The advisory locks of the database cache's claims: (RATE_LIMIT_LOCK_KEY, hashtext(counter)).
+RATE_LIMIT_LOCK_KEY = 0x52415445  # "RATE"
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +41,22 @@ def _claim(
     """Count up to `wanted` more requests under the counter `current`, as many as keep the
     estimate `previous * previous_weight + current` within `limit`: (taken, current after it,
     previous). A claim that finds no room takes nothing and writes nothing. With Redis, one
-    atomic command (SharedClientRedisCache.claim); with the database cache, the counters are
-    read first and only a claim that takes something writes, at the price of a count that
-    concurrent requests may undercount."""
+    atomic command (SharedClientRedisCache.claim); with the database cache, a transaction that
+    takes the counter's advisory lock, reads both counters, and writes only when it takes
+    something: exact across workers too."""
     if isinstance(cache, SharedClientRedisCache):
         return cache.claim(current, previous, ttl=ttl, wanted=wanted, limit=limit, previous_weight=previous_weight)
-    counts = cache.get_many([current, previous])
-    counted, before = counts.get(current, 0), counts.get(previous, 0)
-    taken = min(wanted, math.floor(limit - before * previous_weight - counted))
-    if taken < 1:
-        return 0, counted, before
-    if not cache.add(current, taken, ttl):
-        cache.incr(current, taken)
+    with transaction.atomic():
+        # The database cache reads, then writes: claims of one counter take turns.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [RATE_LIMIT_LOCK_KEY, current])
+        counts = cache.get_many([current, previous])
+        counted, before = counts.get(current, 0), counts.get(previous, 0)
+        taken = min(wanted, math.floor(limit - before * previous_weight - counted))
+        if taken < 1:
+            return 0, counted, before
+        if not cache.add(current, taken, ttl):
+            cache.incr(current, taken)
     return taken, counted + taken, before
 
 

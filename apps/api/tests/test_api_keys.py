@@ -5,7 +5,6 @@ revocation that holds at the next request; idempotency keys that belong to their
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -170,8 +169,7 @@ def test_metrics_answer_prometheus_text_to_an_admin_key(problem):
 
 @pytest.mark.django_db(transaction=True, databases=["default", "read"])
 @pytest.mark.usefixtures("auth_required")
-def test_a_revoked_key_stops_working_in_every_worker_within_the_cache_time(make_account, run_together, settings):
-    settings.LEDGER = {**settings.LEDGER, "API_KEY_CACHE_SECONDS": 0.5}
+def test_a_revoked_key_stops_working_on_the_next_request_in_every_worker(make_account, run_together):
     account = make_account()
     created = api_key_create(name="ci", scopes=["accounts:read"])
 
@@ -185,7 +183,6 @@ def test_a_revoked_key_stops_working_in_every_worker_within_the_cache_time(make_
 
     assert run_together(2, fetch) == [200, 200]
     run_together(1, revoke_elsewhere)
-    time.sleep(0.6)
     assert run_together(2, fetch) == [401, 401]
     assert fetch(0) == 401
 
