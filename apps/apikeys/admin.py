@@ -15,6 +15,7 @@ from django.utils.cache import add_never_cache_headers
 
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import NAME_MAX_LENGTH, api_key_create, api_key_revoke
+from creditledger.admin import ValidSelectionMixin
 from creditledger.api.scopes import SCOPES
 
 
@@ -36,7 +37,7 @@ class ApiKeyCreateForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ValidSelectionMixin, admin.ModelAdmin):
     list_display = ("id", "name", "owner", "scope_list", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name__icontains", "owner__iexact")

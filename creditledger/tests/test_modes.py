@@ -102,7 +102,14 @@ def test_the_deploy_checks_pass_with_the_production_settings():
         ),
         ({"DJANGO_SECRET_KEY": "short", "DJANGO_ALLOWED_HOSTS": "x.example.com"}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": "0123456789abcdef" * 4}, "DJANGO_ALLOWED_HOSTS"),
-        ({"DJANGO_SECRET_KEY": "abcdef" * 10, "DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS"),
+        ({"DJANGO_SECRET_KEY": "abcde" * 10, "DJANGO_ALLOWED_HOSTS": "x.example.com"}, "DJANGO_SECRET_KEY"),
+        (
+            {"DJANGO_SECRET_KEY": "django-insecure-" + "0123456789abcdef" * 3, "DJANGO_ALLOWED_HOSTS": "x.example.com"},
+            "DJANGO_SECRET_KEY",
+        ),
+        ({"DJANGO_SECRET_KEY": "0123456789abcdef" * 4, "DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS"),
+        ({"DJANGO_SECRET_KEY": "0123456789abcdef" * 4, "DJANGO_ALLOWED_HOSTS": " , "}, "DJANGO_ALLOWED_HOSTS"),
+        ({"DJANGO_SECRET_KEY": "0123456789abcdef" * 4, "DJANGO_ALLOWED_HOSTS": "."}, "DJANGO_ALLOWED_HOSTS"),
     ],
 )
 def test_production_refuses_to_start_without_a_secret_key_and_hosts(env, complaint):

@@ -68,6 +68,23 @@ def test_revoking_needs_the_revoke_permission():
     assert api_key_authenticate(presented=created.printed) is None
 
 
+def test_an_action_on_an_id_that_is_not_one_changes_nothing_and_says_so():
+    created = api_key_create(name="old", scopes=["admin"])
+    staff = staff_client("ops", "view_apikey", "revoke_apikey")
+
+    response = staff.post(
+        reverse("admin:apikeys_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [str(created.key.id), "not-a-uuid"]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert [str(message) for message in get_messages(response.wsgi_request)] == [
+        "Not an id of this list: no items have been changed."
+    ]
+    assert api_key_authenticate(presented=created.printed) is not None
+
+
 def test_nobody_edits_or_deletes_a_key():
     created = api_key_create(name="old", scopes=["admin"])
     superuser = User.objects.create_superuser("root")
