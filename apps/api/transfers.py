@@ -1,3 +1,4 @@
+import contextlib
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +19,7 @@ from apps.ledger import selectors, services
 from apps.ledger.models import DESCRIPTION_MAX_LENGTH, MAX_POSTINGS, TransferStatus
 from apps.projections import selectors as projections
 from creditledger import errors
-from creditledger.actor import ACTOR_PATTERN
+from creditledger.actor import ACTOR_PATTERN, api_key_actor
 from creditledger.api.exception_handler import batch_item_problem
 from creditledger.api.fields import (
     IDEMPOTENCY_KEY_SCHEMA,
@@ -316,14 +317,24 @@ class TransferListCreateApi(APIView):
         )
         status = serializers.ChoiceField(choices=TransferStatus.choices, required=False)
         currency = CurrencyCodeField(required=False)
-        actor = serializers.RegexField(
-            ACTOR_PATTERN,
+        actor = serializers.CharField(
             required=False,
             max_length=160,
-            help_text="Transfers created by this actor: key:<API key id>, user:<admin username>, anonymous (no key, "
-            "LEDGER_AUTH=off), system (the ledger's own bookings) or unrecorded (from before actors were recorded).",
-            error_messages={"invalid": "Not an actor: key:<id>, user:<name>, anonymous, system or unrecorded."},
+            help_text="Transfers created by this actor: key:<API key id> (the UUID, with or without dashes, as "
+            "printed in the key), user:<admin username>, anonymous (no key, LEDGER_AUTH=off), system (the ledger's "
+            "own bookings) or unrecorded (from before actors were recorded).",
         )
+
+        def validate_actor(self, value: str) -> str:
+            kind, _, key_id = value.partition(":")
+            if kind == "key":
+                with contextlib.suppress(ValueError):  # else not an actor, below
+                    value = api_key_actor(UUID(key_id))
+            if not ACTOR_PATTERN.fullmatch(value):
+                raise serializers.ValidationError(
+                    "Not an actor: key:<API key id, a UUID>, user:<name>, anonymous, system or unrecorded."
+                )
+            return value
 
     TransferPageSerializer = page_serializer(TransferListItemSerializer, "TransferPage")
 

@@ -164,6 +164,8 @@ def test_transfers_are_filtered_by_who_created_them(keyed, make_account, sync_pr
     assert posted.status_code == 200
     assert listed(actor) == [held["transferId"], by_key["transferId"]]  # a hold stays its creator's once posted
     assert listed(f"key:{other.key.id}") == [by_other["transferId"]]
+    # The id as the key prints it (no dashes), or in capitals, names the same key.
+    assert listed(f"key:{other.key.id.hex}") == listed(f"key:{str(other.key.id).upper()}") == [by_other["transferId"]]
     assert listed("system") == []
 
 
