@@ -152,7 +152,8 @@ class Entry(models.Model):
             models.UniqueConstraint(fields=["account", "sequence"], name="entry_account_sequence_unique"),
         ]
         indexes = [
-            models.Index(fields=["account", "created_at"], name="entry_account_created_at"),
+            # The last entry at or before an instant: one transaction's entries on an account share its time.
+            models.Index(fields=["account", "created_at", "sequence"], name="entry_account_created_seq"),
         ]
 
     def __str__(self) -> str:

@@ -48,7 +48,7 @@ _AT_COLUMNS = sql.SQL("ledger_balance_at(a.id, %(at)s), latest.sequence, latest.
 _AT_JOIN = sql.SQL("""
       LEFT JOIN LATERAL (SELECT e.sequence, e.created_at FROM entry e
                           WHERE e.account_id = a.id AND e.created_at <= %(at)s
-                          ORDER BY e.created_at DESC LIMIT 1) AS latest ON true""")
+                          ORDER BY e.created_at DESC, e.sequence DESC LIMIT 1) AS latest ON true""")
 
 
 def _posted_balance(row: tuple) -> PostedBalance:

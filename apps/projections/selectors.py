@@ -190,7 +190,7 @@ def _first_sequence_at(bound: str) -> sql.Composable:
     last line when there is none."""
     return sql.SQL("""COALESCE((SELECT f.sequence FROM projection_statement_line f
                                  WHERE f.account_id = %(account)s AND f.created_at >= {bound}
-                                 ORDER BY f.created_at LIMIT 1), 9223372036854775807)""").format(
+                                 ORDER BY f.created_at, f.sequence LIMIT 1), 9223372036854775807)""").format(
         bound=sql.Placeholder(bound)
     )
 

@@ -158,6 +158,29 @@ def test_as_of_in_the_future_gives_the_current_posted_balance(api, make_account,
     assert (body["balance"], body["lastSequence"], body["asOf"]) == (42, 1, "2999-01-01T00:00:00Z")
 
 
+@pytest.mark.parametrize("order", ["credit first", "debit first"])
+def test_as_of_at_the_time_of_a_transfer_through_an_account_twice_counts_both_entries(
+    api, make_account, make_transfer, order
+):
+    """One transaction's entries on an account share its time: the balance at that time is
+    after the last of them, whatever order the postings came in."""
+    bank, wallet, shop = make_account(), make_account(overdraft_limit=0), make_account()
+    make_transfer(bank, wallet, 15)
+    credit = {"from": str(bank.id), "to": str(wallet.id), "amount": 15, "currency": "USD"}
+    debit = {"from": str(wallet.id), "to": str(shop.id), "amount": 10, "currency": "USD"}
+    postings = [credit, debit] if order == "credit first" else [debit, credit]
+    answer = api.post("/transfers", {"postings": postings, "idempotencyKey": "twice"}, format="json")
+    assert answer.status_code == 201, answer.content
+    second, third = Entry.objects.filter(account=wallet, sequence__gt=1).order_by("sequence")
+    assert second.created_at == third.created_at
+
+    body = api.get(f"/accounts/{wallet.id}/balance", {"asOf": iso(second.created_at)}).json()
+    lines = api.get(f"/accounts/{wallet.id}/statements", {"asOf": iso(second.created_at - MICROSECOND)}).json()
+
+    assert (body["balance"], body["lastSequence"]) == (20, 3)
+    assert lines["openingBalance"] == 15
+
+
 def test_as_of_counts_the_holds_pending_at_that_instant_not_today(api, make_account, make_transfer):
     """Each hold counts from when it was placed until it was voided, posted or expired."""
     wallet, shop = make_account(overdraft_limit=0), make_account()

@@ -56,5 +56,5 @@ def test_it_is_one_backward_probe_of_the_account_time_index(make_account, make_t
         plan = "\n".join(line for (line,) in cursor.fetchall())
 
     assert "Limit" in plan
-    assert "Index Scan Backward using entry_account_created_at on entry" in plan
+    assert "Scan Backward using entry_account_created_seq on entry" in plan  # an index (only) scan
     assert "Sort" not in plan

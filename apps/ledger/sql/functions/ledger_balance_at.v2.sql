@@ -1,0 +1,19 @@
+-- The posted balance of an account at an instant: the balance after its last entry at or before
+-- it, with what its grants' times change (as v1). The entries one transaction writes on an
+-- account share its time, so the last of them is the one of the highest sequence, found by the
+-- index on entry (account_id, created_at, sequence).
+CREATE OR REPLACE FUNCTION ledger_balance_at(p_account_id uuid, p_at timestamptz) RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT e.balance_after FROM entry e WHERE e.account_id = p_account_id AND e.created_at <= p_at
+                      ORDER BY e.created_at DESC, e.sequence DESC LIMIT 1), 0)
+         + coalesce((SELECT sum(e.amount) FROM credit_grant g
+                       JOIN entry e ON e.transfer_id = g.transfer_id AND e.account_id = g.account_id
+                      WHERE g.account_id = p_account_id AND g.effective_at <= p_at AND e.created_at > p_at
+                        AND EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = g.transfer_id)), 0)
+         + coalesce((SELECT sum(e.amount) FROM credit_grant g
+                       JOIN grant_allocation a ON a.grant_id = g.id AND a.kind = 'expire'
+                       JOIN entry e ON e.id = a.entry_id
+                       JOIN transfer t ON t.id = a.transfer_id
+                      WHERE g.account_id = p_account_id AND e.created_at > p_at
+                        AND (t.metadata->>'effectiveAt')::timestamptz <= p_at), 0)
+         + (ledger_grants_unbooked(p_account_id, p_at)).balance
+$$;
