@@ -348,10 +348,13 @@ class AccountBalanceApi(APIView):
         if "asOf" in params:
             return Response(_balance_document(_balance_as_of(account_uuid, params["asOf"])))
         read_your_writes(request, params, account_id=account_uuid)
-        ledger_balance = ledger.account_balance_now(account_id=account_uuid)
+        # The read model first: the ledger, read after, is at least as far.
+        projected = projections.projected_position(account_id=account_uuid)
+        ledger_balance = ledger.account_balance_now(account_id=account_uuid, booked_after=projected.sequence)
         live = ledger_balance.live
         balance = projections.projected_balance(
             account_id=account_uuid,
+            projected=projected,
             currency=ledger_balance.currency,
             overdraft_limit=ledger_balance.overdraft_limit,
             ledger_balance=ledger_balance.balance,
@@ -359,6 +362,7 @@ class AccountBalanceApi(APIView):
             pending_debits=live.pending_debits,
             pending_credits=live.pending_credits,
             unbooked=live.unbooked,
+            booked_after=ledger_balance.booked_after,
             expiring_amount=live.expiring_amount,
             expiring_at=live.expiring_at,
         )

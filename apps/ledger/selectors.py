@@ -223,34 +223,54 @@ def _live_state(row: tuple) -> AccountLiveState:
 @dataclass(frozen=True)
 class BalanceNow:
     """An account's currency, overdraft limit, posted balance and latest sequence, with what
-    of it changes with the clock now (account_live_state)."""
+    of it changes with the clock now (account_live_state), and what the grants' bookings
+    posted after a given sequence changed (booked_after)."""
 
     currency: str
     overdraft_limit: int | None
     balance: int
     sequence: int
     live: AccountLiveState
+    booked_after: int
 
 
 _ACCOUNT_COLUMNS = sql.SQL("a.currency, a.overdraft_limit, a.balance, a.last_sequence")
 
+# What account `a`'s entries after sequence %(after)s that book its grants' times (a scheduled
+# grant's activation, an expiry) changed: the bookings that moved what account_live_state's
+# `unbooked` counted into the entries (the three terms of ledger_balance_at, for entries).
+_BOOKED_AFTER_COLUMN = sql.SQL("""
+       coalesce((SELECT sum(e.amount) FROM entry e
+                  WHERE e.account_id = a.id AND e.sequence > %(after)s
+                    AND (EXISTS (SELECT 1 FROM credit_grant g
+                                  WHERE g.transfer_id = e.transfer_id AND g.account_id = a.id
+                                    AND EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = g.transfer_id))
+                         OR EXISTS (SELECT 1 FROM grant_allocation x WHERE x.entry_id = e.id AND x.kind = 'expire'))),
+                0)""")
 
-def account_balance_now(*, account_id: UUID) -> BalanceNow:
-    """GET /accounts/{id}/balance's ledger part in one statement: the account row and
-    account_live_state's probes."""
+
+def account_balance_now(*, account_id: UUID, booked_after: int) -> BalanceNow:
+    """GET /accounts/{id}/balance's ledger part in one statement: the account row,
+    account_live_state's probes, and what its grants' bookings after entry `booked_after`
+    changed (the read model's balance at that entry lacks them)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("SELECT {}, {} FROM account a {} WHERE a.id = %(id)s").format(
-                _ACCOUNT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS
+            sql.SQL("SELECT {}, {}, {} FROM account a {} WHERE a.id = %(id)s").format(
+                _ACCOUNT_COLUMNS, _LIVE_COLUMNS, _BOOKED_AFTER_COLUMN, _LIVE_JOINS
             ),
-            {"id": account_id},
+            {"id": account_id, "after": booked_after},
         )
         row = cursor.fetchone()
     if row is None:
         raise errors.AccountNotFound(f"No account {account_id}.")
-    currency, limit, balance, sequence, *live = row
+    currency, limit, balance, sequence, *live, booked = row
     return BalanceNow(
-        currency=currency, overdraft_limit=limit, balance=balance, sequence=sequence, live=_live_state(tuple(live))
+        currency=currency,
+        overdraft_limit=limit,
+        balance=balance,
+        sequence=sequence,
+        live=_live_state(tuple(live)),
+        booked_after=booked,
     )
 
 

@@ -79,9 +79,29 @@ def projection_wait(*, account_id: UUID, sequence: int | None) -> None:
         pause = min(pause * 2, 0.05)
 
 
+@dataclass(frozen=True)
+class ProjectedPosition:
+    """Where the read model has got on an account: its balance after its entry `sequence`."""
+
+    balance: int
+    sequence: int
+    updated_at: datetime | None
+
+
+def projected_position(*, account_id: UUID) -> ProjectedPosition:
+    with connections[READ_ALIAS].cursor() as cursor:
+        cursor.execute(
+            "SELECT balance, last_sequence, updated_at FROM projection_balance WHERE account_id = %s", [account_id]
+        )
+        row = cursor.fetchone()
+    balance, sequence, updated_at = row or (0, 0, None)
+    return ProjectedPosition(balance=balance, sequence=sequence, updated_at=updated_at if sequence else None)
+
+
 def projected_balance(
     *,
     account_id: UUID,
+    projected: ProjectedPosition,
     currency: str,
     overdraft_limit: int | None,
     ledger_balance: int,
@@ -89,29 +109,26 @@ def projected_balance(
     pending_debits: int,
     pending_credits: int,
     unbooked: int = 0,
+    booked_after: int = 0,
     expiring_amount: int | None = None,
     expiring_at: datetime | None = None,
 ) -> Balance:
-    """The posted balance from the read model, with what the caller read from the ledger in
-    one statement (apps.ledger.selectors.account_balance_now): the account's currency, limit,
-    balance and sequence, and the pending totals of its open holds, which are current, as a
-    hold writes no entry a consistency token could wait for. `unbooked`: what grants' times
-    change that no booking has yet, added to both balances so that no read counts credits
-    past their expiry or before they take effect."""
-    with connections[READ_ALIAS].cursor() as cursor:
-        cursor.execute(
-            "SELECT balance, last_sequence, updated_at FROM projection_balance WHERE account_id = %s", [account_id]
-        )
-        row = cursor.fetchone()
-    balance, projected_sequence, updated_at = row or (0, 0, None)
+    """The posted balance from the read model (`projected`, read first), with what the caller
+    then read from the ledger in one statement (apps.ledger.selectors.account_balance_now): the
+    account's currency, limit, balance and sequence, and the pending totals of its open holds,
+    which are current, as a hold writes no entry a consistency token could wait for.
+    `unbooked`: what grants' times change that no booking has yet, added to both balances so
+    that no read counts credits past their expiry or before they take effect; `booked_after`:
+    what the bookings of those times posted since the read model's entry changed, added to its
+    balance, which lacks them while it catches up (an expiry booked, then still counted)."""
     return Balance(
         account_id=account_id,
         currency=currency,
-        balance=balance + unbooked,
+        balance=projected.balance + booked_after + unbooked,
         overdraft_limit=overdraft_limit,
-        projected_sequence=projected_sequence,
+        projected_sequence=projected.sequence,
         ledger_sequence=ledger_sequence,
-        updated_at=updated_at if projected_sequence else None,
+        updated_at=projected.updated_at,
         pending_debits=pending_debits,
         pending_credits=pending_credits,
         ledger_balance=ledger_balance + unbooked,

@@ -231,6 +231,9 @@ def test_past_its_expiry_a_grant_counts_for_nothing_before_and_after_the_booking
         27,
     )
     assert expiry.description == 'Expiry of grant "Welcome bonus"'
+    # Booked, and not yet in the read model: still not counted.
+    booked = balance(api, plan["customer"])
+    assert (booked["balance"], booked["available"], booked["consistency"]["upToDate"]) == (0, 0, False)
     welcome = grants_by_description(api, plan["customer"])["Welcome bonus"]
     assert (welcome["status"], welcome["expired"], welcome["remaining"]) == ("expired", 27, 0)
     sync_projections()
@@ -268,6 +271,12 @@ def test_a_scheduled_grant_counts_from_its_effective_time(api, plan, ledger_cloc
     assert (after["balance"], after["pendingCredits"], after["available"]) == (100, 0, 100)
     assert spend(api, plan, 40, "now").status_code == 201  # books the activation, then draws from it
     assert grants_by_description(api, plan["customer"])["December plan"]["remaining"] == 60
+    # The activation and the debit are in the ledger, not yet in the read model: the activation
+    # counts already, the debit once the read model has it.
+    lagging = balance(api, plan["customer"])
+    assert (lagging["balance"], lagging["available"], lagging["consistency"]["upToDate"]) == (100, 60, False)
+    sync_projections()
+    assert balance(api, plan["customer"])["balance"] == 60
 
 
 def test_a_hold_reserves_from_grants_and_a_void_returns_them(api, plan):
