@@ -174,7 +174,7 @@ MAX_BATCH_REQUEST_BODY_BYTES = env.int("MAX_BATCH_REQUEST_BODY_BYTES", default=8
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "creditledger.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "creditledger.api.exception_handler.problem_exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["creditledger.api.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["creditledger.api.parsers.JSONParser"],
     # Both read LEDGER_AUTH at each request: with `off` they let everything through.
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.apikeys.authentication.ApiKeyAuthentication"],
