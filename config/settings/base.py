@@ -77,7 +77,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "creditledger.actor.ActorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Messages for the admin only: the API never shows them.
+    "creditledger.admin.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a locked-out admin login into the lockout page (AXES_LOCKOUT_TEMPLATE), after the view.
     "axes.middleware.AxesMiddleware",
