@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import lookup_spawns_duplicates, quote
+from django.contrib.messages.middleware import MessageMiddleware
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Field, ForeignObjectRel, Model, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
@@ -132,3 +134,14 @@ def admin_link(model: type[Model], pk: Any, text: Any = None) -> str:
 def amount_with_currency(amount: int | None, currency: str) -> str:
     """An amount in minor units, as the integer it is, followed by its currency code."""
     return "-" if amount is None else f"{amount:d} {currency}"
+
+
+class AdminMessageMiddleware(MessageMiddleware):
+    """Django's messages, for the admin only: nothing else shows them, and building their
+    storage (a cookie signer and a session store) for every API request cost about 2 % of the
+    web's CPU per POST /transfers (benchmarks/README.md, "A lean hot path"). Django's own
+    process_response skips a request that has no storage."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        if request.path_info.startswith("/" + settings.ADMIN_URL):
+            super().process_request(request)

@@ -26,15 +26,17 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(cause, "sqlstate", None)
 
 
-def in_durable_transaction(work: Callable[[], T], *, retries: int | None = None) -> T:
+def in_durable_transaction(work: Callable[[], T], *, retries: int | None = None, record_actor: bool = True) -> T:
     """Run `work` in its own durable transaction, retrying serialization failures and
     deadlocks with jittered backoff so that clients never see them as errors. Every row it
-    writes records the current actor (creditledger/actor.py)."""
+    writes records the current actor (creditledger/actor.py); `record_actor=False` leaves that
+    to `work` when it sets `ledger.actor` itself before it writes (ledger_post_transfers sets
+    each item's), which saves a round trip."""
     attempts = (settings.LEDGER["TRANSACTION_RETRIES"] if retries is None else retries) + 1
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic(durable=True):
-                if (actor := actor_current()) != SYSTEM:  # else the columns' default
+                if record_actor and (actor := actor_current()) != SYSTEM:  # else the columns' default
                     with connection.cursor() as cursor:
                         cursor.execute("SELECT set_config('ledger.actor', %s, true)", [actor])
                 return work()

@@ -33,6 +33,7 @@ from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
     StrictInputSerializer,
+    input_validate,
     keyword_fields,
     query_params_validate,
 )
@@ -137,9 +138,7 @@ class CurrencyListCreateApi(APIView):
         ],
     )
     def post(self, request):
-        serializer = self.CurrencyCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        currency = services.currency_create(**serializer.validated_data)
+        currency = services.currency_create(**input_validate(self.CurrencyCreateInputSerializer, request.data))
         return Response(CurrencyOutputSerializer(currency).data, status=status.HTTP_201_CREATED)
 
 
@@ -186,9 +185,7 @@ class AccountListCreateApi(APIView):
         ],
     )
     def post(self, request):
-        serializer = self.AccountCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(self.AccountCreateInputSerializer, request.data)
         account = services.account_create(
             currency=data["currency"],
             name=data.get("name"),
@@ -264,9 +261,7 @@ class AccountDetailApi(APIView):
     def patch(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         query_params_validate(request, NoQueryParameters)
-        serializer = self.AccountUpdateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(self.AccountUpdateInputSerializer, request.data)
         account = services.account_update(
             account_id=account_uuid,
             name=data.get("name", UNCHANGED),

@@ -34,6 +34,7 @@ from creditledger.api.scopes import ACCOUNTS_READ, GRANTS_WRITE
 from creditledger.api.serializers import (
     NoQueryParameters,
     StrictInputSerializer,
+    input_validate,
     keyword_fields,
     query_params_validate,
 )
@@ -140,9 +141,7 @@ class AccountGrantsApi(APIView):
     def post(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         query_params_validate(request, NoQueryParameters)
-        serializer = self.GrantCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(self.GrantCreateInputSerializer, request.data)
         outcome = services.grant_create(
             account_id=account_uuid,
             funding_account_id=data["from"],
@@ -211,9 +210,7 @@ class GrantVoidApi(APIView):
     def post(self, request, grant_id: str):
         grant_uuid = parse_path_id(grant_id, errors.GrantNotFound, "grant")
         query_params_validate(request, NoQueryParameters)
-        serializer = self.GrantVoidInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(self.GrantVoidInputSerializer, request.data)
         outcome = services.grant_void(
             grant_id=grant_uuid,
             idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),

@@ -41,6 +41,7 @@ from creditledger.api.serializers import (
     NoQueryParameters,
     PageQuerySerializer,
     StrictInputSerializer,
+    input_validate,
     keyword_fields,
     query_params_validate,
 )
@@ -193,12 +194,6 @@ class TransferInputSerializer(StrictInputSerializer):
         elif "expiresAt" in attrs and "timeoutSeconds" in attrs:
             raise serializers.ValidationError({"timeoutSeconds": ["Give expiresAt or timeoutSeconds, not both."]})
         return attrs
-
-    def hold(self) -> services.HoldRequest | None:
-        data = self.validated_data
-        if not data["pending"]:
-            return None
-        return services.HoldRequest(expires_at=data.get("expiresAt"), timeout_seconds=data.get("timeoutSeconds"))
 
 
 @keyword_fields(**{"from": UUIDStringField(help_text="Account debited.")})
@@ -454,9 +449,7 @@ class TransferPostApi(APIView):
     def post(self, request, transfer_id: str):
         transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
         query_params_validate(request, NoQueryParameters)
-        serializer = HoldPostInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(HoldPostInputSerializer, request.data)
         outcome = services.hold_post(
             transfer_id=transfer_uuid,
             idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
@@ -484,11 +477,10 @@ class TransferVoidApi(APIView):
     def post(self, request, transfer_id: str):
         transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
         query_params_validate(request, NoQueryParameters)
-        serializer = HoldCommandInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = input_validate(HoldCommandInputSerializer, request.data)
         outcome = services.hold_void(
             transfer_id=transfer_uuid,
-            idempotency_key=request_idempotency_key(request, serializer.validated_data.get("idempotencyKey")),
+            idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             owner=request_owner(request),
         )
         return _outcome_response(outcome, status.HTTP_200_OK)
@@ -557,12 +549,11 @@ class TransferBatchApi(APIView):
                 "A batch has no idempotency key of its own: give each transfer its idempotencyKey.",
                 field=IDEMPOTENCY_HEADER,
             )
-        batch = TransferBatchInputSerializer(data=request.data)
-        batch.is_valid(raise_exception=True)
-        atomic = batch.validated_data["atomic"]
+        batch = input_validate(TransferBatchInputSerializer, request.data)
+        atomic = batch["atomic"]
         outcomes = services.transfer_batch_create(
             atomic=atomic,
-            requests=_transfer_requests_parse(batch.validated_data["transfers"], owner=request_owner(request)),
+            requests=_transfer_requests_parse(batch["transfers"], owner=request_owner(request)),
         )
         positions: dict[UUID, int] = {}
         results = []
@@ -650,9 +641,7 @@ class TransferReverseApi(APIView):
     def post(self, request, transfer_id: str):
         transfer_uuid = parse_path_id(transfer_id, errors.TransferNotFound, "transfer")
         query_params_validate(request, NoQueryParameters)
-        serializer = self.TransferReverseInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = input_validate(self.TransferReverseInputSerializer, request.data)
         outcome = services.transfer_reverse(
             idempotency_key=request_idempotency_key(request, data.get("idempotencyKey")),
             transfer_id=transfer_uuid,
@@ -668,9 +657,7 @@ def transfer_request_parse(data: Any, *, header_key: str | None, owner: str | No
     transfer requests, for POST /transfers and for each item of POST /transfers/batch. Raises
     a ValidationError or an InvalidRequest naming the field."""
     if isinstance(data, dict) and "postings" in data:
-        multi = MultiLegTransferInputSerializer(data=data)
-        multi.is_valid(raise_exception=True)
-        data = multi.validated_data
+        data = input_validate(MultiLegTransferInputSerializer, data)
         return services.transfer_request_postings(
             idempotency_key=_idempotency_key(header_key, data.get("idempotencyKey")),
             postings=[
@@ -679,12 +666,10 @@ def transfer_request_parse(data: Any, *, header_key: str | None, owner: str | No
             ],
             metadata=data["metadata"],
             description=data.get("description"),
-            hold=multi.hold(),
+            hold=_hold(data),
             owner=owner,
         )
-    single = SingleTransferInputSerializer(data=data)
-    single.is_valid(raise_exception=True)
-    data = single.validated_data
+    data = input_validate(SingleTransferInputSerializer, data)
     return services.transfer_request_single(
         idempotency_key=_idempotency_key(header_key, data.get("idempotencyKey")),
         from_account_id=data["from"],
@@ -693,9 +678,16 @@ def transfer_request_parse(data: Any, *, header_key: str | None, owner: str | No
         currency=data["currency"],
         metadata=data["metadata"],
         description=data.get("description"),
-        hold=single.hold(),
+        hold=_hold(data),
         owner=owner,
     )
+
+
+def _hold(data: dict[str, Any]) -> services.HoldRequest | None:
+    """The hold a validated TransferInputSerializer asks for, if any."""
+    if not data["pending"]:
+        return None
+    return services.HoldRequest(expires_at=data.get("expiresAt"), timeout_seconds=data.get("timeoutSeconds"))
 
 
 def _transfer_requests_parse(items: list[Any], *, owner: str | None) -> list[services.TransferRequest]:

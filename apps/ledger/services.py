@@ -332,7 +332,8 @@ def _transfer_group_write(group: list[_GroupItem]) -> list[TransferOutcome | err
             outbox_relay_kick_on_commit()
         return results
 
-    results = in_durable_transaction(work)
+    # Each item carries its actor, which ledger_post_transfers sets before posting it.
+    results = in_durable_transaction(work, record_actor=False)
     return [
         _transfer_outcome(waiting.request, result, committed=True)
         for waiting, result in zip(group, results, strict=True)
@@ -385,7 +386,8 @@ def transfer_batch_create(
             outbox_relay_kick_on_commit()
         return results
 
-    results = in_durable_transaction(work)
+    # As in group commit: each item carries its actor.
+    results = in_durable_transaction(work, record_actor=False)
     committed = not atomic or all(_succeeded(result) for result in results)
     outcomes = [
         _transfer_outcome(request, result, committed=committed)

@@ -77,7 +77,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "creditledger.actor.ActorMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Messages for the admin only: the API never shows them.
+    "creditledger.admin.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a locked-out admin login into the lockout page (AXES_LOCKOUT_TEMPLATE), after the view.
     "axes.middleware.AxesMiddleware",
@@ -174,7 +175,7 @@ MAX_BATCH_REQUEST_BODY_BYTES = env.int("MAX_BATCH_REQUEST_BODY_BYTES", default=8
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "creditledger.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "creditledger.api.exception_handler.problem_exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["creditledger.api.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["creditledger.api.parsers.JSONParser"],
     # Both read LEDGER_AUTH at each request: with `off` they let everything through.
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.apikeys.authentication.ApiKeyAuthentication"],

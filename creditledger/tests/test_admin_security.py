@@ -18,9 +18,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -29,6 +31,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import Account
 from apps.apikeys.services import api_key_create
 from config.settings.base import TOP_LEVEL_PATHS_OUTSIDE_THE_ADMIN, admin_url_path
+from creditledger.admin import AdminMessageMiddleware
 from creditledger.devstack import BASE_DIR
 
 pytestmark = pytest.mark.django_db
@@ -222,6 +225,22 @@ def test_an_admin_session_lasts_8_hours_and_ends_with_the_browser(staff):
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_the_admin_keeps_its_messages_and_the_api_builds_no_message_storage(make_account):
+    seen: dict[str, bool] = {}
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen[request.path] = hasattr(request, "_messages")
+        return HttpResponse()
+
+    chain = SessionMiddleware(AdminMessageMiddleware(view))
+    admin_paths = [reverse("admin:index"), reverse("admin:login")]
+    api_paths = ["/transfers", f"/accounts/{make_account().id}"]
+    for path in admin_paths + api_paths:
+        chain(RequestFactory().get(path))
+
+    assert seen == {**dict.fromkeys(admin_paths, True), **dict.fromkeys(api_paths, False)}
 
 
 def test_the_session_age_comes_from_the_environment_and_must_be_positive():

@@ -72,6 +72,7 @@ def test_a_support_lead_freezes_an_account_with_a_reason_that_is_kept(lead, make
     (event,) = OutboxEvent.objects.filter(event_type="AccountUpdated")
     assert event.payload["actor"] == "user:lead"
     history = lead.get(change_url(account)).content.decode()
+    assert "The account is now frozen." in history  # the admin's messages (creditledger.admin.AdminMessageMiddleware)
     assert "card reported stolen" in history
     assert "user:lead" in history
     assert "Unfreeze" in history

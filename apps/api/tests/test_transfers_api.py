@@ -219,6 +219,7 @@ def test_a_body_over_the_upload_limit_is_a_413(api, body, problem, ledger_state)
         ("[]", "validation_error"),
         ("1234", "validation_error"),
         ('"transfer"', "validation_error"),
+        ("null", "validation_error"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_a_400(api, problem, ledger_state, raw, code):
