@@ -363,9 +363,7 @@ class GrantAllocation(models.Model):
     # for all of a transaction's allocations in one statement (functions/ledger_check_grants.v3.sql);
     # grants, transfers and entries are never deleted.
     id = models.BigAutoField(primary_key=True)
-    grant = models.ForeignKey(
-        CreditGrant, on_delete=models.PROTECT, related_name="allocations", db_constraint=False
-    )
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="allocations", db_constraint=False)
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     entry = models.ForeignKey(
         Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_constraint=False

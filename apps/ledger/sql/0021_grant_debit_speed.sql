@@ -8,10 +8,11 @@
 -- 3. A posted debit draws from its grants before its entries are written, so that its
 --    EntryPosted event is written with its allocations once, not written and then updated
 --    (functions/ledger_post_transfer.v7.sql, functions/ledger_write_postings.v3.sql).
--- And any posted transfer checks itself at commit in fewer statements
--- (functions/ledger_check_transfer.v4.sql).
+-- And any transfer checks itself and its accounts at commit in fewer statements
+-- (functions/ledger_check_transfer.v4.sql, functions/ledger_check_account.v2.sql).
 \ir functions/ledger_grant_checks.v3.sql
 \ir functions/ledger_check_transfer.v4.sql
+\ir functions/ledger_check_account.v2.sql
 \ir functions/ledger_write_postings.v3.sql
 \ir functions/ledger_post_transfer.v7.sql
 
@@ -33,6 +34,7 @@ SELECT ledger_write_entry_points_plan(true);
 -- reverse:
 \ir functions/ledger_post_transfer.v6.sql
 \ir functions/ledger_write_postings.v2.sql
+\ir functions/ledger_check_account.v1.sql
 \ir functions/ledger_check_transfer.v3.sql
 DROP TRIGGER credit_grant_undeletable ON credit_grant;
 DROP TRIGGER credit_grant_immutable ON credit_grant;
