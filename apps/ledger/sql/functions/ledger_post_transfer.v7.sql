@@ -156,12 +156,14 @@ BEGIN
         -- Each debit draws from its account's grants in the order ledger_grants_apply takes
         -- them (by account, then by posting: an account's debits follow its credits in
         -- sequence, in posting order), with the id its entry is written under just after.
-        -- No ledger_has_active_grants first: the draw's own walk of the burn order finds that
-        -- there is nothing to draw as fast, and a walk costs most where many exhausted grants'
-        -- index entries wait for a vacuum at the front of that order.
+        -- Only an account that has ever had a grant (one probe of credit_grant_account_id)
+        -- draws, so that an account without grants pays no call. Not ledger_has_active_grants:
+        -- its walk of the burn order would come before the draw's own, and a walk costs most
+        -- where exhausted grants' index entries wait for a vacuum at the front of that order.
         FOR debit IN
             SELECT d.from_id, d.amount, p_entry_ids[2 * d.i - 1] AS entry_id
               FROM unnest(p_from, p_amount) WITH ORDINALITY AS d(from_id, amount, i)
+             WHERE EXISTS (SELECT 1 FROM credit_grant g WHERE g.account_id = d.from_id)
              ORDER BY d.from_id, d.i
         LOOP
             PERFORM ledger_grants_draw(debit.from_id, debit.amount, 'draw', p_transfer_id, debit.entry_id, posted_at);
