@@ -361,10 +361,16 @@ class GrantAllocation(models.Model):
     """One movement of a grant's credits, by `transfer` (and its debit or credit `entry` on the
     grant's account, for the kinds that change the balance): the lineage of every credit."""
 
+    # No foreign key constraints: a debit writes one allocation per grant it draws from, and
+    # PostgreSQL would check three keys per row at commit. The deferred grant check checks them
+    # for all of a transaction's allocations in one statement (functions/ledger_check_grants.v3.sql);
+    # grants, transfers and entries are never deleted.
     id = models.BigAutoField(primary_key=True)
-    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="allocations")
-    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="+")
-    entry = models.ForeignKey(Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    grant = models.ForeignKey(CreditGrant, on_delete=models.PROTECT, related_name="allocations", db_constraint=False)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    entry = models.ForeignKey(
+        Entry, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_constraint=False
+    )
     kind = models.CharField(max_length=16, choices=AllocationKind.choices)
     amount = models.BigIntegerField()
     created_at = models.DateTimeField()

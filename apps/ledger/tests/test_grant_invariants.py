@@ -109,6 +109,32 @@ def test_an_allocation_must_be_an_entry_of_the_grants_account(drawn):
         )
 
 
+def test_an_allocation_must_name_a_grant_that_exists(drawn):
+    """grant_allocation has no foreign keys (0021): the deferred grant check stands for them."""
+    debit = drawn["spent"].transfer.entries.get(account_id=drawn["customer"].id)
+
+    with pytest.raises(IntegrityError, match="which does not exist"):
+        run(ALLOCATION_INSERT, [new_id(), drawn["spent"].transfer_id, debit.id, "draw"])
+
+
+def test_an_allocation_must_name_an_entry_that_exists(drawn):
+    with pytest.raises(IntegrityError, match="is not an entry of its account on its transfer"):
+        run_all(
+            (ALLOCATION_INSERT, [drawn["grant"].id, drawn["spent"].transfer_id, new_id(), "draw"]),
+            ("UPDATE credit_grant SET consumed = consumed + 1 WHERE id = %s", [drawn["grant"].id]),
+        )
+
+
+def test_a_reservation_must_name_a_transfer_that_exists(drawn):
+    missing = new_id()
+
+    with pytest.raises(IntegrityError, match=f"names transfer {missing}, which does not exist"):
+        run_all(
+            (ALLOCATION_INSERT, [drawn["grant"].id, missing, None, "reserve"]),
+            ("UPDATE credit_grant SET reserved = reserved + 1 WHERE id = %s", [drawn["grant"].id]),
+        )
+
+
 def test_an_entry_never_gives_its_grants_more_than_its_amount(drawn):
     debit = drawn["spent"].transfer.entries.get(account_id=drawn["customer"].id)
 
