@@ -410,12 +410,27 @@ def test_debits_across_postings_count_together_against_the_limit(make_account, m
     with pytest.raises(errors.InsufficientFunds) as refused:
         post((wallet, shop, 100), (bank, wallet, 5), (wallet, fees, 30))
 
-    # 100 + 5 - 100 - 30 = -25 is beyond -20: the wallet's first debit is named.
-    assert refused.value.field == "postings[0].amount"
+    # 100 + 5 - 100 - 30 = -25 is beyond -20: the debit that takes it past, the third posting, is named.
+    assert refused.value.field == "postings[2].amount"
     assert refused.value.params == {"available": 120, "requested": 125}
     assert (balance(wallet), balance(shop), balance(fees)) == (100, 0, 0)
     assert Transfer.objects.count() == 1
     assert IdempotencyRecord.objects.get(key="multi").error == refused.value.as_outcome()
+
+
+def test_the_refusal_names_the_posting_that_fails_not_the_first_one_of_the_account(make_account):
+    euros, other = make_account("EUR", overdraft_limit=0), make_account("EUR")
+    card, sales = make_account(), make_account()
+    post((other, euros, 10), key="fund")
+
+    with pytest.raises(errors.InsufficientFunds) as short:
+        post((euros, other, 5), (card, sales, 1), (euros, other, 6), key="short")
+    with pytest.raises(errors.BalanceOutOfRange) as huge:  # the sales account's, past 2^63 - 1
+        post((card, sales, 1), (other, euros, 1), (card, sales, INT64_MAX), key="huge")
+
+    assert short.value.field == "postings[2].amount"
+    assert huge.value.field == "postings[2].amount"
+    assert (balance(euros), balance(card)) == (10, 0)
 
 
 @pytest.mark.parametrize(

@@ -74,8 +74,10 @@ BEGIN
      ORDER BY p.i LIMIT 1;
 
     -- Per account, the net effect of all its postings (the overdraft rule is on the final
-    -- balance, ADR 0016) and its highest balance on the way (its credits come first): the
-    -- refusal names the account's first posting that debits it, or that touches it.
+    -- balance, ADR 0016) and its highest balance on the way (its credits come first). The
+    -- refusal names the failing posting: for insufficient funds, the account's debit with which
+    -- its debits, in posting order, pass what it has (its credits in the transfer included);
+    -- for a balance out of range, the account's largest posting.
     IF refusal IS NULL THEN
         SELECT CASE
                  WHEN a.overdraft_limit IS NOT NULL AND n.change < 0
@@ -83,20 +85,19 @@ BEGIN
                      ledger_error('insufficient_funds',
                          format('Account %s has %s available; the transfer needs %s.', a.id,
                                 a.balance::numeric - a.held + a.overdraft_limit, -n.change),
-                         ledger_posting_field(p_single, n.first_debit, 'amount'),
+                         ledger_posting_field(p_single, f.failing, 'amount'),
                          jsonb_build_object('available', a.balance::numeric - a.held + a.overdraft_limit,
                                             'requested', -n.change))
                  ELSE
                      ledger_error('balance_out_of_range',
                          'The transfer would take a balance beyond the 64-bit range.',
-                         ledger_posting_field(p_single, n.first_posting, 'amount'))
+                         ledger_posting_field(p_single, f.largest, 'amount'))
                END
           INTO refusal
           FROM (SELECT l.account_id,
                        coalesce(sum(l.amount) FILTER (WHERE NOT p_pending OR l.amount < 0), 0) AS change,
                        coalesce(sum(l.amount) FILTER (WHERE l.amount > 0), 0) AS credits,
-                       coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0) AS debits,
-                       min(l.i) FILTER (WHERE l.amount < 0) AS first_debit, min(l.i) AS first_posting
+                       coalesce(-sum(l.amount) FILTER (WHERE l.amount < 0), 0) AS debits
                   FROM unnest(p_from, p_to, p_amount) WITH ORDINALITY AS p(from_id, to_id, amount, i)
                  CROSS JOIN LATERAL (VALUES (p.from_id, -p.amount::numeric, p.i), (p.to_id, p.amount::numeric, p.i))
                        AS l(account_id, amount, i)
@@ -107,13 +108,21 @@ BEGIN
                             FROM credit_grant g
                            WHERE g.account_id = acc.id AND g.status = 'active' AND g.expires_at <= posted_at) AS held
                   FROM account acc WHERE acc.id = ANY (p_from || p_to)) a ON a.id = n.account_id
+         CROSS JOIN LATERAL (
+               SELECT (SELECT d.i FROM (SELECT q.i, sum(q.amount) OVER (ORDER BY q.i) AS spent
+                                          FROM unnest(p_from, p_amount) WITH ORDINALITY AS q(from_id, amount, i)
+                                         WHERE q.from_id = a.id) d
+                        WHERE d.spent > a.balance - a.held + coalesce(a.overdraft_limit, 0) + n.change + n.debits
+                        ORDER BY d.i LIMIT 1) AS failing,
+                      (SELECT q.i FROM unnest(p_from, p_to, p_amount) WITH ORDINALITY AS q(from_id, to_id, amount, i)
+                        WHERE a.id IN (q.from_id, q.to_id) ORDER BY q.amount DESC, q.i LIMIT 1) AS largest) f
          WHERE (a.overdraft_limit IS NOT NULL AND n.change < 0 AND a.balance - a.held + n.change < -a.overdraft_limit)
             OR a.balance + n.credits > 9223372036854775807
             OR a.balance + n.change < -9223372036854775808
             OR (p_pending AND (a.pending_debits + n.debits > 9223372036854775807
                                OR a.pending_credits + n.credits > 9223372036854775807))
          ORDER BY (a.overdraft_limit IS NOT NULL AND n.change < 0 AND a.balance - a.held + n.change < -a.overdraft_limit) DESC,
-                  coalesce(n.first_debit, n.first_posting)
+                  coalesce(f.failing, f.largest)
          LIMIT 1;
     END IF;
     IF refusal IS NOT NULL THEN

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0007_actor"),
-        ("ledger", "0020_group_commit"),
+        ("ledger", "0021_grant_debit_speed"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from creditledger.migrations import run_sql_file
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0021_hold_to_account_index")]
+    dependencies = [("ledger", "0022_hold_to_account_index")]
 
     operations = [
         migrations.AddIndex(
@@ -15,5 +15,5 @@ class Migration(migrations.Migration):
             index=models.Index(fields=["account", "created_at", "sequence"], name="entry_account_created_seq"),
         ),
         migrations.RemoveIndex(model_name="entry", name="entry_account_created_at"),
-        run_sql_file(__file__, "0022_entry_time_ties"),
+        run_sql_file(__file__, "0023_entry_time_ties"),
     ]
