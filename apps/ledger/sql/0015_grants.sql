@@ -75,21 +75,7 @@ $$;
 -- kept in the booking's metadata as `effectiveAt`; the explanation places them the same
 -- way), plus what is due by then and not booked at all yet.
 -- Every probe is by the account, so an account without grants pays two empty index lookups.
-CREATE FUNCTION ledger_balance_at(p_account_id uuid, p_at timestamptz) RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT coalesce((SELECT e.balance_after FROM entry e WHERE e.account_id = p_account_id AND e.created_at <= p_at
-                      ORDER BY e.created_at DESC LIMIT 1), 0)
-         + coalesce((SELECT sum(e.amount) FROM credit_grant g
-                       JOIN entry e ON e.transfer_id = g.transfer_id AND e.account_id = g.account_id
-                      WHERE g.account_id = p_account_id AND g.effective_at <= p_at AND e.created_at > p_at
-                        AND EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = g.transfer_id)), 0)
-         + coalesce((SELECT sum(e.amount) FROM credit_grant g
-                       JOIN grant_allocation a ON a.grant_id = g.id AND a.kind = 'expire'
-                       JOIN entry e ON e.id = a.entry_id
-                       JOIN transfer t ON t.id = a.transfer_id
-                      WHERE g.account_id = p_account_id AND e.created_at > p_at
-                        AND (t.metadata->>'effectiveAt')::timestamptz <= p_at), 0)
-         + (ledger_grants_unbooked(p_account_id, p_at)).balance
-$$;
+\ir functions/ledger_balance_at.v1.sql
 
 -- Every account a command must lock, in id order: p_ids; the accounts of transfer
 -- p_transfer_id (its holds and entries) and the funding and expire-to accounts of the grants

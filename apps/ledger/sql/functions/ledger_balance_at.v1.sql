@@ -1,4 +1,4 @@
--- The posted balance of an account at an instant (sql/0015_grants.sql, where it was first made).
+-- An account's balance at an instant (v1, installed by sql/0015_grants.sql, whose comment describes it).
 CREATE OR REPLACE FUNCTION ledger_balance_at(p_account_id uuid, p_at timestamptz) RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT e.balance_after FROM entry e WHERE e.account_id = p_account_id AND e.created_at <= p_at
                       ORDER BY e.created_at DESC LIMIT 1), 0)
