@@ -246,7 +246,7 @@ _BOOKED_AFTER_COLUMN = sql.SQL("""
                                   WHERE g.transfer_id = e.transfer_id AND g.account_id = a.id
                                     AND EXISTS (SELECT 1 FROM transfer_hold h WHERE h.transfer_id = g.transfer_id))
                          OR EXISTS (SELECT 1 FROM grant_allocation x WHERE x.entry_id = e.id AND x.kind = 'expire'))),
-                0)""")
+                0)::bigint""")
 
 
 def account_balance_now(*, account_id: UUID, booked_after: int) -> BalanceNow:

@@ -36,6 +36,8 @@ def test_a_balance_shows_what_is_left_to_spend(api, make_account, make_transfer,
 
     assert (body["accountId"], body["currency"], body["balance"]) == (str(wallet.id), "USD", 750)
     assert (body["overdraftLimit"], body["available"], body["lastSequence"]) == (100, 850, 2)
+    # Minor units are integers in the JSON, never 750.0.
+    assert all(type(body[name]) is int for name in ("balance", "pendingDebits", "pendingCredits", "available"))
 
 
 def test_available_is_what_the_overdraft_rule_sees_even_while_the_read_model_catches_up(

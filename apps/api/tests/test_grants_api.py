@@ -234,6 +234,7 @@ def test_past_its_expiry_a_grant_counts_for_nothing_before_and_after_the_booking
     # Booked, and not yet in the read model: still not counted.
     booked = balance(api, plan["customer"])
     assert (booked["balance"], booked["available"], booked["consistency"]["upToDate"]) == (0, 0, False)
+    assert type(booked["balance"]) is int
     welcome = grants_by_description(api, plan["customer"])["Welcome bonus"]
     assert (welcome["status"], welcome["expired"], welcome["remaining"]) == ("expired", 27, 0)
     sync_projections()
