@@ -288,10 +288,13 @@ class BalanceAt:
     pending_credits: int
 
 
+_HELD_AT_JOIN = sql.SQL("CROSS JOIN LATERAL ledger_pending_at(a.id, %(at)s) held")
+
+
 def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
     """GET /accounts/{id}/balance?asOf= in one statement: account_balance_at's probes,
-    account_live_state's, and the holds pending at the instant (_HELD_AT_JOIN); for an instant
-    not yet past, the holds pending now."""
+    account_live_state's, and the holds pending at the instant (ledger_pending_at); for an
+    instant not yet past, the holds pending now."""
     with connection.cursor() as cursor:
         cursor.execute(
             sql.SQL(
@@ -314,22 +317,6 @@ def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
         pending_debits=rest[9] if past else live.pending_debits,
         pending_credits=rest[10] if past else live.pending_credits,
     )
-
-
-# The holds of account `a` pending at %(at)s: placed by then, and not yet expired, voided or
-# posted (a posted hold's entries carry the time it was posted), nor funding a grant that had
-# taken effect (ledger_balance_at counts that grant from its time).
-_HELD_AT_JOIN = sql.SQL("""
-     CROSS JOIN LATERAL (
-           SELECT coalesce(sum(h.amount) FILTER (WHERE h.from_account_id = a.id), 0)::bigint AS debits,
-                  coalesce(sum(h.amount) FILTER (WHERE h.to_account_id = a.id), 0)::bigint AS credits
-             FROM transfer_hold h JOIN transfer t ON t.id = h.transfer_id
-            WHERE (h.from_account_id = a.id OR h.to_account_id = a.id)
-              AND t.created_at <= %(at)s AND (h.expires_at IS NULL OR h.expires_at > %(at)s)
-              AND NOT (t.status = 'voided' AND t.updated_at <= %(at)s)
-              AND NOT EXISTS (SELECT 1 FROM entry e WHERE e.transfer_id = t.id AND e.created_at <= %(at)s)
-              AND NOT EXISTS (SELECT 1 FROM credit_grant g
-                               WHERE g.transfer_id = t.id AND g.effective_at <= %(at)s)) held""")
 
 
 def grant_get(*, grant_id: UUID) -> dict[str, Any]:
