@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts import selectors, services
-from apps.accounts.models import AccountStatus
+from apps.accounts.models import Account, AccountStatus
 from apps.accounts.services import UNCHANGED
 from apps.api.consistency import TOKEN_HEADER_PARAMETER, ConsistencyQuerySerializer, read_your_writes
 from apps.ledger import selectors as ledger
@@ -68,10 +68,12 @@ class AccountOutputSerializer(serializers.Serializer):
     overdraftLimit = OverdraftLimitField(source="overdraft_limit")
     pendingDebits = serializers.IntegerField(
         source="pending_debits",
-        help_text="Held by its open holds as debits. Holds past their expiry count here until the expiry task "
-        "releases them (within seconds); the balance endpoint never counts them.",
+        help_text="Held by its open holds as debits, now, as the balance endpoint counts it: a hold past its expiry "
+        "no longer counts, even before the expiry task has released it.",
     )
-    pendingCredits = serializers.IntegerField(source="pending_credits", help_text="Held by its open holds as credits.")
+    pendingCredits = serializers.IntegerField(
+        source="pending_credits", help_text="Held by its open holds as credits, now, as the balance endpoint counts it."
+    )
     metadata = MetadataField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
@@ -193,7 +195,7 @@ class AccountListCreateApi(APIView):
             overdraft_limit=data.get("overdraftLimit", services.DEFAULT),
             metadata=data["metadata"],
         )
-        return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
+        return Response(_account_document(account), status=status.HTTP_201_CREATED)
 
     @extend_schema(
         tags=["accounts"],
@@ -204,7 +206,9 @@ class AccountListCreateApi(APIView):
     )
     def get(self, request):
         params = query_params_validate(request, self.AccountListQuerySerializer)
-        return page_response(selectors.account_list(**params), AccountOutputSerializer)
+        page = selectors.account_list(**params)
+        _pending_now_set(page.items)
+        return page_response(page, AccountOutputSerializer)
 
 
 class AccountDetailApi(APIView):
@@ -243,8 +247,7 @@ class AccountDetailApi(APIView):
     def get(self, request, account_id: str):
         account_uuid = parse_path_id(account_id, errors.AccountNotFound, "account")
         query_params_validate(request, NoQueryParameters)
-        account = selectors.account_get(account_id=account_uuid)
-        return Response(AccountOutputSerializer(account).data)
+        return Response(_account_document(selectors.account_get(account_id=account_uuid)))
 
     @extend_schema(
         tags=["accounts"],
@@ -270,7 +273,20 @@ class AccountDetailApi(APIView):
             status=data.get("status", UNCHANGED),
             reason=data.get("reason"),
         )
-        return Response(AccountOutputSerializer(account).data)
+        return Response(_account_document(account))
+
+
+def _account_document(account: Account) -> dict[str, Any]:
+    _pending_now_set([account])
+    return AccountOutputSerializer(account).data
+
+
+def _pending_now_set(accounts: list[Account]) -> None:
+    """Show the accounts' pending amounts as the balance endpoint counts them now, in place of the
+    row's totals, which count a hold past its expiry until the expiry task releases it."""
+    pending = ledger.accounts_pending_now(account_ids=[account.id for account in accounts])
+    for account in accounts:
+        account.pending_debits, account.pending_credits = pending[account.id]
 
 
 class AccountBalanceApi(APIView):

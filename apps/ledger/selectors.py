@@ -208,6 +208,23 @@ def account_live_state(*, account_id: UUID) -> AccountLiveState:
     return _live_state(row)
 
 
+def accounts_pending_now(*, account_ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
+    """What the accounts' holds keep pending now, as (debits, credits), the balance's figures: a
+    hold past its expiry no longer counts, even before the expiry task has released it (the
+    account row's totals still count it until then). One statement for a page of accounts."""
+    if not account_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT a.id, ledger_pending_debits(a.id, n.at), ledger_pending_credits(a.id, n.at) + u.pending_credits
+                 FROM unnest(%s::uuid[]) AS a(id)
+                CROSS JOIN (SELECT ledger_now() AS at) n
+                CROSS JOIN LATERAL ledger_grants_unbooked(a.id, n.at) u""",
+            [account_ids],
+        )
+        return {account_id: (debits, credits) for account_id, debits, credits in cursor.fetchall()}
+
+
 def _live_state(row: tuple) -> AccountLiveState:
     now, debits, credits, unbooked, expiring_amount, expiring_at = row
     return AccountLiveState(

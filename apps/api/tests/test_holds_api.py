@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from apps.ledger.models import Transfer
@@ -119,6 +121,21 @@ def test_refusals(api, wallet, problem, ledger_state):
     problem(hold(api, source, merchant, key="h5", amount=701), 422, "insufficient_funds")
     assert ledger_state()["entries"] == before["entries"]
     assert Transfer.objects.get(id=transfer_id).status == "pending"
+
+
+def test_a_hold_past_its_expiry_stops_counting_before_the_task_releases_it(api, wallet, ledger_clock):
+    source, merchant = wallet
+    assert hold(api, source, merchant, timeoutSeconds=60).status_code == 201
+    before = [api.get(f"/accounts/{account.id}").json() for account in (source, merchant)]
+    assert [(a["pendingDebits"], a["pendingCredits"]) for a in before] == [(300, 0), (0, 300)]
+
+    ledger_clock.advance(timedelta(minutes=2))  # no expiry task runs here
+    assert Transfer.objects.get(from_account=source).status == "pending"
+    after = [api.get(f"/accounts/{account.id}").json() for account in (source, merchant)]
+    assert [(a["pendingDebits"], a["pendingCredits"]) for a in after] == [(0, 0), (0, 0)]
+    listed = {a["accountId"]: a for a in api.get("/accounts", {"currency": "USD"}).json()["data"]}
+    assert (listed[str(source.id)]["pendingDebits"], listed[str(merchant.id)]["pendingCredits"]) == (0, 0)
+    assert api.get(f"/accounts/{source.id}/balance").json()["pendingDebits"] == 0
 
 
 def test_closing_needs_no_pending_hold(api, make_account, problem):
