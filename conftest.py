@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from apps.accounts.currencies import DEFAULT_CURRENCIES
 from apps.accounts.models import Account, Currency
 from apps.accounts.services import account_create
+from apps.apikeys.verdicts import verdicts
 from apps.ledger.models import Entry, IdempotencyRecord, Transfer
 from apps.ledger.services import TransferOutcome, transfer_create
 from apps.outbox import relay
@@ -46,6 +47,14 @@ def _default_currencies(request: pytest.FixtureRequest) -> None:
         [Currency(code=code, scale=scale, name=name) for code, scale, name in DEFAULT_CURRENCIES],
         ignore_conflicts=True,
     )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's, with the API key listener stopped before the test database is dropped:
+    its connection would keep the DROP DATABASE from running."""
+    yield
+    verdicts.listener_stop()
 
 
 @pytest.fixture

@@ -10,17 +10,16 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.apikeys.models import ApiKey
 from apps.apikeys.selectors import api_key_get
+from apps.apikeys.verdicts import verdicts
 from creditledger import errors
 from creditledger.api.scopes import scopes_parse
 
@@ -64,52 +63,46 @@ def api_key_create(*, name: str, scopes: list[str] | tuple[str, ...], owner: str
 
 
 def api_key_revoke(*, key_id: UUID) -> ApiKey:
-    """Revoke a key: its next request gets 401, in every process (with API_KEY_CACHE_SECONDS
-    above 0, in other processes once their cached check is older). Revoking a revoked key
+    """Revoke a key: its next request gets 401, in this process at once and in the others when
+    the notification of the change reaches them (apps.apikeys.verdicts). Revoking a revoked key
     changes nothing. One conditional UPDATE, atomic on its own."""
     ApiKey.objects.filter(id=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    for cached in [entry for entry in list(_verified) if entry[0] == key_id]:
-        _verified.pop(cached, None)
+    verdicts.forget(key_id)
     key = ApiKey.objects.filter(id=key_id).first()
     if key is None:
         raise errors.NotFound(f"No API key {key_id}.")
     return key
 
 
-#: Keys checked against the database in this process, by (id, secret hash): the key and when the
-#: check stops counting (time.monotonic()). Only valid, live keys are kept.
-_verified: dict[tuple[UUID, str], tuple[ApiKey, float]] = {}
-_VERIFIED_MAX = 1000
-
-
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
     """The live key `presented` stands for, or None: malformed, unknown, wrong secret or
     revoked. An unknown id is compared against a dummy hash, so it costs what a wrong secret
-    does. With API_KEY_CACHE_SECONDS above 0 (the default is 0: every request reads the row), a
-    key found valid is trusted for that long in this process (ADR 0019); its use is recorded at
-    most once a LAST_USED_RESOLUTION."""
+    does. A key found valid is trusted without reading its row again until a change to the row
+    is notified, or for API_KEY_CACHE_SECONDS at most (apps.apikeys.verdicts); its use is
+    recorded at most once a LAST_USED_RESOLUTION."""
     match = _KEY_FORMAT.fullmatch(presented)
     if match is None:
         return None
     key_id, presented_hash = UUID(match["id"]), _secret_hash(match["secret"])
-    cached = _verified.get((key_id, presented_hash))
-    if cached is not None and cached[1] > time.monotonic():
-        return cached[0]
+    cached = verdicts.get(key_id, presented_hash)
+    if cached is not None:
+        _last_use_record(cached)
+        return cached
+    generation = verdicts.generation()
     key = api_key_get(key_id=key_id)
     stored_hash = key.secret_hash if key is not None else _DUMMY_HASH
     secret_matches = hmac.compare_digest(stored_hash, presented_hash)
     if key is None or not secret_matches or key.revoked_at is not None:
-        _verified.pop((key_id, presented_hash), None)
         return None
     _last_use_record(key)
-    if ttl := settings.LEDGER["API_KEY_CACHE_SECONDS"]:
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[(key_id, presented_hash)] = (key, time.monotonic() + ttl)
+    verdicts.store(key, presented_hash, generation)
     return key
 
 
 def _last_use_record(key: ApiKey) -> None:
+    """Compared with the last use this process knows of (for a cached key, its own last
+    write), so that a cached key writes at most once a LAST_USED_RESOLUTION per process, and
+    the row, whatever the processes, once."""
     now = timezone.now()
     stale = now - LAST_USED_RESOLUTION
     if key.last_used_at is not None and key.last_used_at >= stale:

@@ -221,7 +221,7 @@ _default_overdraft = env.str("LEDGER_DEFAULT_OVERDRAFT_LIMIT", default="")
 if _default_overdraft and not (_default_overdraft.isdecimal() and int(_default_overdraft) < 2**63):
     raise ImproperlyConfigured("LEDGER_DEFAULT_OVERDRAFT_LIMIT must be empty (unlimited) or an integer from 0.")
 
-_api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=0.0)
+_api_key_cache_seconds = env.float("LEDGER_API_KEY_CACHE_SECONDS", default=30.0)
 if not 0 <= _api_key_cache_seconds <= 60:
     raise ImproperlyConfigured("LEDGER_API_KEY_CACHE_SECONDS must be from 0 to 60.")
 
@@ -249,8 +249,10 @@ LEDGER = {
         "writes": _rate_limit(env.str("LEDGER_RATE_LIMIT_WRITES", default="100/s"), "LEDGER_RATE_LIMIT_WRITES"),
         "reads": _rate_limit(env.str("LEDGER_RATE_LIMIT_READS", default="300/s"), "LEDGER_RATE_LIMIT_READS"),
     },
-    # How long a web worker trusts an API key it has checked against the database: a revocation
-    # holds in every worker within this time (0: every request reads its key's row).
+    # The longest a web worker trusts an API key it has checked against the database. A change to
+    # the key (a revocation) drops its verdict in every worker as soon as PostgreSQL notifies it
+    # (apps/apikeys/verdicts.py); this ceiling bounds a notification that went missing. 0: no
+    # cache, every request reads its key's row.
     "API_KEY_CACHE_SECONDS": _api_key_cache_seconds,
     # Largest accepted metadata document, in bytes of compact JSON.
     "METADATA_MAX_BYTES": env.int("LEDGER_METADATA_MAX_BYTES", default=4096),

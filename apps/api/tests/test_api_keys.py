@@ -5,6 +5,7 @@ revocation that holds at the next request; idempotency keys that belong to their
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from apps.apikeys.services import api_key_create, api_key_revoke
+from apps.apikeys.verdicts import verdicts
 from creditledger.api.exception_handler import PROBLEM_CONTENT_TYPE
 from creditledger.api.scopes import PUBLIC, SCOPES, ScopeRequired, endpoint_scope
 
@@ -170,6 +172,9 @@ def test_metrics_answer_prometheus_text_to_an_admin_key(problem):
 @pytest.mark.django_db(transaction=True, databases=["default", "read"])
 @pytest.mark.usefixtures("auth_required")
 def test_a_revoked_key_stops_working_on_the_next_request_in_every_worker(make_account, run_together):
+    """Every worker keeps the verdict until PostgreSQL notifies the change (ADR 0019): the next
+    request after the notification has reached the process, microseconds to milliseconds after
+    the commit, is refused."""
     account = make_account()
     created = api_key_create(name="ci", scopes=["accounts:read"])
 
@@ -181,8 +186,15 @@ def test_a_revoked_key_stops_working_on_the_next_request_in_every_worker(make_ac
         with connection.cursor() as cursor:
             cursor.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [created.key.id])
 
+    assert fetch(0) == 200
+    assert verdicts.listener_wait(timeout=10)
     assert run_together(2, fetch) == [200, 200]
+    assert verdicts.get(created.key.id, created.key.secret_hash) is not None
     run_together(1, revoke_elsewhere)
+    deadline = time.monotonic() + 10
+    while verdicts.get(created.key.id, created.key.secret_hash) is not None:
+        assert time.monotonic() < deadline, "the revocation was not notified"
+        time.sleep(0.001)
     assert run_together(2, fetch) == [401, 401]
     assert fetch(0) == 401
 

@@ -1,0 +1,164 @@
+"""The verdict cache against the real database: a change committed by another process drops a
+key's verdict in this one, and without a listening connection nothing is kept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from unittest import mock
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from apps.apikeys import services
+from apps.apikeys.models import ApiKey
+from apps.apikeys.services import ApiKeyCreated, api_key_authenticate, api_key_create
+from apps.apikeys.verdicts import CHANGED_CHANNEL, VerdictCache
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@contextmanager
+def forgotten_watched(cache: VerdictCache) -> Iterator[mock.MagicMock]:
+    """The cache's forget(), still doing its work, with the calls the listener makes recorded."""
+    with mock.patch.object(cache, "forget", wraps=cache.forget) as forget:
+        yield forget
+
+
+def cached_key(django_assert_num_queries) -> ApiKeyCreated:
+    """A key whose verdict this process keeps: its first check reads the row (and records the
+    use), the second reads nothing."""
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    with django_assert_num_queries(2):
+        assert api_key_authenticate(presented=created.printed) is not None
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(presented=created.printed) is not None
+    return created
+
+
+def test_the_trigger_notifies_the_channel_the_listener_listens_on(elsewhere):
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    elsewhere.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(CHANGED_CHANNEL)))
+    ApiKey.objects.filter(id=created.key.id).update(revoked_at=timezone.now())
+    notifications = list(elsewhere.notifies(timeout=5, stop_after=1))
+    assert [(n.channel, n.payload) for n in notifications] == [(CHANGED_CHANNEL, str(created.key.id))]
+
+
+def test_a_key_revoked_by_another_process_is_refused_at_its_next_request(
+    listening, elsewhere, django_assert_num_queries
+):
+    created = cached_key(django_assert_num_queries)
+    with forgotten_watched(listening) as forget:
+        elsewhere.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [created.key.id])
+        wait_until(lambda: mock.call(created.key.id) in forget.call_args_list)
+
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(presented=created.printed) is None
+
+
+def test_a_scope_change_elsewhere_holds_at_the_next_request(listening, elsewhere, django_assert_num_queries):
+    created = cached_key(django_assert_num_queries)
+    with forgotten_watched(listening) as forget:
+        elsewhere.execute("UPDATE api_key SET scopes = '{admin}' WHERE id = %s", [created.key.id])
+        wait_until(lambda: mock.call(created.key.id) in forget.call_args_list)
+
+    key = api_key_authenticate(presented=created.printed)
+    assert key is not None
+    assert key.scopes == ["admin"]
+
+
+def test_the_last_use_of_a_cached_key_is_written_once_a_minute_and_drops_no_verdict(
+    listening, elsewhere, django_assert_num_queries
+):
+    created = cached_key(django_assert_num_queries)
+    a_minute_later = timezone.now() + timedelta(seconds=61)
+    with mock.patch.object(services.timezone, "now", return_value=a_minute_later):
+        with django_assert_num_queries(1):  # the UPDATE of last_used_at, no read of the row
+            assert api_key_authenticate(presented=created.printed) is not None
+        with django_assert_num_queries(0):
+            assert api_key_authenticate(presented=created.printed) is not None
+    assert ApiKey.objects.get(id=created.key.id).last_used_at == a_minute_later
+
+    # Notifications arrive in commit order: once a later change's has, the last use's would have.
+    later = api_key_create(name="later", scopes=["transfers:read"])
+    with forgotten_watched(listening) as forget:
+        elsewhere.execute("UPDATE api_key SET name = 'renamed' WHERE id = %s", [later.key.id])
+        wait_until(lambda: mock.call(later.key.id) in forget.call_args_list)
+    assert mock.call(created.key.id) not in forget.call_args_list
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(presented=created.printed) is not None
+
+
+@contextmanager
+def database_closed_to_new_connections() -> Iterator[psycopg.Connection]:
+    """The test database refuses new connections (the open ones stay); yields a connection to
+    the server's `postgres` database, which does that."""
+    name = connection.settings_dict["NAME"]
+    with psycopg.connect(**{**connection.get_connection_params(), "dbname": "postgres"}, autocommit=True) as admin:
+        statement = "ALTER DATABASE {} ALLOW_CONNECTIONS {}"
+        admin.execute(psycopg.sql.SQL(statement).format(psycopg.sql.Identifier(name), psycopg.sql.SQL("false")))
+        try:
+            yield admin
+        finally:
+            admin.execute(psycopg.sql.SQL(statement).format(psycopg.sql.Identifier(name), psycopg.sql.SQL("true")))
+
+
+def test_while_the_listener_is_down_every_request_reads_the_row(listening, django_assert_num_queries):
+    created = cached_key(django_assert_num_queries)
+    with database_closed_to_new_connections() as admin:
+        terminated = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            [connection.settings_dict["NAME"], "creditledger api key listener"],
+        ).fetchall()
+        assert terminated == [(True,)]
+        assert listening.listener_wait(listening=False, timeout=10)
+        for _ in range(3):
+            with django_assert_num_queries(1):
+                assert api_key_authenticate(presented=created.printed) is not None
+
+    assert listening.listener_wait(timeout=30), "the listener did not reconnect"
+    with django_assert_num_queries(1):  # a reconnection starts from an empty cache
+        assert api_key_authenticate(presented=created.printed) is not None
+    with django_assert_num_queries(0):
+        assert api_key_authenticate(presented=created.printed) is not None
+
+
+def test_a_verdict_read_before_a_notification_and_stored_after_it_is_not_kept(
+    listening, elsewhere, django_assert_num_queries
+):
+    """The request reads the row while the key is valid; the revocation commits and its
+    notification is applied before the request stores its verdict."""
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    read_row = services.api_key_get
+
+    def read_then_revoked_elsewhere(**kwargs):
+        row = read_row(**kwargs)
+        with forgotten_watched(listening) as forget:
+            elsewhere.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [created.key.id])
+            wait_until(lambda: mock.call(created.key.id) in forget.call_args_list)
+        return row
+
+    with mock.patch.object(services, "api_key_get", side_effect=read_then_revoked_elsewhere):
+        assert api_key_authenticate(presented=created.printed) is not None  # it was valid when read
+
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(presented=created.printed) is None
+
+
+def test_no_verdict_is_kept_with_the_cache_off(settings, listening, django_assert_num_queries):
+    settings.LEDGER = {**settings.LEDGER, "API_KEY_CACHE_SECONDS": 0}
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    api_key_authenticate(presented=created.printed)
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(presented=created.printed) is not None
