@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.apikeys.models import ApiKey
 from apps.apikeys.selectors import api_key_get
-from apps.apikeys.verdicts import verdicts
+from apps.apikeys.verdicts import changes_applied_wait, verdicts
 from creditledger import errors
 from creditledger.api.scopes import scopes_parse
 
@@ -28,6 +28,8 @@ _KEY_FORMAT = re.compile(r"cl_live_(?P<id>[0-9a-f]{32})_(?P<secret>[A-Za-z0-9_-]
 #: A key's last use is written at most this often: no write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 NAME_MAX_LENGTH = 100
+#: The longest a revocation waits for every process to have dropped the key's verdict.
+REVOCATION_WAIT_SECONDS = 1.0
 
 
 def _secret_hash(secret: str) -> str:
@@ -63,10 +65,12 @@ def api_key_create(*, name: str, scopes: list[str] | tuple[str, ...], owner: str
 
 
 def api_key_revoke(*, key_id: UUID) -> ApiKey:
-    """Revoke a key: its next request gets 401, in this process at once and in the others when
-    the notification of the change reaches them (apps.apikeys.verdicts). Revoking a revoked key
-    changes nothing. One conditional UPDATE, atomic on its own."""
-    ApiKey.objects.filter(id=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    """Revoke a key: its next request gets 401, in every process. One conditional UPDATE, atomic
+    on its own, then a wait until every process has dropped the key's verdict
+    (changes_applied_wait, REVOCATION_WAIT_SECONDS at most). Revoking a revoked key changes
+    nothing."""
+    with changes_applied_wait(key_id=key_id, timeout=REVOCATION_WAIT_SECONDS):
+        ApiKey.objects.filter(id=key_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     verdicts.forget(key_id)
     key = ApiKey.objects.filter(id=key_id).first()
     if key is None:

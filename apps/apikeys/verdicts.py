@@ -16,6 +16,8 @@ import os
 import select
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +30,11 @@ from apps.apikeys.models import ApiKey
 
 #: The channel of the trigger `api_key_changed_notify` (sql/0003_api_key_changed_notify.sql).
 CHANGED_CHANNEL = "api_key_changed"
+#: Where each listener says it has applied a change (the same payload), once the verdicts it
+#: names are gone: a revocation waits for every listener (changes_applied_wait).
+APPLIED_CHANNEL = "api_key_applied"
+#: How the listeners' connections are named, so that a revocation can count them.
+LISTENER_APPLICATION_NAME = "creditledger api key listener"
 #: The most verdicts kept (keys are few): the cache is emptied when it is full.
 VERDICTS_MAX = 1000
 #: How often the listener looks up from its socket to see whether it is asked to stop.
@@ -179,9 +186,13 @@ class VerdictCache:
             if not _readable(fd, timeout=_STOP_POLL_SECONDS):
                 continue
             self._applying = True
+            applied = []
             for notification in conn.notifies(timeout=0):
                 self.forget(UUID(notification.payload) if notification.payload else None)
+                applied.append(notification.payload)
             self._applying = False
+            for payload in applied:
+                conn.execute("SELECT pg_notify(%s, %s)", [APPLIED_CHANNEL, payload])
 
     def _after_fork_in_child(self) -> None:
         """A forked child has no listener thread, and may have copied a lock that was held."""
@@ -199,8 +210,38 @@ def _readable(fd: int, timeout: float = 0) -> bool:
 def _listener_connection_params() -> dict[str, Any]:
     """The default database's connection, as Django opens it (TCP or unix socket), in autocommit."""
     params = connections["default"].get_connection_params()
-    params.setdefault("application_name", "creditledger api key listener")
-    return {**_KEEPALIVES, **params, "autocommit": True}
+    return {**_KEEPALIVES, **params, "application_name": LISTENER_APPLICATION_NAME, "autocommit": True}
+
+
+@contextmanager
+def changes_applied_wait(*, key_id: UUID, timeout: float) -> Iterator[None]:
+    """Around a change to a key committed in the block: on leaving it, wait until every
+    process's listener has dropped that key's verdicts (each says so on APPLIED_CHANNEL), for
+    `timeout` seconds at most. PostgreSQL tells the listeners when the change commits, but a
+    listener's server process may write it to its socket a few milliseconds later, when the
+    machine gets to it: without this wait, a request sent right after a revocation could reach a
+    process that has not read it yet. With the cache off, there is nothing to wait for; inside
+    a transaction, the change commits later, and only then are the listeners told."""
+    if not settings.LEDGER["API_KEY_CACHE_SECONDS"] or connections["default"].in_atomic_block:
+        yield
+        return
+    with psycopg.connect(**{**connections["default"].get_connection_params(), "autocommit": True}) as conn:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(APPLIED_CHANNEL)))
+        yield
+        row = conn.execute(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            [LISTENER_APPLICATION_NAME],
+        ).fetchone()
+        waiting = set(row[0] or []) if row else set()
+        deadline = time.monotonic() + timeout
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            for notification in conn.notifies(timeout=left, stop_after=1):
+                if notification.payload == str(key_id):
+                    waiting.discard(notification.pid)
+        if waiting:
+            logger.warning(
+                "API key %s: %d listener(s) did not confirm the change in %.1f s", key_id, len(waiting), timeout
+            )
 
 
 verdicts = VerdictCache()

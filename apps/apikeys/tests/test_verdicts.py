@@ -3,6 +3,7 @@ key's verdict in this one, and without a listening connection nothing is kept.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from django.utils import timezone
 from apps.apikeys import services
 from apps.apikeys.models import ApiKey
 from apps.apikeys.services import ApiKeyCreated, api_key_authenticate, api_key_create
-from apps.apikeys.verdicts import CHANGED_CHANNEL, VerdictCache
+from apps.apikeys.verdicts import APPLIED_CHANNEL, CHANGED_CHANNEL, LISTENER_APPLICATION_NAME, VerdictCache
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,7 +120,7 @@ def test_while_the_listener_is_down_every_request_reads_the_row(listening, djang
     with database_closed_to_new_connections() as admin:
         terminated = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-            [connection.settings_dict["NAME"], "creditledger api key listener"],
+            [connection.settings_dict["NAME"], LISTENER_APPLICATION_NAME],
         ).fetchall()
         assert terminated == [(True,)]
         assert listening.listener_wait(listening=False, timeout=10)
@@ -162,3 +163,51 @@ def test_no_verdict_is_kept_with_the_cache_off(settings, listening, django_asser
     api_key_authenticate(presented=created.printed)
     with django_assert_num_queries(1):
         assert api_key_authenticate(presented=created.printed) is not None
+
+
+@contextmanager
+def another_listener(*, acknowledges_after: float | None) -> Iterator[None]:
+    """A listener of another process, as the database sees it: it confirms each change it is told
+    of after `acknowledges_after` seconds, or never (None)."""
+    params = {**connection.get_connection_params(), "application_name": LISTENER_APPLICATION_NAME, "autocommit": True}
+    with psycopg.connect(**params) as conn:
+        conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(CHANGED_CHANNEL)))
+        stop = threading.Event()
+
+        def acknowledge() -> None:
+            while not stop.is_set():
+                told = [notification.payload for notification in conn.notifies(timeout=0.05)]
+                if acknowledges_after is not None:
+                    for payload in told:  # the connection is free again once notifies() is done
+                        time.sleep(acknowledges_after)
+                        conn.execute("SELECT pg_notify(%s, %s)", [APPLIED_CHANNEL, payload])
+
+        thread = threading.Thread(target=acknowledge)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def test_a_revocation_returns_once_every_process_has_dropped_the_key(listening, django_assert_num_queries):
+    created = cached_key(django_assert_num_queries)
+    with another_listener(acknowledges_after=0.3):
+        started = time.monotonic()
+        services.api_key_revoke(key_id=created.key.id)
+        waited = time.monotonic() - started
+    assert 0.3 <= waited < services.REVOCATION_WAIT_SECONDS
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(presented=created.printed) is None
+
+
+def test_a_revocation_waits_for_a_silent_listener_no_longer_than_its_bound(listening, monkeypatch):
+    monkeypatch.setattr(services, "REVOCATION_WAIT_SECONDS", 0.4)
+    created = api_key_create(name="billing", scopes=["transfers:read"])
+    with another_listener(acknowledges_after=None):
+        started = time.monotonic()
+        services.api_key_revoke(key_id=created.key.id)
+        waited = time.monotonic() - started
+    assert 0.4 <= waited < 2
+    assert ApiKey.objects.get(id=created.key.id).revoked_at is not None
