@@ -8,7 +8,6 @@ from creditledger.migrations import run_sql_file
 
 
 class Migration(migrations.Migration):
-    # Placeholder: renumber to depend on ("ledger", "0024_pending_at") at merge.
-    dependencies = [("ledger", "0023_entry_time_ties")]
+    dependencies = [("ledger", "0024_pending_at")]
 
     operations = [run_sql_file(__file__, "0025_sql_function_plans")]

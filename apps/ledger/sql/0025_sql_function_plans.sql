@@ -1,7 +1,7 @@
 -- Before PostgreSQL 18, a SQL-language function that the planner does not inline is parsed and
 -- planned again at every call, whatever plan_cache_mode says. A posted transfer called three
 -- such functions: 1.5 ms of the 8.7 ms of backend CPU of a debit drawing from 10 grants on
--- PostgreSQL 15 (benchmarks/README.md, h), as on the production image's PostgreSQL 16.
+-- PostgreSQL 15 (benchmarks/dbtime.py grant-debits), as on the production image's PostgreSQL 16.
 -- 1. ledger_transfer_document, the answer of every command, becomes PL/pgSQL, which keeps its
 --    plan (functions/ledger_transfer_document.v5.sql).
 -- 2. ledger_error and ledger_posting_field were IMMUTABLE around STABLE bodies (jsonb_build_object
