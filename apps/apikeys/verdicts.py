@@ -220,9 +220,10 @@ def changes_applied_wait(*, key_id: UUID, timeout: float) -> Iterator[None]:
     `timeout` seconds at most. PostgreSQL tells the listeners when the change commits, but a
     listener's server process may write it to its socket a few milliseconds later, when the
     machine gets to it: without this wait, a request sent right after a revocation could reach a
-    process that has not read it yet. With the cache off, there is nothing to wait for; inside
-    a transaction, the change commits later, and only then are the listeners told."""
-    if not settings.LEDGER["API_KEY_CACHE_SECONDS"] or connections["default"].in_atomic_block:
+    process that has not read it yet. The listeners are counted whatever this process's own
+    setting (a command may run with the cache off, the web with it on). Inside a transaction,
+    the change commits later, and only then are the listeners told: nothing is waited for."""
+    if connections["default"].in_atomic_block:
         yield
         return
     with psycopg.connect(**{**connections["default"].get_connection_params(), "autocommit": True}) as conn:
