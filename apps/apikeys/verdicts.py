@@ -178,21 +178,33 @@ class VerdictCache:
             delay = min(delay * 2, _RECONNECT_MAX_SECONDS)
 
     def _notifications_apply(self, conn: psycopg.Connection[Any], stop: threading.Event) -> None:
-        """Until stopped: wait for the socket, then drop what each notification names. The flag
-        is up before the socket is read and down once the verdicts are gone, so get() sees the
-        waiting bytes, the flag, or the verdicts gone."""
+        """Until stopped: wait for the socket, then drop what each notification names and say so
+        on APPLIED_CHANNEL. A notification that arrives while that is said is read with the
+        answer, into psycopg's backlog, where the socket no longer shows it: so the listener
+        drains again until a pass finds nothing. The flag is up from before the socket is read
+        until then, so get() sees the waiting bytes, the flag, or the verdicts gone."""
         fd = conn.fileno()
         while not stop.is_set():
             if not _readable(fd, timeout=_STOP_POLL_SECONDS):
                 continue
             self._applying = True
-            applied = []
-            for notification in conn.notifies(timeout=0):
-                self.forget(UUID(notification.payload) if notification.payload else None)
-                applied.append(notification.payload)
-            self._applying = False
-            for payload in applied:
-                conn.execute("SELECT pg_notify(%s, %s)", [APPLIED_CHANNEL, payload])
+            try:
+                while applied := self._notifications_drain(conn):
+                    for payload in applied:
+                        self._applied_say(conn, payload)
+            finally:
+                self._applying = False
+
+    def _notifications_drain(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Drop what the notifications waiting (in psycopg's backlog, then on the socket) name."""
+        applied = []
+        for notification in conn.notifies(timeout=0):
+            self.forget(UUID(notification.payload) if notification.payload else None)
+            applied.append(notification.payload)
+        return applied
+
+    def _applied_say(self, conn: psycopg.Connection[Any], payload: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", [APPLIED_CHANNEL, payload])
 
     def _after_fork_in_child(self) -> None:
         """A forked child has no listener thread, and may have copied a lock that was held."""

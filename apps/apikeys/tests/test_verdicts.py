@@ -3,6 +3,7 @@ key's verdict in this one, and without a listening connection nothing is kept.""
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,7 +96,9 @@ def test_the_last_use_of_a_cached_key_is_written_once_a_minute_and_drops_no_verd
     later = api_key_create(name="later", scopes=["transfers:read"])
     with forgotten_watched(listening) as forget:
         elsewhere.execute("UPDATE api_key SET name = 'renamed' WHERE id = %s", [later.key.id])
-        wait_until(lambda: mock.call(later.key.id) in forget.call_args_list)
+        # Done once the listener has also confirmed it and found nothing more: a cached verdict
+        # is not served while it is at work.
+        wait_until(lambda: mock.call(later.key.id) in forget.call_args_list and not listening._applying)
     assert mock.call(created.key.id) not in forget.call_args_list
     with django_assert_num_queries(0):
         assert api_key_authenticate(presented=created.printed) is not None
@@ -211,3 +214,27 @@ def test_a_revocation_waits_for_a_silent_listener_no_longer_than_its_bound(liste
         waited = time.monotonic() - started
     assert 0.4 <= waited < 2
     assert ApiKey.objects.get(id=created.key.id).revoked_at is not None
+
+
+def test_a_change_notified_while_the_listener_confirms_another_is_applied_too(
+    listening, elsewhere, django_assert_num_queries
+):
+    """Key B's revocation reaches the listener's socket while it confirms key A's: psycopg reads
+    it with the confirmation's answer, into its backlog, where the socket no longer shows it."""
+    first = api_key_create(name="first", scopes=["transfers:read"])
+    second = cached_key(django_assert_num_queries)
+    say = listening._applied_say
+
+    def say_with_another_change_arriving(conn, payload):
+        if payload == str(first.key.id):
+            elsewhere.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [second.key.id])
+            wait_until(lambda: select.select([conn.fileno()], [], [], 0)[0] != [])
+        say(conn, payload)
+
+    arriving = mock.patch.object(listening, "_applied_say", side_effect=say_with_another_change_arriving)
+    with forgotten_watched(listening) as forget, arriving:
+        elsewhere.execute("UPDATE api_key SET revoked_at = now() WHERE id = %s", [first.key.id])
+        wait_until(lambda: mock.call(second.key.id) in forget.call_args_list, timeout=3)
+
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(presented=second.printed) is None
