@@ -181,18 +181,23 @@ class AccountLiveState:
     expiring_at: datetime | None
 
 
-# What of account `a` changes with the clock (AccountLiveState), as columns and their joins.
-_LIVE_COLUMNS = sql.SQL("""n.at, ledger_pending_debits(a.id, n.at),
-                           ledger_pending_credits(a.id, n.at) + u.pending_credits, u.balance, x.amount, x.expires_at""")
-_LIVE_JOINS = sql.SQL("""
+# What account `a`'s holds keep pending now, as the balance counts it (debits, credits), and the
+# joins it needs: a hold past its expiry no longer counts, even before the expiry task releases it.
+_PENDING_NOW_COLUMNS = sql.SQL(
+    "ledger_pending_debits(a.id, n.at), ledger_pending_credits(a.id, n.at) + u.pending_credits"
+)
+_PENDING_NOW_JOINS = sql.SQL("""
      CROSS JOIN (SELECT ledger_now() AS at) n
-     CROSS JOIN LATERAL ledger_grants_unbooked(a.id, n.at) u
+     CROSS JOIN LATERAL ledger_grants_unbooked(a.id, n.at) u""")
+# What of account `a` changes with the clock (AccountLiveState), as columns and their joins.
+_LIVE_COLUMNS = sql.SQL("n.at, {}, u.balance, x.amount, x.expires_at").format(_PENDING_NOW_COLUMNS)
+_LIVE_JOINS = sql.SQL("""{}
       LEFT JOIN LATERAL (
            SELECT g.expires_at, sum(g.amount - g.consumed - g.reserved - g.expired - g.voided) AS amount
              FROM credit_grant g
             WHERE g.account_id = a.id AND g.status = 'active' AND g.expires_at > n.at
               AND g.amount - g.consumed - g.reserved - g.expired - g.voided > 0
-            GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""")
+            GROUP BY g.expires_at ORDER BY g.expires_at LIMIT 1) x ON true""").format(_PENDING_NOW_JOINS)
 
 
 def account_live_state(*, account_id: UUID) -> AccountLiveState:
@@ -209,17 +214,16 @@ def account_live_state(*, account_id: UUID) -> AccountLiveState:
 
 
 def accounts_pending_now(*, account_ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
-    """What the accounts' holds keep pending now, as (debits, credits), the balance's figures: a
-    hold past its expiry no longer counts, even before the expiry task has released it (the
-    account row's totals still count it until then). One statement for a page of accounts."""
+    """What the accounts' holds keep pending now, as (debits, credits): the balance's figures
+    (_PENDING_NOW_COLUMNS), where the account row's totals count a hold past its expiry until
+    the expiry task releases it. One statement for a page of accounts."""
     if not account_ids:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT a.id, ledger_pending_debits(a.id, n.at), ledger_pending_credits(a.id, n.at) + u.pending_credits
-                 FROM unnest(%s::uuid[]) AS a(id)
-                CROSS JOIN (SELECT ledger_now() AS at) n
-                CROSS JOIN LATERAL ledger_grants_unbooked(a.id, n.at) u""",
+            sql.SQL("SELECT a.id, {} FROM unnest(%s::uuid[]) AS a(id) {}").format(
+                _PENDING_NOW_COLUMNS, _PENDING_NOW_JOINS
+            ),
             [account_ids],
         )
         return {account_id: (debits, credits) for account_id, debits, credits in cursor.fetchall()}
@@ -305,9 +309,6 @@ class BalanceAt:
     pending_credits: int
 
 
-_HELD_AT_JOIN = sql.SQL("CROSS JOIN LATERAL ledger_pending_at(a.id, %(at)s) held")
-
-
 def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
     """GET /accounts/{id}/balance?asOf= in one statement: account_balance_at's probes,
     account_live_state's, and the holds pending at the instant (ledger_pending_at); for an
@@ -316,8 +317,8 @@ def account_balance_as_of(*, account_id: UUID, moment: datetime) -> BalanceAt:
         cursor.execute(
             sql.SQL(
                 "SELECT a.currency, a.overdraft_limit, {}, {}, held.debits, held.credits "
-                "FROM account a {} {} {} WHERE a.id = %(id)s"
-            ).format(_AT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS, _AT_JOIN, _HELD_AT_JOIN),
+                "FROM account a {} {} CROSS JOIN LATERAL ledger_pending_at(a.id, %(at)s) held WHERE a.id = %(id)s"
+            ).format(_AT_COLUMNS, _LIVE_COLUMNS, _LIVE_JOINS, _AT_JOIN),
             {"id": account_id, "at": moment},
         )
         row = cursor.fetchone()
